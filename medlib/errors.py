@@ -1,0 +1,9 @@
+"""Errors a user can fix. The CLI prints their message without a traceback (exit code 2)."""
+
+
+class MedlibError(Exception):
+    """Something the user can fix: the message says what was wrong, what was expected, and how to fix it."""
+
+
+class DataError(MedlibError, ValueError):
+    """A dataset on disk is missing, incomplete or malformed."""

@@ -1,0 +1,63 @@
+"""The book's notebook conventions as code, so a test can check them on any notebook."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import yaml
+
+MAX_LOGIC_LINES = 20  # a longer cell belongs in medlib
+NAME = re.compile(r"^\d{2}_[a-z0-9_]+\.ipynb$")
+
+
+def repository_url(repo: Path) -> str:
+    return yaml.safe_load((repo / "_config.yml").read_text())["repository"]["url"]
+
+
+def logic_lines(source: str) -> int:
+    return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def problems(path: Path, repo_url: str) -> list[str]:
+    """Every convention ``path`` breaks, as readable sentences (empty when it is clean)."""
+    out: list[str] = []
+    if not NAME.match(path.name):
+        out.append(f"name {path.name!r} is not '<two digits>_<snake_case>.ipynb'")
+    nb = nbformat.read(path, as_version=4)
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        out.append(f"invalid notebook: {exc.message}")
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        out.append(f"kernelspec is {kernel!r}, expected 'python3'")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.get("outputs") or cell.get("execution_count") is not None:
+            out.append(f"cell {i} has outputs or an execution count: commit notebooks stripped")
+        n = logic_lines(cell.source)
+        if n > MAX_LOGIC_LINES:
+            out.append(f"cell {i} has {n} lines of logic (> {MAX_LOGIC_LINES}): move it into medlib")
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        out.append(f"{len(tagged)} cells tagged 'parameters', expected exactly one")
+    else:
+        src = tagged[0].source
+        if "MEDLIB_PROFILE" not in src or not re.search(r"^profile\s*=", src, re.M) or not re.search(r"^seed\s*=", src, re.M):
+            out.append("the parameters cell must set `profile` from MEDLIB_PROFILE and `seed`")
+    if not code:
+        out.append("no code cells")
+    else:
+        first = code[0].source
+        if "google.colab" not in first or f"git+{repo_url}" not in first:
+            out.append(f"the first code cell must install medlib on Colab from git+{repo_url}")
+        code_lines = "\n".join(l for l in first.splitlines() if not l.strip().startswith("#"))
+        if re.search(r"\btorch(vision)?\b", code_lines):
+            out.append("the Colab install cell must never (re)install torch")
+    if not any("start(" in c.source for c in code):
+        out.append("no provenance banner: call medlib.notebook.start(profile, seed)")
+    return out
