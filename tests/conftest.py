@@ -15,3 +15,13 @@ def repo_root() -> Path:
 def _smoke_profile(monkeypatch):
     # Tests never pick the full profile by accident on a CUDA machine.
     monkeypatch.setenv("MEDLIB_PROFILE", os.environ.get("MEDLIB_TEST_PROFILE", "smoke"))
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """The smoke book, executed and rendered once per test session: (build folder, html folder)."""
+    from medlib.book import build_book
+
+    build = tmp_path_factory.mktemp("book") / "_build"
+    index = build_book(REPO, "smoke", build_dir=build)
+    return build, index.parent

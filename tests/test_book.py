@@ -6,19 +6,12 @@ import shutil
 import nbformat
 import pytest
 
-from medlib.book import NotebookFailed, build_book, execute_notebooks, toc_files, toc_notebooks
+from medlib.book import NotebookFailed, execute_notebooks, toc_files, toc_notebooks
 
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
 NOTEBOOKS = [p.relative_to(REPO) for p in toc_notebooks(REPO)]
-
-
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory):
-    build = tmp_path_factory.mktemp("book") / "_build"
-    index = build_book(REPO, "smoke", build_dir=build)
-    return build, index.parent
 
 
 @pytest.mark.parametrize("rel", NOTEBOOKS, ids=lambda p: p.name)
