@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.medlib-installed
 # Data, caches and trained models stay inside the checkout, reused between builds.
 export MEDLIB_HOME ?= $(CURDIR)/.cache/medlib
 
-.PHONY: book book-full test test-fast bench venv clean
+.PHONY: book book-full test test-fast bench venv browser clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,14 @@ book: $(STAMP)
 book-full: $(STAMP)
 	$(BIN)/medlib book --profile full
 
-test: $(STAMP)
+# Headless Chromium + ChromeDriver for tests/test_browser.py (Debian packages; sudo when not root).
+browser:
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 test-fast: $(STAMP)

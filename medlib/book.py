@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from medlib.errors import MedlibError
+from medlib.offline import vendor_assets
 
 __all__ = ["toc_files", "toc_notebooks", "execute_notebooks", "render", "build_book", "NotebookFailed"]
 
@@ -190,6 +191,9 @@ def build_book(
     staging = build_dir / "staging"
     t0 = time.perf_counter()
     stage_sources(book_root, staging)
+    # MathJax and the widget JavaScript come from the build, not a CDN: pages work offline.
+    # Before executing, so a missing registry fails in seconds, not after hours of notebooks.
+    vendor_assets(book_root, staging)
     if execute:
         execute_notebooks(book_root, staging, profile, only=only, log_output=log_output)
     # ``--path-output X`` writes to X/_build/html, so hand the build folder's parent
