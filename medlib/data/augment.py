@@ -1,0 +1,346 @@
+"""Augmentation and datasets over cached uint8 image tensors (torchvision.transforms.v2).
+
+Paper B, Section 4.1: "Data augmentations, including flipping, shifting, scaling, rotating,
+and brightening operations" — and its predecessor code (FusionM4Net) applies the *same*
+geometric transform to the clinical and the dermoscopic image of a pair. Here:
+
+* :func:`train_transform` / :func:`eval_transform` — per-sample v2 pipelines for one image
+  (flips, ``RandomAffine`` for shift/scale/rotate, brightness jitter, then ImageNet
+  normalisation). Paper A does not describe augmentation; its runs use the same pipeline.
+* :class:`PairedTransform` (:func:`paired_train_transform`) — v2 transforms called on two
+  ``tv_tensors.Image`` at once draw their random parameters once, so both images get the
+  same flip/affine; brightness jitter then touches the clinical image only.
+* :func:`gpu_augment` / :func:`gpu_augment_pair` — the same augmentations for a whole
+  batch in one ``affine_grid``/``grid_sample`` call, each sample with its own random
+  parameters, on whatever device the batch is on (v2 on a batch would share one draw).
+
+Images enter as uint8 ``(3, H, W)`` (from :func:`medlib.data.cache.cached_images`) and
+leave as float32, normalised with the ImageNet mean/std the pretrained backbones expect.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "train_transform",
+    "eval_transform",
+    "PairedTransform",
+    "paired_train_transform",
+    "paired_eval_transform",
+    "TensorImageDataset",
+    "PairedTensorDataset",
+    "to_float",
+    "normalize",
+    "affine_theta",
+    "random_affine_theta",
+    "apply_affine",
+    "gpu_augment",
+    "gpu_augment_pair",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Defaults for "flipping, shifting, scaling, rotating, brightening" (the paper gives no values).
+DEGREES = 15.0
+TRANSLATE = 0.1
+SCALE = (0.9, 1.1)
+BRIGHTNESS = 0.2
+
+
+def _resize(size: int | None) -> list:
+    return [v2.Resize((size, size), antialias=True)] if size else []
+
+
+def _to_normalized_float() -> list:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def _geometric(flips: bool, degrees: float, translate: float, scale: tuple[float, float]) -> list:
+    steps = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()] if flips else []
+    return steps + [v2.RandomAffine(degrees=degrees, translate=(translate, translate), scale=scale)]
+
+
+def train_transform(
+    size: int | None = None,
+    *,
+    flips: bool = True,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: tuple[float, float] = SCALE,
+    brightness: float = BRIGHTNESS,
+) -> v2.Compose:
+    """Random flips, shift/scale/rotate, brightness; then float + ImageNet normalisation.
+
+    ``size`` resizes first (leave it ``None`` for images already cached at the right size).
+    """
+    return v2.Compose(
+        _resize(size) + _geometric(flips, degrees, translate, scale)
+        + [v2.ColorJitter(brightness=brightness)] + _to_normalized_float()
+    )
+
+
+def eval_transform(size: int | None = None) -> v2.Compose:
+    """No randomness: (optional resize), float, ImageNet normalisation."""
+    return v2.Compose(_resize(size) + _to_normalized_float())
+
+
+class PairedTransform:
+    """Call with ``(clinical, dermoscopy)``; returns both transformed.
+
+    ``geometric`` runs on both images in one call, so its random parameters are drawn once
+    and both images get the same flip/affine (the pair stays aligned, as in FusionM4Net).
+    ``clinical_only`` (brightness) runs on the clinical image alone; ``finish`` on each.
+    """
+
+    def __init__(self, geometric: Callable, clinical_only: Callable | None, finish: Callable):
+        self.geometric, self.clinical_only, self.finish = geometric, clinical_only, finish
+
+    def __call__(self, clinical: torch.Tensor, dermoscopy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Both must be tv_tensors.Image: with plain tensors v2 would transform only the first.
+        clinical, dermoscopy = self.geometric(tv_tensors.Image(clinical), tv_tensors.Image(dermoscopy))
+        if self.clinical_only is not None:
+            clinical = self.clinical_only(clinical)
+        return (self.finish(clinical).as_subclass(torch.Tensor),
+                self.finish(dermoscopy).as_subclass(torch.Tensor))
+
+
+def paired_train_transform(
+    size: int | None = None,
+    *,
+    flips: bool = True,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: tuple[float, float] = SCALE,
+    brightness: float = BRIGHTNESS,
+) -> PairedTransform:
+    """Training transform for derm7pt pairs (Paper B, Section 4.1)."""
+    return PairedTransform(
+        v2.Compose(_resize(size) + _geometric(flips, degrees, translate, scale)),
+        v2.ColorJitter(brightness=brightness) if brightness else None,
+        v2.Compose(_to_normalized_float()),
+    )
+
+
+def paired_eval_transform(size: int | None = None) -> PairedTransform:
+    return PairedTransform(v2.Compose(_resize(size) or [v2.Identity()]), None, v2.Compose(_to_normalized_float()))
+
+
+def _labels_tensor(labels, n: int) -> torch.Tensor:
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    if labels.shape[0] != n:
+        raise ValueError(f"{labels.shape[0]} labels for {n} images; expected one label (row) per image.")
+    return labels
+
+
+def _indices(indices, n: int) -> torch.Tensor:
+    if indices is None:
+        return torch.arange(n)
+    indices = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+    if indices.numel() and (indices.min() < 0 or indices.max() >= n):
+        raise IndexError(f"indices must lie in [0, {n}); got range [{int(indices.min())}, {int(indices.max())}].")
+    return indices
+
+
+class TensorImageDataset(Dataset):
+    """``(image, label)`` pairs from a uint8 ``(N, 3, H, W)`` tensor, e.g. the memory-mapped cache.
+
+    ``indices`` selects a subset (a site of :func:`medlib.data.partition.partition_sites`)
+    without copying the images. ``transform=None`` returns the uint8 image unchanged (for
+    batched :func:`gpu_augment` later); labels are int64, ``()`` or ``(tasks,)`` per item.
+    """
+
+    def __init__(self, images: torch.Tensor, labels, transform: Callable | None = None, indices=None):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W); got shape {tuple(images.shape)}.")
+        self.images, self.transform = images, transform
+        self.labels = _labels_tensor(labels, images.shape[0])
+        self.indices = _indices(indices, images.shape[0])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        image = self.images[j]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[j]
+
+
+class PairedTensorDataset(Dataset):
+    """``((clinical, dermoscopy), labels)`` for derm7pt: both images of a case share one transform call."""
+
+    def __init__(self, clinical: torch.Tensor, dermoscopy: torch.Tensor, labels,
+                 transform: Callable | None = None, indices=None):
+        if clinical.shape[0] != dermoscopy.shape[0] or clinical.ndim != 4 or dermoscopy.ndim != 4:
+            raise ValueError(
+                f"clinical {tuple(clinical.shape)} and dermoscopy {tuple(dermoscopy.shape)} must both be "
+                "(N, 3, H, W) with the same N (one pair per case)."
+            )
+        self.clinical, self.dermoscopy, self.transform = clinical, dermoscopy, transform
+        self.labels = _labels_tensor(labels, clinical.shape[0])
+        self.indices = _indices(indices, clinical.shape[0])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        clinical, dermoscopy = self.clinical[j], self.dermoscopy[j]
+        if self.transform is not None:
+            clinical, dermoscopy = self.transform(clinical, dermoscopy)
+        return (clinical, dermoscopy), self.labels[j]
+
+
+# ----------------------------------------------------------------------------- batched
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]; float input is returned as float32 unchanged."""
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+
+
+def normalize(batch: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation of a float ``(B, 3, H, W)`` batch in [0, 1], on its device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=batch.device, dtype=batch.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=batch.device, dtype=batch.dtype).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+
+def affine_theta(
+    angle_deg: torch.Tensor,
+    scale: torch.Tensor,
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+    fx: torch.Tensor,
+    fy: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """``(n, 2, 3)`` matrices for ``F.affine_grid`` from per-sample parameters (all shape ``(n,)``).
+
+    The forward transform is: flip (``fx``, ``fy`` = -1 flips), rotate by ``angle_deg`` and
+    scale by ``scale`` about the centre, shift by (``tx``, ``ty``) fractions of the width
+    and height. ``affine_grid`` maps output to input coordinates, so the matrix is the
+    inverse, built in pixel units and converted to the [-1, 1] grid (rotations stay
+    angle-true on non-square images).
+    """
+    angle = angle_deg * (math.pi / 180.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    aspect = width / height
+    theta = torch.zeros(angle.shape[0], 2, 3, device=angle.device)
+    # inverse rotation/scale [[c, s], [-s, c]] / scale, flips, pixel -> grid units
+    theta[:, 0, 0] = fx * cos
+    theta[:, 0, 1] = fx * sin / aspect
+    theta[:, 1, 0] = -fy * sin * aspect
+    theta[:, 1, 1] = fy * cos
+    # input = A^-1 (output - t), with t in grid units (a fraction f of the image is 2f)
+    theta[:, 0, 2] = -(theta[:, 0, 0] * 2 * tx + theta[:, 0, 1] * 2 * ty)
+    theta[:, 1, 2] = -(theta[:, 1, 0] * 2 * tx + theta[:, 1, 1] * 2 * ty)
+    return theta
+
+
+def random_affine_theta(
+    n: int,
+    height: int,
+    width: int,
+    *,
+    hflip: float = 0.5,
+    vflip: float = 0.5,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: Sequence[float] = SCALE,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """:func:`affine_theta` with parameters drawn independently for each of ``n`` samples."""
+    def flip(p):
+        return torch.where(torch.rand(n, generator=generator, device=device) < p, -1.0, 1.0)
+
+    return affine_theta(
+        _uniform(n, -degrees, degrees, generator, device),
+        _uniform(n, scale[0], scale[1], generator, device),
+        _uniform(n, -translate, translate, generator, device),
+        _uniform(n, -translate, translate, generator, device),
+        flip(hflip),
+        flip(vflip),
+        height,
+        width,
+    )
+
+
+def apply_affine(batch: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _brighten(batch: torch.Tensor, brightness: float, generator) -> torch.Tensor:
+    if not brightness:
+        return batch
+    factor = _uniform(batch.shape[0], max(0.0, 1.0 - brightness), 1.0 + brightness, generator, batch.device)
+    return (batch * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+def gpu_augment(
+    batch: torch.Tensor,
+    *,
+    hflip: float = 0.5,
+    vflip: float = 0.5,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: Sequence[float] = SCALE,
+    brightness: float = BRIGHTNESS,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per-sample random flips, affine and brightness for a ``(B, 3, H, W)`` batch on its device.
+
+    Returns float32 in [0, 1] (apply :func:`normalize` next). ``generator`` (on the batch's
+    device) makes the draw reproducible.
+    """
+    x = to_float(batch)
+    theta = random_affine_theta(x.shape[0], x.shape[2], x.shape[3], hflip=hflip, vflip=vflip, degrees=degrees,
+                                translate=translate, scale=scale, generator=generator, device=x.device)
+    return _brighten(apply_affine(x, theta), brightness, generator)
+
+
+def gpu_augment_pair(
+    clinical: torch.Tensor,
+    dermoscopy: torch.Tensor,
+    *,
+    hflip: float = 0.5,
+    vflip: float = 0.5,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: Sequence[float] = SCALE,
+    brightness: float = BRIGHTNESS,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gpu_augment` for pairs: sample k of both batches gets the same geometry;
+    brightness jitter touches the clinical batch only."""
+    if clinical.shape[0] != dermoscopy.shape[0]:
+        raise ValueError(f"batch sizes differ: clinical {clinical.shape[0]} vs dermoscopy {dermoscopy.shape[0]}.")
+    c, d = to_float(clinical), to_float(dermoscopy)
+    theta = random_affine_theta(c.shape[0], c.shape[2], c.shape[3], hflip=hflip, vflip=vflip, degrees=degrees,
+                                translate=translate, scale=scale, generator=generator, device=c.device)
+    if d.shape[2:] != c.shape[2:]:
+        # Same relative geometry at another resolution: theta is in normalised grid units,
+        # valid for any size with the same aspect ratio.
+        if d.shape[2] * c.shape[3] != d.shape[3] * c.shape[2]:
+            raise ValueError("clinical and dermoscopy batches must share an aspect ratio for paired warps.")
+    return _brighten(apply_affine(c, theta), brightness, generator), apply_affine(d, theta)
