@@ -1,0 +1,11 @@
+"""The error AMMFM code raises for a configuration the user can fix."""
+
+from __future__ import annotations
+
+from medlib.errors import MedlibError
+
+__all__ = ["ConfigError"]
+
+
+class ConfigError(MedlibError, ValueError):
+    """A model, loss or search was asked for something it cannot do (the message says what to pass instead)."""

@@ -1,0 +1,45 @@
+"""The eight classification tasks of the seven-point checklist (paper B, Table 1).
+
+One diagnosis task (DIAG, five classes) and the seven checklist criteria. Every AMMFM head
+predicts all eight; the class counts fix the widths of the eight output layers.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TASKS", "TASK_CLASSES", "NUM_CLASSES", "AUC_CATEGORIES", "MELANOMA_CATEGORIES"]
+
+TASKS: tuple[str, ...] = ("DIAG", "PN", "STR", "PIG", "RS", "DaG", "BWV", "VS")
+
+# Class order per task (index = label value). Metrics look classes up by name, so a
+# dataset whose ``tasks`` mapping orders them differently can pass its own mapping.
+TASK_CLASSES: dict[str, tuple[str, ...]] = {
+    "DIAG": ("BCC", "NEV", "MEL", "MISC", "SK"),
+    "PN": ("ABS", "TYP", "ATP"),
+    "STR": ("ABS", "REG", "IR"),
+    "PIG": ("ABS", "REG", "IR"),
+    "RS": ("ABS", "PRS"),
+    "DaG": ("ABS", "REG", "IR"),
+    "BWV": ("ABS", "PRS"),
+    "VS": ("ABS", "REG", "IR"),
+}
+
+NUM_CLASSES: tuple[int, ...] = tuple(len(TASK_CLASSES[t]) for t in TASKS)  # (5, 3, 3, 3, 2, 3, 2, 3)
+
+# The 17 (task, category) columns whose one-vs-rest AUC Table 2 (and Table 8) reports;
+# "AVG AUC" in this library is their plain mean. Absent classes ("ABS") are not listed there.
+AUC_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("DIAG", "BCC"), ("DIAG", "NEV"), ("DIAG", "MEL"), ("DIAG", "MISC"), ("DIAG", "SK"),
+    ("PN", "TYP"), ("PN", "ATP"),
+    ("STR", "REG"), ("STR", "IR"),
+    ("PIG", "REG"), ("PIG", "IR"),
+    ("RS", "PRS"),
+    ("DaG", "REG"), ("DaG", "IR"),
+    ("BWV", "PRS"),
+    ("VS", "REG"), ("VS", "IR"),
+)
+
+# The melanoma-related category of each task (Table 4): AUC, precision, sensitivity, specificity.
+MELANOMA_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("DIAG", "MEL"), ("PN", "ATP"), ("STR", "IR"), ("PIG", "IR"),
+    ("RS", "PRS"), ("DaG", "IR"), ("BWV", "PRS"), ("VS", "IR"),
+)
