@@ -7,3 +7,7 @@ class MedlibError(Exception):
 
 class DataError(MedlibError, ValueError):
     """A dataset on disk is missing, incomplete or malformed."""
+
+
+class WeightsFileError(MedlibError, ValueError):
+    """A weights file that medlib refuses to load (a pickle, no metadata, unreadable)."""

@@ -18,6 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from medlib.errors import WeightsFileError
+
 __all__ = ["atomic_path", "atomic_write_text", "save_weights", "load_weights", "read_metadata"]
 
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -34,6 +36,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the final file gets the usual mode
     try:
         yield tmp
         os.replace(tmp, path)
@@ -59,7 +64,7 @@ def _refuse_non_safetensors(path: Path) -> None:
     with path.open("rb") as fh:
         head = fh.read(8)
     if any(head.startswith(m) for m in _PICKLE_MAGIC):
-        raise ValueError(
+        raise WeightsFileError(
             f"{path} looks like a pickle/torch.save file. medlib only loads safetensors, "
             "because unpickling a file from another site can run arbitrary code. Ask the "
             "sender to export it with `medlib` (or safetensors.torch.save_file)."
@@ -69,15 +74,15 @@ def _refuse_non_safetensors(path: Path) -> None:
 def read_metadata(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
+        raise WeightsFileError(f"no weights file at {path}: check the path")
     _refuse_non_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+    except (SafetensorError, OSError) as exc:
+        raise WeightsFileError(f"{path} is not a readable safetensors file: {exc}") from exc
     if "medlib" not in meta:
-        raise ValueError(
+        raise WeightsFileError(
             f"{path} is a safetensors file without medlib metadata (architecture, classes, "
             "profile); write it with medlib.io.save_weights"
         )

@@ -14,7 +14,7 @@ import torch
 from medlib.profiles import Profile, get_profile
 from medlib.runtime import provenance, provenance_line, seed_everything, select_device
 
-__all__ = ["NotebookRun", "start", "glue", "fmt"]
+__all__ = ["NotebookRun", "start", "glue", "glue_figure", "fmt"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,11 @@ def glue(name: str, value, display: bool = False):
 def fmt(x: float, digits: int = 1, percent: bool = False) -> str:
     """Format a number for prose: ``fmt(0.7312, percent=True) == '73.1%'``."""
     return f"{100 * x:.{digits}f}%" if percent else f"{x:.{digits}f}"
+
+
+def glue_figure(name: str, fig):
+    """Glue a matplotlib figure for a ``{glue:figure}`` directive (which adds its caption) and close it."""
+    import matplotlib.pyplot as plt
+
+    glue(name, fig, display=False)
+    plt.close(fig)  # returns nothing, so the cell does not show the figure a second time
