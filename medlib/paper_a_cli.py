@@ -1,0 +1,253 @@
+"""Paper A as a workflow hospitals could run: one command per step, safetensors between steps.
+
+    medlib pretrained --dataset NAME --root DIR --profile P --out pre.safetensors
+    medlib finetune   --dataset NAME --root DIR --site K --n-sites 4 --profile P --out site_K.safetensors [--resume]
+    medlib merge      --pretrained pre.safetensors --models site_*.safetensors --method data-vector --lam 0.5 --out merged.safetensors
+    medlib restore-bn --model merged.safetensors --dataset NAME --root DIR --method recompute-stats --out restored.safetensors
+    medlib evaluate   --model restored.safetensors --dataset NAME --root DIR --json
+
+Every file carries JSON metadata (architecture, classes, profile, provenance of its inputs);
+a pickle, a file without metadata or a model of another architecture is refused. In a real
+deployment ``--site`` is dropped and ``--root`` is the hospital's own data; with ``--site K``
+one dataset is split into ``--n-sites`` simulated hospitals exactly as in the book.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medlib.errors import MedlibError
+
+_METHOD = {"data-vector": "data_vector", "params-mean": "params_mean", "random-vector": "random_vector"}
+_RESTORE = {"finetune-epoch": "finetune_epoch", "recompute-stats": "recompute_stats", "site-stats": "site_stats"}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Local:
+    """The data of one command: the dataset, its cached images and the simulated partition."""
+
+    def __init__(self, args, profile):
+        from medlib.data import load_dataset
+        from medlib.data.cache import cached_images
+        from medlib.data.partition import partition_sites
+        from medlib.paths import cache_dir
+
+        self.P = profile
+        self.ds = load_dataset(args.dataset, args.root)
+        # progress would corrupt `--json` output on stdout
+        self.images = cached_images(self.ds.image_paths, profile.paper_a.image_size, cache_dir(),
+                                    progress=not getattr(args, "json", False))
+        self.labels = np.asarray(self.ds.labels)
+        self.seed = args.seed
+        self.partition = partition_sites(self.labels, args.n_sites, method=args.partition, groups=self.ds.groups,
+                                         seed=args.seed, test_fraction=profile.paper_a.test_fraction)
+
+    def site(self, k: int | None) -> np.ndarray:
+        if k is None:
+            return self.partition.train
+        if not 1 <= k <= self.partition.n_sites:
+            raise MedlibError(f"--site {k} is out of range: expected 1..{self.partition.n_sites} (--n-sites)")
+        return self.partition.sites[k - 1]
+
+    def loader(self, indices, train: bool):
+        from medlib.data.augment import TensorImageDataset, eval_transform, train_transform
+        from medlib.runtime import select_device
+        from medlib.train import make_loader
+
+        ds = TensorImageDataset(self.images, self.labels, train_transform() if train else eval_transform(), indices=indices)
+        return make_loader(ds, self.P.paper_a.batch_size, shuffle=train, seed=self.seed,
+                           num_workers=self.P.num_workers, device=select_device())
+
+
+def _check_classes(meta: dict, ds, path) -> None:
+    if meta.get("classes") != list(ds.classes):
+        raise MedlibError(
+            f"{path} was trained for classes {meta.get('classes')} but {ds.name} at this root has "
+            f"{list(ds.classes)}; use a model trained on the same dataset"
+        )
+
+
+def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    if data:
+        p.add_argument("--dataset", required=True, help="retina, pad-ufes-20 or bladder-tissue")
+        p.add_argument("--root", required=True, type=Path, help="folder the dataset was unpacked to")
+        p.add_argument("--n-sites", type=int, default=4, help="simulated hospitals (default 4, the paper's)")
+        p.add_argument("--partition", default="equal", help="equal (paper), stratified, dirichlet or grouped")
+        p.add_argument("--seed", type=int, default=None, help="seed of the partition and training (default: the profile's)")
+    p.add_argument("--profile", default="auto", help="smoke, full or auto")
+
+
+def _profile_and_seed(args):
+    from medlib.profiles import get_profile
+
+    P = get_profile(args.profile)
+    if args.seed is None:
+        args.seed = P.paper_a.seed  # the paper's seed (Table 4)
+    return P
+
+
+def _cmd_pretrained(args) -> int:
+    from medlib.data import load_dataset
+    from medlib.experiments.paper_a import pretrained_classifier
+    from medlib.models import save_classifier
+
+    P = _profile_and_seed(args)
+    ds = load_dataset(args.dataset, args.root)
+    model = pretrained_classifier(P, len(ds.classes), args.seed, pretrained_path=args.pretrained_path)
+    save_classifier(args.out, model, {"classes": list(ds.classes), "profile": P.name, "role": "pretrained",
+                                      "dataset": args.dataset, "seed": args.seed})
+    print(f"θ_pre ({model.arch}, {len(ds.classes)}-class head) written to {args.out}")
+    return 0
+
+
+def _cmd_finetune(args) -> int:
+    import torch
+
+    from medlib.experiments.paper_a import pretrained_classifier
+    from medlib.models import load_classifier, save_classifier
+    from medlib.runtime import provenance, seed_everything
+    from medlib.train import TrainConfig, class_weights_from_labels, fit
+
+    P = _profile_and_seed(args)
+    local = _Local(args, P)
+    if args.pretrained:
+        model, meta = load_classifier(args.pretrained)
+        _check_classes(meta, local.ds, args.pretrained)
+    else:
+        model = pretrained_classifier(P, len(local.ds.classes), args.seed, pretrained_path=args.pretrained_path)
+    idx = local.site(args.site)
+    epochs = args.epochs if args.epochs is not None else P.paper_a.epochs
+    cfg = TrainConfig(lr=P.paper_a.lr, epochs=epochs, batch_size=P.paper_a.batch_size, seed=args.seed,
+                      class_weights=class_weights_from_labels(local.labels[idx], len(local.ds.classes)))
+    print(f"fine-tuning {model.arch} on {args.dataset} site {args.site or 'all'} ({len(idx)} images), "
+          f"{epochs} epochs, profile {P.name}", flush=True)
+    seed_everything(args.seed)
+    out = Path(args.out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume)
+    meta = {"classes": list(local.ds.classes), "profile": P.name, "role": "site", "dataset": args.dataset,
+            "site": args.site, "n_sites": args.n_sites, "partition": args.partition, "seed": args.seed,
+            "epochs": epochs, "history": history.records, "provenance": provenance(P, args.seed)}
+    save_classifier(out, model.to(torch.device("cpu")), meta)
+    ckpt.unlink(missing_ok=True)
+    print(f"site model written to {out}")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from medlib.models import load_classifier, save_classifier
+    from medlib.vectors import merge
+
+    pre, pre_meta = load_classifier(args.pretrained)
+    sites = []
+    for path in args.models:
+        model, meta = load_classifier(path)
+        if meta.get("arch") != pre_meta.get("arch") or meta.get("classes") != pre_meta.get("classes"):
+            raise MedlibError(
+                f"{path} is a {meta.get('arch')} model for classes {meta.get('classes')}, but the pretrained "
+                f"model is a {pre_meta.get('arch')} for {pre_meta.get('classes')}: every site must fine-tune "
+                "the same θ_pre"
+            )
+        sites.append(model)
+    merged = merge(pre, sites, _METHOD[args.method], lam=args.lam, seed=args.seed)
+    meta = {"classes": pre_meta["classes"], "profile": pre_meta.get("profile"), "role": "merged",
+            "method": args.method, "lam": args.lam, "seed": args.seed,
+            "inputs": {str(Path(p).name): _sha256(Path(p)) for p in [args.pretrained, *args.models]}}
+    save_classifier(args.out, merged, meta)
+    print(f"{args.method} merge of {len(sites)} models (λ={args.lam}) written to {args.out}; "
+          "restore its BatchNorm state next (medlib restore-bn)")
+    return 0
+
+
+def _cmd_restore(args) -> int:
+    from medlib.bn import restore_batchnorm
+    from medlib.models import load_classifier, save_classifier
+    from medlib.train import class_weights_from_labels
+
+    P = _profile_and_seed(args)
+    model, meta = load_classifier(args.model)
+    local = _Local(args, P)
+    _check_classes(meta, local.ds, args.model)
+    sites = [args.site] if args.site else list(range(1, local.partition.n_sites + 1))
+    loaders = [local.loader(local.site(k), train=args.method == "finetune-epoch") for k in sites]
+    train_idx = np.concatenate([local.site(k) for k in sites])
+    restored = restore_batchnorm(model, loaders, _RESTORE[args.method], lr=P.paper_a.lr, seed=args.seed,
+                                 class_weights=class_weights_from_labels(local.labels[train_idx], len(local.ds.classes)))
+    meta.update(role="restored", restore_method=args.method, restore_sites=sites)
+    save_classifier(args.out, restored.cpu(), meta)
+    print(f"BatchNorm state restored ({args.method}, sites {sites}) → {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from medlib.models import load_classifier
+    from medlib.train import evaluate
+
+    P = _profile_and_seed(args)
+    model, meta = load_classifier(args.model)
+    local = _Local(args, P)
+    _check_classes(meta, local.ds, args.model)
+    idx = local.partition.test if args.split == "test" else np.arange(len(local.labels))
+    metrics = evaluate(model, local.loader(idx, train=False), n_classes=len(local.ds.classes))
+    report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "n": int(len(idx)),
+              "role": meta.get("role"), "profile": P.name, **{k: float(v) for k, v in metrics.items() if k != "n"}}
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for key, value in report.items():
+            print(f"{key:>18}: {value}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("pretrained", help="Paper A: write the shared θ_pre (backbone + new head) as safetensors")
+    _common(p)
+    p.add_argument("--pretrained-path", type=Path, help="local safetensors backbone instead of the profile's θ_pre")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_pretrained)
+
+    p = subparsers.add_parser("finetune", help="Paper A §3.1: fine-tune θ_pre on one site's data")
+    _common(p)
+    p.add_argument("--site", type=int, help="1-based site of the simulated split (default: all training data)")
+    p.add_argument("--pretrained", type=Path, help="θ_pre file from `medlib pretrained` (default: build it)")
+    p.add_argument("--pretrained-path", type=Path, help="local safetensors backbone (full profile, offline)")
+    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt after an interruption")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_finetune)
+
+    p = subparsers.add_parser("merge", help="Paper A §3.3–3.4: merge site models (data vector, params mean, random)")
+    p.add_argument("--pretrained", required=True, type=Path)
+    p.add_argument("--models", required=True, nargs="+", type=Path)
+    p.add_argument("--method", choices=sorted(_METHOD), default="data-vector")
+    p.add_argument("--lam", type=float, default=0.5, help="λ of θ_pre + λ Σ τ_i (paper: 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-vector control")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_merge)
+
+    p = subparsers.add_parser("restore-bn", help="Paper A §3.5: restore BatchNorm state of a merged model")
+    _common(p)
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--method", choices=sorted(_RESTORE), default="recompute-stats")
+    p.add_argument("--site", type=int, help="restore on this site only (default: every site)")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_restore)
+
+    p = subparsers.add_parser("evaluate", help="Paper A: accuracy, balanced accuracy, macro-F1, AUROC of a model")
+    _common(p)
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--split", choices=("test", "all"), default="test")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)

@@ -1,0 +1,96 @@
+"""Paper A's command-line workflow on a synthetic Retina stand-in: the hospital round trip."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medlib.data.synth import synthesize
+
+
+def medlib(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "medlib", *map(str, args)], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"medlib {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def retina(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retina")
+    synthesize("retina", root, seed=0, size="small")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pre(retina, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "pre.safetensors"
+    medlib("pretrained", "--dataset", "retina", "--root", retina, "--profile", "smoke", "--seed", 0, "--out", out)
+    return out
+
+
+def data_args(retina):
+    return ["--dataset", "retina", "--root", retina, "--profile", "smoke", "--seed", 0]
+
+
+def test_round_trip_finetune_merge_restore_evaluate(retina, pre, tmp_path):
+    sites = []
+    for k in range(1, 5):
+        out = tmp_path / f"site{k}.safetensors"
+        medlib("finetune", *data_args(retina), "--site", k, "--epochs", 1, "--pretrained", pre, "--out", out)
+        sites.append(out)
+    merged = tmp_path / "merged.safetensors"
+    medlib("merge", "--pretrained", pre, "--models", *sites, "--method", "data-vector", "--lam", 0.25, "--out", merged)
+    restored = tmp_path / "restored.safetensors"
+    medlib("restore-bn", "--model", merged, *data_args(retina), "--method", "site-stats", "--out", restored)
+    report = json.loads(medlib("evaluate", "--model", restored, *data_args(retina), "--json").stdout)
+    assert report["role"] == "restored" and report["split"] == "test"
+    assert 0.0 <= report["accuracy"] <= 1.0 and report["n"] > 0
+    # λ = 1/N on four sites: the merged vector parameters are the sites' mean
+    states = [load_file(str(p)) for p in sites]
+    merged_state = load_file(str(merged))
+    key = "backbone.conv1.weight" if "backbone.conv1.weight" in merged_state else next(k for k in merged_state if k.endswith("weight"))
+    torch.testing.assert_close(merged_state[key], sum(s[key] for s in states) / 4, rtol=0, atol=1e-6)
+
+
+def test_pickles_and_other_architectures_are_refused(pre, tmp_path):
+    pickled = tmp_path / "site.pt"
+    torch.save({"w": torch.zeros(1)}, pickled)
+    proc = medlib("merge", "--pretrained", pre, "--models", pickled, "--out", tmp_path / "m.safetensors", check=False)
+    assert proc.returncode == 2 and "pickle" in proc.stderr and "Traceback" not in proc.stderr
+
+    from medlib.models import create_classifier, save_classifier
+
+    other = tmp_path / "other.safetensors"
+    save_classifier(other, create_classifier("test_efficientnet", 4), {"classes": ["a", "b", "c", "d"]})
+    proc = medlib("merge", "--pretrained", pre, "--models", other, "--out", tmp_path / "m.safetensors", check=False)
+    assert proc.returncode == 2 and "test_efficientnet" in proc.stderr
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_killed_finetune_resumes_to_identical_weights(retina, pre, tmp_path):
+    args = ["finetune", *data_args(retina), "--site", 1, "--epochs", 8, "--pretrained", pre]
+    reference = tmp_path / "uninterrupted.safetensors"
+    medlib(*args, "--out", reference)
+
+    out = tmp_path / "killed.safetensors"
+    ckpt = tmp_path / "killed.safetensors.ckpt"
+    proc = subprocess.Popen([sys.executable, "-m", "medlib", *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # at an arbitrary moment after the first checkpoint
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert ckpt.exists() and not out.exists()
+
+    medlib(*args, "--out", out, "--resume")
+    a, b = load_file(str(reference)), load_file(str(out))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
