@@ -94,8 +94,8 @@ SMOKE = Profile(
         epochs=6,
         batch_size=32,
         seed=3315,
-        pretrain_epochs=8,
-        pretrain_images=1200,
+        pretrain_epochs=5,
+        pretrain_images=960,
     ),
     paper_b=PaperB(
         clinical="mobilenet_v3_small",

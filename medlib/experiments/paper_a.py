@@ -344,3 +344,24 @@ def paper_comparison(result: TableResult) -> dict:
         }
 
     return {"ours": claims(ours, full_ours), "paper": claims(paper, full_paper)}
+
+
+def side_by_side(result: "TableResult | dict") -> pd.DataFrame:
+    """This run's ``mean ± std`` beside the paper's numbers, column by column (Tables 1–3 layout).
+
+    Takes a :class:`TableResult` or its JSON form (a result file), so the results page can show
+    a committed full-profile run exactly like this build's.
+    """
+    data = result.to_json() if isinstance(result, TableResult) else result
+    mean = pd.DataFrame(data["mean"]).T.reindex(columns=list(COLUMNS))
+    std = pd.DataFrame(data["std"]).T.reindex(columns=list(COLUMNS))
+    paper = paper_table(data["dataset"])
+    out = pd.DataFrame(index=mean.index)
+    for col in COLUMNS:
+        out[(col, "paper")] = [f"{paper.loc[r, col]:.2f}" if r in paper.index and pd.notna(paper.loc[r, col]) else ""
+                               for r in mean.index]
+        out[(col, "ours")] = ["" if pd.isna(m) else (f"{m:.1f}" if pd.isna(s) else f"{m:.1f} ± {s:.1f}")
+                              for m, s in zip(mean[col], std[col])]
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    out.index.name = "part"
+    return out
