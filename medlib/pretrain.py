@@ -1,0 +1,191 @@
+"""θ_pre for the smoke profile: a short pretraining on a synthetic source task (Paper A §3.1).
+
+The paper starts every site from ImageNet weights. The full profile does the same
+(timm ``resnet50`` with ``pretrained=True``). The smoke profile runs offline on a CPU in
+minutes, where no ImageNet weights can be downloaded — and a random initialisation is not a
+pretrained model: data vectors measured from it would mean something else. So the smoke
+θ_pre is *actually pretrained*, briefly, on a source task generated in-process:
+
+    24 texture classes = 4 pattern families (gratings, rings, checkerboards, blobs)
+                       × 2 spatial frequencies × 3 colour palettes,
+
+each image drawn with a random phase, orientation, centre, colour jitter and noise, all
+deterministic given the seed. The task needs colour *and* spatial filters, which is what a
+backbone should bring to the downstream task. The result is cached as safetensors (keyed by
+architecture, image size, epochs, number of images and seed), so it is computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medlib.errors import MedlibError
+
+__all__ = [
+    "N_SOURCE_CLASSES",
+    "synthetic_source_task",
+    "pretrain_backbone",
+    "pretrained_backbone_path",
+    "pretrained_backbone",
+]
+
+N_SOURCE_CLASSES = 24
+_GENERATOR_VERSION = 1  # bump when the images change, so old caches are not reused
+_FAMILIES = ("grating", "rings", "checker", "blobs")
+_FREQUENCIES = ((2.0, 3.5), (5.0, 8.0))  # cycles across the image, low and high band
+_PALETTES = (  # (background, foreground) RGB in [0, 1]
+    ((0.15, 0.05, 0.05), (0.95, 0.55, 0.25)),  # dark red / orange (fundus-like)
+    ((0.10, 0.20, 0.10), (0.55, 0.90, 0.80)),  # green / cyan
+    ((0.85, 0.80, 0.75), (0.25, 0.15, 0.45)),  # light skin tone / purple
+)
+
+
+def synthetic_source_task(n_images: int, image_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)``: float images in [0, 1] of shape (n, 3, s, s) and labels in [0, 24).
+
+    Classes are balanced (``label = i mod 24`` before a seeded shuffle).
+    """
+    if n_images < 1 or image_size < 8:
+        raise MedlibError(f"need n_images >= 1 and image_size >= 8, got {n_images}, {image_size}")
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n_images) % N_SOURCE_CLASSES
+    labels = labels[torch.randperm(n_images, generator=g)]
+    family = labels % len(_FAMILIES)
+    band = (labels // len(_FAMILIES)) % len(_FREQUENCIES)
+    palette = labels // (len(_FAMILIES) * len(_FREQUENCIES))
+
+    def uniform(lo, hi, shape=(n_images,)):
+        return lo + (hi - lo) * torch.rand(shape, generator=g)
+
+    lo = torch.tensor([f[0] for f in _FREQUENCIES])[band]
+    hi = torch.tensor([f[1] for f in _FREQUENCIES])[band]
+    freq = (lo + (hi - lo) * torch.rand(n_images, generator=g)).view(-1, 1, 1)
+    theta = uniform(0, math.pi).view(-1, 1, 1)
+    phase = uniform(0, 2 * math.pi).view(-1, 1, 1)
+    cx, cy = uniform(-0.4, 0.4).view(-1, 1, 1), uniform(-0.4, 0.4).view(-1, 1, 1)
+
+    axis = torch.linspace(-1, 1, image_size)
+    v, u = torch.meshgrid(axis, axis, indexing="ij")
+    u, v = u.expand(n_images, -1, -1) - cx, v.expand(n_images, -1, -1) - cy
+    along = u * torch.cos(theta) + v * torch.sin(theta)
+    across = -u * torch.sin(theta) + v * torch.cos(theta)
+    k = math.pi * freq  # freq cycles across the 2-unit-wide image
+
+    bx = uniform(-0.9, 0.9, (n_images, 6)).view(n_images, 6, 1, 1)  # blob centres
+    by = uniform(-0.9, 0.9, (n_images, 6)).view(n_images, 6, 1, 1)
+    pattern = torch.empty(n_images, image_size, image_size)
+    for f, name in enumerate(_FAMILIES):  # each image draws only its own family
+        i = (family == f).nonzero().view(-1)
+        if i.numel() == 0:
+            continue
+        if name == "grating":
+            pattern[i] = 0.5 + 0.5 * torch.sin(k[i] * along[i] + phase[i])
+        elif name == "rings":
+            pattern[i] = 0.5 + 0.5 * torch.sin(k[i] * torch.sqrt(u[i] ** 2 + v[i] ** 2) + phase[i])
+        elif name == "checker":
+            pattern[i] = (torch.sin(k[i] * along[i] + phase[i]) * torch.sin(k[i] * across[i]) > 0).float()
+        else:  # 6 Gaussian spots whose radius shrinks as the frequency grows
+            radius = (0.9 / freq[i]).unsqueeze(1)
+            d2 = (u[i].unsqueeze(1) + cx[i].unsqueeze(1) - bx[i]) ** 2 + (v[i].unsqueeze(1) + cy[i].unsqueeze(1) - by[i]) ** 2
+            pattern[i] = torch.exp(-d2 / (2 * radius**2)).amax(dim=1)
+
+    background = torch.tensor([p[0] for p in _PALETTES])[palette]  # (n, 3)
+    foreground = torch.tensor([p[1] for p in _PALETTES])[palette]
+    jitter = uniform(-0.08, 0.08, (n_images, 2, 3))
+    background, foreground = background + jitter[:, 0], foreground + jitter[:, 1]
+    images = background.view(-1, 3, 1, 1) + (foreground - background).view(-1, 3, 1, 1) * pattern.unsqueeze(1)
+    brightness = uniform(0.8, 1.2).view(-1, 1, 1, 1)
+    noise = 0.04 * torch.randn(images.shape, generator=g)
+    return (images * brightness + noise).clamp_(0, 1), labels
+
+
+def _cache_key(arch: str, image_size: int, epochs: int, n_images: int, seed: int) -> str:
+    spec = {"arch": arch, "image_size": image_size, "epochs": epochs, "images": n_images, "seed": seed,
+            "classes": N_SOURCE_CLASSES, "generator": _GENERATOR_VERSION}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def pretrain_backbone(arch: str, image_size: int, epochs: int, n_images: int, seed: int,
+                      *, lr: float = 2e-3, batch_size: int = 32, log_every: int = 0) -> tuple[nn.Module, dict]:
+    """Train timm ``arch`` (with a 24-way output layer) on the synthetic source task.
+
+    Returns ``(backbone, info)``; ``info`` holds the held-out source-task accuracy, which
+    must be well above chance (1/24) for the result to count as pretrained.
+    """
+    import timm
+
+    from medlib.models import normalization
+    from medlib.train import TrainConfig, evaluate, fit, make_loader
+
+    if epochs < 1 or n_images < N_SOURCE_CLASSES:
+        raise MedlibError(f"pretraining needs epochs >= 1 and >= {N_SOURCE_CLASSES} images, got {epochs}, {n_images}")
+    started = time.perf_counter()
+    mean, std = (torch.tensor(t).view(1, 3, 1, 1) for t in normalization(arch))
+    n_test = max(N_SOURCE_CLASSES * 4, n_images // 5)
+    images, labels = synthetic_source_task(n_images + n_test, image_size, seed)
+    images = (images - mean) / std
+    train = torch.utils.data.TensorDataset(images[:n_images], labels[:n_images])
+    test = torch.utils.data.TensorDataset(images[n_images:], labels[n_images:])
+    torch.manual_seed(seed)
+    backbone = timm.create_model(arch, pretrained=False, num_classes=N_SOURCE_CLASSES)
+    cfg = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu",
+                      scheduler="cosine", log_every=log_every)
+    fit(backbone, make_loader(train, batch_size, shuffle=True, seed=seed), cfg)
+    metrics = evaluate(backbone, make_loader(test, 256, shuffle=False), "cpu", N_SOURCE_CLASSES)
+    info = {"source_task": f"synthetic textures v{_GENERATOR_VERSION}", "source_classes": N_SOURCE_CLASSES,
+            "source_test_accuracy": metrics["accuracy"], "chance": 1 / N_SOURCE_CLASSES,
+            "seconds": round(time.perf_counter() - started, 1)}
+    return backbone.eval(), info
+
+
+def pretrained_backbone_path(paper_a, cache_dir: str | os.PathLike, seed: int | None = None) -> Path:
+    """The cached safetensors file of the smoke θ_pre; pretrains (once) when it is missing."""
+    from medlib.io import read_metadata, save_weights
+
+    if not paper_a.pretrain_epochs:
+        raise MedlibError(
+            f"profile arch {paper_a.arch!r} has pretrain_epochs=0: its θ_pre is the downloaded "
+            "ImageNet model, not a cached file; call pretrained_backbone(...) instead"
+        )
+    seed = paper_a.seed if seed is None else seed
+    key = _cache_key(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs, paper_a.pretrain_images, seed)
+    path = Path(cache_dir) / f"pretrain-{paper_a.arch}-{paper_a.image_size}px-{key}.safetensors"
+    if path.is_file():
+        try:
+            read_metadata(path)
+            return path
+        except ValueError:
+            path.unlink()  # a damaged cache file: make it again
+    print(f"[pretrain] θ_pre for {paper_a.arch}: {paper_a.pretrain_epochs} epochs on "
+          f"{paper_a.pretrain_images} synthetic texture images ({paper_a.image_size}px, seed {seed})", flush=True)
+    backbone, info = pretrain_backbone(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs,
+                                       paper_a.pretrain_images, seed)
+    print(f"[pretrain] source-task test accuracy {info['source_test_accuracy']:.3f} "
+          f"(chance {info['chance']:.3f}) in {info['seconds']:.1f}s → {path.name}", flush=True)
+    if info["source_test_accuracy"] < 3 * info["chance"]:
+        raise MedlibError(
+            f"the synthetic pretraining of {paper_a.arch} reached only "
+            f"{info['source_test_accuracy']:.3f} accuracy (chance {info['chance']:.3f}); that "
+            "is not a pretrained model. Raise pretrain_epochs / pretrain_images in the profile."
+        )
+    meta = {"arch": paper_a.arch, "image_size": paper_a.image_size, "epochs": paper_a.pretrain_epochs,
+            "images": paper_a.pretrain_images, "seed": seed, "cache_key": key, **info}
+    save_weights(path, backbone.state_dict(), meta)
+    return path
+
+
+def pretrained_backbone(paper_a, cache_dir: str | os.PathLike, seed: int | None = None) -> nn.Module:
+    """θ_pre's backbone for a profile: ImageNet ``resnet50`` (full) or the cached synthetic one (smoke)."""
+    from medlib.models import create_backbone
+
+    if not paper_a.pretrain_epochs:
+        return create_backbone(paper_a.arch, pretrained=True)
+    return create_backbone(paper_a.arch, pretrained_path=pretrained_backbone_path(paper_a, cache_dir, seed))
