@@ -135,6 +135,29 @@ def execute_notebooks(
     return done
 
 
+def prune_toc(toc_path: Path, keep_notebooks: set[str]) -> None:
+    """Drop every notebook entry of ``toc_path`` not in ``keep_notebooks`` (paths without suffix)."""
+    toc_path = Path(toc_path)
+    book_root = toc_path.parent
+
+    def keep(entry) -> bool:
+        path = entry.get("file")
+        return path is None or path in keep_notebooks or not (book_root / f"{path}.ipynb").is_file()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("parts", "chapters", "sections"):
+                if key in node:
+                    node[key] = [walk(child) for child in node[key] if not isinstance(child, dict) or keep(child)]
+                    if not node[key]:
+                        del node[key]
+            if "parts" in node:
+                node["parts"] = [part for part in node["parts"] if part.get("chapters")]
+        return node
+
+    toc_path.write_text(yaml.safe_dump(walk(yaml.safe_load(toc_path.read_text())), sort_keys=False, allow_unicode=True))
+
+
 def stage_sources(book_root: Path, staging: Path) -> None:
     """Copy the book's sources (not the data, not the library) into ``staging``."""
     book_root = Path(book_root).resolve()
@@ -195,7 +218,9 @@ def build_book(
     # Before executing, so a missing registry fails in seconds, not after hours of notebooks.
     vendor_assets(book_root, staging)
     if execute:
-        execute_notebooks(book_root, staging, profile, only=only, log_output=log_output)
+        done = execute_notebooks(book_root, staging, profile, only=only, log_output=log_output)
+        if only:  # a partial build renders the prose and the notebooks it executed, nothing stale
+            prune_toc(staging / "_toc.yml", {nb.source.relative_to(book_root).with_suffix("").as_posix() for nb in done})
     # ``--path-output X`` writes to X/_build/html, so hand the build folder's parent
     index = render(book_root, staging, build_dir.parent if build_dir.name == "_build" else build_dir)
     print(f"book built in {time.perf_counter() - t0:.0f} s: {index}", flush=True)

@@ -62,3 +62,17 @@ def test_a_failing_cell_names_notebook_and_cell(tmp_path):
     assert "01_broken.ipynb" in message and "planted fault" in message
     # papermill inserts the injected-parameters cell, so the raising cell is the 4th (index 3)
     assert re.search(r"cell 3\b", message), message
+
+
+def test_partial_build_toc_keeps_prose_and_executed_notebooks_only(tmp_path):
+    from medlib.book import prune_toc
+
+    shutil.copy(REPO / "_toc.yml", tmp_path / "_toc.yml")
+    for page in toc_files(REPO):
+        rel = page.relative_to(REPO)
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    prune_toc(tmp_path / "_toc.yml", {"notebooks/00_environment"})
+    kept = {p.relative_to(tmp_path).as_posix() for p in toc_files(tmp_path)}
+    assert "notebooks/00_environment.ipynb" in kept and "book/intro.md" in kept and "book/part_a.md" in kept
+    assert not any(k.startswith("notebooks/") and k != "notebooks/00_environment.ipynb" for k in kept)
