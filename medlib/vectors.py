@@ -482,8 +482,8 @@ def _target(into: ModelOrState | None, pre: dict[str, Tensor], inputs: Sequence[
         raise MedlibError("merge(into=...) must not be one of the models being merged; pass a copy")
     target = _state(into)
     _check_layout(pre, [target], ["into"])
-    read = {t.untyped_storage().data_ptr() for m in inputs for t in _state(m).values() if t.numel()}
-    shared = [k for k, t in target.items() if t.numel() and t.untyped_storage().data_ptr() in read]
+    read = {t.data_ptr() for m in inputs for t in _state(m).values() if t.numel()}
+    shared = [k for k, t in target.items() if t.numel() and t.data_ptr() in read]
     if shared:
         raise MedlibError("merge(into=...) shares memory with an input model at keys:" + _listing(shared)
                           + "\nPass a separate copy (copy.deepcopy) as `into`.")
