@@ -45,9 +45,8 @@ def glue(name: str, value, display: bool = False):
     try:
         from myst_nb import glue as _glue
     except ImportError:  # running outside Jupyter Book's environment: nothing to glue into
-        return value
-    _glue(name, value, display=display)
-    return value
+        return
+    _glue(name, value, display=display)  # returns nothing: a last-line glue shows no stray output
 
 
 def fmt(x: float, digits: int = 1, percent: bool = False) -> str:
