@@ -19,14 +19,18 @@ __all__ = ["ensure_dataset", "SiteData", "prepare_sites"]
 SYNTH_SEED = 0  # the stand-in data is one fixed dataset; experiment seeds vary the splits and training
 
 
-def ensure_dataset(name: str, profile: Profile | str = "auto") -> ImageDataset:
-    """Load ``name`` for ``profile``, writing the synthetic stand-in or downloading the real data once."""
+def ensure_dataset(name: str, profile: Profile | str = "auto", *, size: str | None = None) -> ImageDataset:
+    """Load ``name`` for ``profile``, writing the synthetic stand-in or downloading the real data once.
+
+    ``size`` picks the synthetic stand-in's size (default: the profile's, per dataset).
+    """
     P = get_profile(profile)
     if P.data_source == "synthetic":
         from medlib.data.synth import synthesize
 
+        size = size or P.paper_a.synth_size_of(name, P.synth_size)
         # a no-op when the folder already holds this stand-in (same seed, size, generator version)
-        root = synthesize(name, data_root(name, f"synthetic-{P.synth_size}"), seed=SYNTH_SEED, size=P.synth_size)
+        root = synthesize(name, data_root(name, f"synthetic-{size}"), seed=SYNTH_SEED, size=size)
         return load_dataset(name, root)
     root = data_root(name, "real")
     try:
