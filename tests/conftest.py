@@ -25,3 +25,16 @@ def built_book(tmp_path_factory):
     build = tmp_path_factory.mktemp("book") / "_build"
     index = build_book(REPO, "smoke", build_dir=build)
     return build, index.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # In-process tests use tiny models: on small shared CPU machines OpenMP threads spin-wait
+    # under contention (a 0.1 s step measured 20 s with 2 threads and a busy neighbour).
+    # Subprocesses (CLI runs, notebook kernels) keep torch's default.
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

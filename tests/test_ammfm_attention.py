@@ -8,16 +8,6 @@ import torch
 from medlib.ammfm import AsymmetricAttentionBlock, BidirectionalAttentionBlock, ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # On small shared CPU machines OpenMP threads spin-wait under contention: a 0.1 s tiny
-    # step measured 20 s with 2 threads and a busy neighbour, 0.1 s with 1 thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _maps(b=2, cc=4, cd=6, h=3, w=5, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, cc, h, w, generator=g), torch.randn(b, cd, h, w, generator=g)

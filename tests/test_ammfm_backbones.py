@@ -7,16 +7,6 @@ from torch import nn
 from medlib.ammfm import ConfigError, create_backbone, list_backbones
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # On small shared CPU machines OpenMP threads spin-wait under contention: a 0.1 s tiny
-    # step measured 20 s with 2 threads and a busy neighbour, 0.1 s with 1 thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_registry_lists_the_four_backbones():
     assert list_backbones() == ["convnext_tiny", "mobilenet_v3_small", "resnet50", "swin_v2_t"]
 

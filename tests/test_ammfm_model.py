@@ -12,16 +12,6 @@ from medlib.ammfm.loss import branch_loss
 from medlib.ammfm.tta import TTA_VIEWS, apply_view
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # On small shared CPU machines OpenMP threads spin-wait under contention: a 0.1 s tiny
-    # step measured 20 s with 2 threads and a busy neighbour, 0.1 s with 1 thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _targets(b, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randint(0, n, (b,), generator=g) for n in NUM_CLASSES], dim=1)

@@ -11,16 +11,6 @@ from medlib.ammfm.params import count_config, count_parameters, param_table
 MN, ST, RN, CN = "mobilenet_v3_small", "swin_v2_t", "resnet50", "convnext_tiny"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # On small shared CPU machines OpenMP threads spin-wait under contention: a 0.1 s tiny
-    # step measured 20 s with 2 threads and a busy neighbour, 0.1 s with 1 thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize(
     "clinical, dermoscopy, expected",
     [

@@ -11,15 +11,6 @@ from medlib.bn import BNMoments, InterleavedLoader, pool_moments, restore_batchn
 from medlib.errors import MedlibError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def one_bn() -> nn.Module:
     return nn.Sequential(nn.BatchNorm1d(1))
 

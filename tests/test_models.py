@@ -13,15 +13,6 @@ from medlib.profiles import FULL, SMOKE
 from medlib.vectors import DataVector, split_keys
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY_A = dataclasses.replace(SMOKE.paper_a, image_size=32, pretrain_epochs=3, pretrain_images=480)
 
 

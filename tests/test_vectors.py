@@ -10,15 +10,6 @@ from medlib.errors import MedlibError
 from medlib.vectors import DataVector, merge, split_keys
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Tiny(nn.Module):
     """conv(1→2, 1×1) → BN(2) → head Linear(2→2); the head is a new layer."""
 
