@@ -90,6 +90,12 @@ def _inputs(batch):
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+def running_variances(model: nn.Module) -> Tensor:
+    """Every BatchNorm channel's running variance, flattened: what merging can corrupt (§3.5)."""
+    layers = batchnorm_layers(model).values()
+    return torch.cat([bn.running_var.detach().flatten().cpu() for bn in layers]) if layers else torch.zeros(0)
+
+
 def batchnorm_layers(model: nn.Module) -> dict[str, _BatchNorm]:
     """The BN layers that keep running statistics, by module name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}

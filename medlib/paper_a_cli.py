@@ -89,6 +89,17 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
     p.add_argument("--profile", default="auto", help="smoke, full or auto")
 
 
+def _model_and_data(args):
+    """The profile, the model file's classifier and the local data, checked to share classes."""
+    from medlib.models import load_classifier
+
+    P = _profile_and_seed(args)
+    model, meta = load_classifier(args.model)
+    local = _Local(args, P)
+    _check_classes(meta, local.ds, args.model)
+    return P, model, meta, local
+
+
 def _profile_and_seed(args):
     from medlib.profiles import get_profile
 
@@ -173,13 +184,10 @@ def _cmd_merge(args) -> int:
 
 def _cmd_restore(args) -> int:
     from medlib.bn import restore_batchnorm
-    from medlib.models import load_classifier, save_classifier
+    from medlib.models import save_classifier
     from medlib.train import class_weights_from_labels
 
-    P = _profile_and_seed(args)
-    model, meta = load_classifier(args.model)
-    local = _Local(args, P)
-    _check_classes(meta, local.ds, args.model)
+    P, model, meta, local = _model_and_data(args)
     sites = [args.site] if args.site else list(range(1, local.partition.n_sites + 1))
     loaders = [local.loader(local.site(k), train=args.method == "finetune-epoch") for k in sites]
     train_idx = np.concatenate([local.site(k) for k in sites])
@@ -192,13 +200,9 @@ def _cmd_restore(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from medlib.models import load_classifier
     from medlib.train import evaluate
 
-    P = _profile_and_seed(args)
-    model, meta = load_classifier(args.model)
-    local = _Local(args, P)
-    _check_classes(meta, local.ds, args.model)
+    P, model, meta, local = _model_and_data(args)
     idx = local.partition.test if args.split == "test" else np.arange(len(local.labels))
     metrics = evaluate(model, local.loader(idx, train=False), n_classes=len(local.ds.classes))
     report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "n": int(len(idx)),

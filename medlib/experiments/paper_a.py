@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medlib.bn import restore_batchnorm
+from medlib.bn import restore_batchnorm, running_variances
 from medlib.data.augment import TensorImageDataset, eval_transform, train_transform
 from medlib.experiments.data import SiteData, prepare_sites
 from medlib.io import atomic_write_text
@@ -312,8 +312,7 @@ def bn_ablation(tr: Trained) -> pd.DataFrame:
     }
     rows = []
     for name, model in variants.items():
-        variances = [m.running_var for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        neg = sum(int((v < 0).sum()) for v in variances)
+        neg = int((running_variances(model) < 0).sum())
         rows.append({"BatchNorm state": name, "negative running variances": neg,
                      "test accuracy (%)": tr.accuracy(model)})
     return pd.DataFrame(rows).set_index("BatchNorm state")
