@@ -10,6 +10,13 @@ Two profiles exist:
     (Paper A Table 4; Paper B Section 4.1).
 
 ``auto`` resolves to ``$MEDLIB_PROFILE`` when set, else ``full`` on CUDA, else ``smoke``.
+
+A **dry run** of a profile (:func:`dry_run`, or ``MEDLIB_DRY_RUN=1`` in the environment) keeps
+every code path of that profile — the real architectures at the real image size — but caps the
+work: ``max_steps`` batches per epoch and per evaluated split, one epoch, one seed, one run per
+configuration, random weights instead of downloaded ones, and synthetic data written in the real
+layouts at the real image sizes. ``medlib book --profile full --dry-run`` runs the whole book
+that way on a CPU, so the ``full`` profile cannot rot unnoticed.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-__all__ = ["PaperA", "PaperB", "Profile", "SMOKE", "FULL", "PROFILES", "get_profile"]
+__all__ = ["PaperA", "PaperB", "Profile", "SMOKE", "FULL", "PROFILES", "get_profile", "dry_run", "is_dry_run"]
 
 
 @dataclass(frozen=True)
@@ -26,11 +33,14 @@ class PaperA:
     """Paper A (data vectors): fine-tuning and merging settings."""
 
     arch: str  # timm model name of the shared architecture
+    # timm pretrained tag of theta_pre: torchvision's IMAGENET1K_V1 ResNet50 (see book/part_a.md);
+    # "" = no download (smoke pretrains its own theta_pre; a dry run uses random weights)
     image_size: int
     lr: float
     epochs: int
     batch_size: int
     seed: int  # the paper's seed (Table 4)
+    weights: str = ""
     n_sites: int = 4
     lam: float = 0.5
     partition: str = "equal"  # the paper splits each dataset into four equal random parts
@@ -64,6 +74,7 @@ class PaperB:
     weight_grid: int  # N of linspace(0.05, 1, N) for the weight search
     seed: int = 0
     backbone_size: str = "full"  # "full" = the real torchvision architectures, "tiny" = stand-ins
+    pretrained: bool = True  # ImageNet weights for the backbones (False in smoke and dry runs)
 
 
 @dataclass(frozen=True)
@@ -77,10 +88,24 @@ class Profile:
     paper_b: PaperB
     data_dir: str = "data"  # relative to the working directory unless absolute
     cache_dir: str = ".cache/medlib"
+    # Dry run (see the module docstring): at most ``max_steps`` batches per epoch and per
+    # evaluated split; None = no cap.
+    dry_run: bool = False
+    max_steps: int | None = None
+
+    @property
+    def first_seed(self) -> int:
+        """The seed a notebook uses by default: the profile's first."""
+        return self.seeds[0]
+
+    @property
+    def label(self) -> str:
+        """``full``, ``smoke`` or ``full (dry run)``: what a page says made its numbers."""
+        return f"{self.name} (dry run)" if self.dry_run else self.name
 
     def describe(self) -> str:
         """One line saying what made a number: profile, data source, seeds."""
-        return f"profile={self.name}, data={self.data_source}, seeds={list(self.seeds)}"
+        return f"profile={self.label}, data={self.data_source}, seeds={list(self.seeds)}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,6 +143,7 @@ SMOKE = Profile(
         n_runs=2,
         weight_grid=8,
         backbone_size="tiny",
+        pretrained=False,
     ),
 )
 
@@ -134,6 +160,7 @@ FULL = Profile(
         epochs=64,
         batch_size=32,
         seed=3315,
+        weights="resnet50.tv_in1k",
     ),
     paper_b=PaperB(
         clinical="mobilenet_v3_small",
@@ -144,7 +171,7 @@ FULL = Profile(
         swa_epochs=50,
         batch_size=24,
         tta_views=6,
-        n_runs=5,
+        n_runs=10,  # "all the models are trained and tested ten times" (§4.1)
         weight_grid=20,
         backbone_size="full",
     ),
@@ -153,8 +180,37 @@ FULL = Profile(
 PROFILES = {p.name: p for p in (SMOKE, FULL)}
 
 
+def dry_run(profile: "Profile | str") -> Profile:
+    """``profile`` with its code paths kept and its work capped (see the module docstring)."""
+    P = profile if isinstance(profile, Profile) else PROFILES[profile]
+    if P.dry_run:
+        return P
+    return dataclasses.replace(
+        P,
+        dry_run=True,
+        max_steps=2,
+        data_source="synthetic",  # the real layouts at the real image sizes, written locally
+        synth_size="real-size",  # a few images per class at the real datasets' image sizes
+        seeds=P.seeds[:1],
+        num_workers=0,
+        # batch 4: the real architectures at the real image size, but a CPU can afford the steps
+        paper_a=dataclasses.replace(P.paper_a, epochs=1, batch_size=4, weights="", pretrain_epochs=min(P.paper_a.pretrain_epochs, 1),
+                                    lam_grid=(0.0, 1 / P.paper_a.n_sites, P.paper_a.lam), synth_sizes=()),
+        paper_b=dataclasses.replace(P.paper_b, epochs=2, swa_epochs=1, batch_size=4, n_runs=1, weight_grid=4,
+                                    pretrained=False),
+    )
+
+
+def is_dry_run() -> bool:
+    """True when ``$MEDLIB_DRY_RUN`` asks for a dry run (``medlib book --dry-run`` sets it)."""
+    return os.environ.get("MEDLIB_DRY_RUN", "").strip().lower() in ("1", "true", "yes")
+
+
 def get_profile(name: str | Profile = "auto") -> Profile:
-    """Return the profile called ``name``; ``"auto"`` follows ``$MEDLIB_PROFILE``, then the hardware."""
+    """Return the profile called ``name``; ``"auto"`` follows ``$MEDLIB_PROFILE``, then the hardware.
+
+    With ``$MEDLIB_DRY_RUN=1`` the named profile comes back as its :func:`dry_run`.
+    """
     if isinstance(name, Profile):
         return name
     if name in (None, "", "auto"):
@@ -170,4 +226,4 @@ def get_profile(name: str | Profile = "auto") -> Profile:
             f"unknown profile {name!r}: expected one of {sorted(PROFILES)} or 'auto' "
             "(set MEDLIB_PROFILE=smoke or MEDLIB_PROFILE=full)"
         )
-    return PROFILES[name]
+    return dry_run(PROFILES[name]) if is_dry_run() else PROFILES[name]
