@@ -152,7 +152,9 @@ FULL = Profile(
     data_source="real",
     synth_size="medium",
     seeds=(3315, 3316, 3317),
-    num_workers=4,
+    # The datasets are small enough to sit in memory (on the GPU in training): worker processes
+    # re-spawned every epoch to index tensors only add overhead, worst on Colab's 2 vCPUs.
+    num_workers=0,
     paper_a=PaperA(
         arch="resnet50",
         image_size=224,
