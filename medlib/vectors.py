@@ -1,37 +1,34 @@
-"""Data vectors (Paper A, §3.2–3.4): τ_i = θ_i − θ_pre, τ_sum = λ Σ τ_i, θ_mix = θ_pre + τ_sum.
+r"""Data vectors (Paper A §3.2–3.4), in the style of task vectors (Ilharco et al., 2023).
+
+.. math::
+
+    \tau_i = \theta_i - \theta_{pre} \quad (1) \qquad
+    \tau_{sum} = \lambda \sum_{i=1}^{N} \tau_i \quad (2) \qquad
+    \theta_{mix} = \theta_{pre} + \tau_{sum} \quad (3)
 
 ::
 
-    tau = [DataVector.between(pretrained, site) for site in sites]   # §3.2
-    tau_sum = 0.5 * sum(tau)                                          # §3.3
-    merged = tau_sum.apply_to(pretrained)                             # §3.4
+    taus = [DataVector.between(pretrained, site) for site in sites]   # Eq. 1
+    tau_sum = 0.5 * sum(taus)                                          # Eq. 2
+    merged = tau_sum.apply_to(pretrained)                              # Eq. 3
 
-or, with the heads and BN buffers handled as in §4.1, ``merge(pretrained, sites, lam=0.5)``.
+What enters a vector: the *parameters* of the pretrained model, minus the layers the model
+declares new (``model.new_layers``; ``head`` for :class:`medlib.models.Classifier`) — the
+paper "ignored the classification layer". BatchNorm running statistics are buffers, not
+weights, and stay out: pushed through Eq. 3, σ²_mix = (1 − Nλ)σ²_pre + λΣσ²_i can be negative.
+For plain state dicts a key is a buffer when it is not floating point or ends in
+``running_mean``/``running_var``/``num_batches_tracked``, and ``head.*`` is new.
 
-What enters a vector. The paper builds vectors from "layers with pretrained parameters" and
-ignores the new classification layer. Here a vector covers the *parameters* (``nn.Parameter``)
-of the pretrained model, minus the layers the model declares new (``model.new_layers``,
-``("head",)`` for :class:`medlib.models.Classifier`). Buffers — BatchNorm running
-mean/variance and ``num_batches_tracked`` — are not parameters and stay out: summing
-variance differences can make a variance negative (see ``merge(..., include_buffers=True)``).
-The BN statistics are restored afterwards (§3.5, :mod:`medlib.bn`).
-
-When the inputs are plain state dicts rather than modules, a key counts as a buffer if it is
-not floating point or its last name is ``running_mean``/``running_var``/``num_batches_tracked``,
-and ``head.*`` counts as new (medlib classifiers' convention); pass ``new_layers=`` otherwise.
-
-:func:`merge` builds the merged *model* for the three columns of the paper's tables
-(Params Mean, Data Vector, Random Vector), including what the vector leaves out:
-the heads are averaged over the sites ("we simply averaged the classification head
-parameters of the four models", §4.1) and so are the BN buffers (to be restored by
-:func:`medlib.bn.restore_batchnorm`).
+:func:`merge` builds whole merged *models* (the columns of Tables 1–3 and two later merging
+methods): the vector keys by the method, the heads and BN buffers as the sites' mean (§4.1; the
+statistics are then restored, :mod:`medlib.bn`), ``num_batches_tracked`` as the sites' maximum.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Union
@@ -44,27 +41,19 @@ from medlib.errors import MedlibError
 __all__ = ["DataVector", "merge", "MERGE_METHODS", "split_keys", "KeyRoles"]
 
 ModelOrState = Union[nn.Module, Mapping[str, Tensor]]
-MERGE_METHODS = ("data_vector", "params_mean", "random_vector")
-_BN_BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
-_DEFAULT_NEW_LAYERS = ("head",)  # medlib.models.Classifier.new_layers
-# Keys are merged in groups of about this many bytes per input: small enough that the
-# running sum stays in the CPU's L2 cache while every site adds into it, large enough that
-# the ``torch._foreach_*`` calls are few (on CUDA one group holds everything).
-_CPU_GROUP_BYTES = 1 << 19
+MERGE_METHODS = ("data_vector", "params_mean", "random_vector", "ties", "dare")
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_LISTED = 12
-
-
-# --------------------------------------------------------------------------- key bookkeeping
 
 
 @dataclass(frozen=True)
 class KeyRoles:
     """The state-dict keys of a model, sorted by what merging does with them."""
 
-    vector: tuple[str, ...]  # pretrained parameters: θ_pre + λ Σ τ_i
-    new: tuple[str, ...]  # parameters of new layers (the head): mean over sites
-    float_buffers: tuple[str, ...]  # e.g. BN running stats: mean over sites, then restored
-    int_buffers: tuple[str, ...]  # e.g. num_batches_tracked: element-wise max over sites
+    vector: tuple[str, ...]  # pretrained parameters: Eq. 1–3
+    new: tuple[str, ...]  # parameters of new layers (the head): the sites' mean
+    float_buffers: tuple[str, ...]  # BN running statistics: the sites' mean, then restored
+    int_buffers: tuple[str, ...]  # num_batches_tracked: the sites' maximum
 
 
 def _state(model: ModelOrState) -> dict[str, Tensor]:
@@ -72,166 +61,84 @@ def _state(model: ModelOrState) -> dict[str, Tensor]:
         return {k: v.detach() for k, v in model.state_dict(keep_vars=True).items()}
     if isinstance(model, Mapping):
         return {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in model.items()}
-    raise MedlibError(
-        f"expected an nn.Module or a state dict (Mapping[str, Tensor]), got {type(model).__name__}"
-    )
-
-
-def _under(key: str, prefixes: Sequence[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
+    raise MedlibError(f"expected an nn.Module or a state dict (Mapping[str, Tensor]), got {type(model).__name__}")
 
 
 def split_keys(model: ModelOrState, new_layers: Sequence[str] | None = None) -> KeyRoles:
     """Sort ``model``'s state-dict keys into vector / new-layer / buffer keys (see module doc)."""
-    state = _state(model)
+    state, is_module = _state(model), isinstance(model, nn.Module)
     if new_layers is None:
-        new_layers = getattr(model, "new_layers", None)
-        if new_layers is None:
-            new_layers = () if isinstance(model, nn.Module) else _DEFAULT_NEW_LAYERS
-    if isinstance(model, nn.Module):
-        params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-        is_param = lambda k, v: k in params  # noqa: E731
-    else:
-        is_param = lambda k, v: v.is_floating_point() and k.rsplit(".", 1)[-1] not in _BN_BUFFER_NAMES  # noqa: E731
-    vector, new, fbuf, ibuf = [], [], [], []
+        new_layers = getattr(model, "new_layers", None) or (() if is_module else ("head",))
+    params = {n for n, _ in model.named_parameters(remove_duplicate=False)} if is_module else None
+    roles: dict[str, list[str]] = {"vector": [], "new": [], "float_buffers": [], "int_buffers": []}
     for key, value in state.items():
         if not isinstance(value, Tensor):
             raise MedlibError(f"state dict entry {key!r} is a {type(value).__name__}, not a tensor")
-        if is_param(key, value):
-            (new if _under(key, new_layers) else vector).append(key)
-        elif value.is_floating_point() or value.is_complex():
-            fbuf.append(key)
+        is_param = key in params if is_module else (
+            value.is_floating_point() and key.rsplit(".", 1)[-1] not in _BN_BUFFERS)
+        if is_param:
+            new = any(key == p or key.startswith(p + ".") for p in new_layers)
+            roles["new" if new else "vector"].append(key)
         else:
-            ibuf.append(key)
-    return KeyRoles(tuple(vector), tuple(new), tuple(fbuf), tuple(ibuf))
+            roles["float_buffers" if value.is_floating_point() or value.is_complex() else "int_buffers"].append(key)
+    return KeyRoles(**{role: tuple(keys) for role, keys in roles.items()})
 
 
 def _listing(lines: list[str]) -> str:
-    shown = "\n  ".join(lines[:_MAX_LISTED])
-    more = f"\n  ... and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
-    return f"\n  {shown}{more}"
+    more = [f"... and {len(lines) - _MAX_LISTED} more"] if len(lines) > _MAX_LISTED else []
+    return "".join(f"\n  {line}" for line in lines[:_MAX_LISTED] + more)
 
 
-def _check_layout(reference: dict[str, Tensor], others: Sequence[dict[str, Tensor]],
-                  names: Sequence[str], keys: Sequence[str] | None = None,
-                  ref_name: str = "pretrained") -> None:
+def _check_layout(reference: dict, others: Sequence[dict], names: Sequence[str],
+                  keys: Sequence[str] | None = None, ref_name: str = "pretrained") -> None:
     """Raise a MedlibError listing every key whose presence, shape or dtype differs."""
-    full = keys is None  # a full check also reports keys the reference lacks
-    keys = list(reference) if full else list(keys)
-    problems: list[str] = []
+    problems = []
     for other, name in zip(others, names):
-        missing = [k for k in keys if k not in other]
-        problems += [f"{k}: in {ref_name}, missing from {name}" for k in missing]
-        if full:
+        if keys is None:  # a full check also reports keys the reference lacks
             problems += [f"{k}: in {name}, not in {ref_name}" for k in other if k not in reference]
-        for k in keys:
-            if k in missing:
-                continue
-            a, b = reference[k], other[k]
-            if a.shape != b.shape:
+        for k in reference if keys is None else keys:
+            a, b = reference[k], other.get(k)
+            if b is None:
+                problems.append(f"{k}: in {ref_name}, missing from {name}")
+            elif a.shape != b.shape:
                 problems.append(f"{k}: shape {tuple(a.shape)} in {ref_name}, {tuple(b.shape)} in {name}")
             elif a.dtype != b.dtype:
                 problems.append(f"{k}: dtype {a.dtype} in {ref_name}, {b.dtype} in {name}")
     if problems:
         raise MedlibError(
-            "the models do not share one architecture; offending keys:"
-            + _listing(problems)
-            + "\nExpected every site's model to be the pretrained architecture fine-tuned, with "
-            "identical keys, shapes and dtypes. Build all of them with "
-            "medlib.models.create_classifier(arch, num_classes) from the same θ_pre and the "
-            "same number of classes."
-        )
+            "the models do not share one architecture; offending keys:" + _listing(problems)
+            + "\nExpected every site's model to be the pretrained architecture fine-tuned, with identical "
+            "keys, shapes and dtypes. Build all of them with medlib.models.create_classifier(arch, "
+            "num_classes) from the same θ_pre and the same number of classes.")
 
 
-def _raise_non_finite(key: str, inputs: Sequence[Tensor], names: Sequence[str], what: str) -> None:
-    culprits = [n for t, n in zip(inputs, names) if t.is_floating_point() and not torch.isfinite(t).all()]
-    where = f"non-finite values (NaN/inf) in {', '.join(culprits)}" if culprits else "the result overflowed"
-    raise MedlibError(
-        f"{what}: key {key!r}: {where}. Expected finite weights; a diverged fine-tuning run "
-        "(NaN loss) must be re-run (lower the learning rate) before it is merged."
-    )
-
-
-def _groups(tensors: Sequence[Tensor]) -> Iterator[slice]:
-    """Consecutive index ranges of about ``_CPU_GROUP_BYTES`` (everything at once on CUDA)."""
-    if not tensors:
-        return
-    if tensors[0].device.type != "cpu":
-        yield slice(0, len(tensors))
-        return
-    start, size = 0, 0
-    for i, t in enumerate(tensors):
-        size += t.numel() * t.element_size()
-        if size >= _CPU_GROUP_BYTES:
-            yield slice(start, i + 1)
-            start, size = i + 1, 0
-    if start < len(tensors):
-        yield slice(start, len(tensors))
-
-
-def _linear_combination(terms: Sequence[Sequence[Tensor]], coeffs: Sequence[float],
-                        out: Sequence[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
-    """``[Σ_j coeffs[j] · terms[j][k] for k]`` in one pass over memory.
-
-    Writes into ``out`` when given, else into new tensors. Also returns each floating-point
-    result's Euclidean norm, taken while its group is still in cache: a NaN/inf anywhere in a
-    result makes its norm non-finite, so the norms double as a cheap finiteness check.
-    """
-    results: list[Tensor] = []
-    norms: list[Tensor] = []
-    for g in _groups(terms[0]):
-        if out is None:
-            acc = torch._foreach_mul(list(terms[0][g]), coeffs[0])
-        else:
-            acc = list(out[g])
-            for dest, first in zip(acc, terms[0][g]):  # no foreach variant writes to `out=`
-                torch.mul(first, coeffs[0], out=dest)
-        for term, c in zip(terms[1:], coeffs[1:]):
-            torch._foreach_add_(acc, list(term[g]), alpha=c)
-        results.extend(acc)
-        floats = [t for t in acc if t.is_floating_point()]
-        if floats:
-            norms.extend(torch._foreach_norm(floats))
-    return results, norms
-
-
-def _finite_or_raise(keys: Sequence[str], outputs: Sequence[Tensor], norms: Sequence[Tensor],
-                     inputs: Sequence[Sequence[Tensor]], names: Sequence[str], what: str) -> None:
-    """Raise naming the key (and the input) holding a NaN/inf; ``norms`` from _linear_combination."""
-    if not norms or bool(torch.isfinite(torch.stack(norms)).all()):
-        return
-    for i, t in enumerate(outputs):  # slow path, only on failure (or an overflowing norm)
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            _raise_non_finite(keys[i], [inp[i] for inp in inputs], names, what)
+def _finite(key: str, result: Tensor, inputs: Sequence[Tensor], names: Sequence[str], what: str) -> Tensor:
+    """``result``, or a MedlibError naming the key and the input holding a NaN/inf."""
+    if not result.is_floating_point() or bool(torch.isfinite(result).all()):
+        return result
+    bad = [n for t, n in zip(inputs, names) if t.is_floating_point() and not torch.isfinite(t).all()]
+    where = f"non-finite values (NaN/inf) in {', '.join(bad)}" if bad else "the result overflowed"
+    raise MedlibError(f"{what}: key {key!r}: {where}. Expected finite weights; a diverged fine-tuning run "
+                      "(NaN loss) must be re-run (lower the learning rate) before it is merged.")
 
 
 def _assemble(template: ModelOrState, state: dict[str, Tensor]) -> ModelOrState:
-    """A new model like ``template`` whose tensors *are* ``state`` (no extra copy).
-
-    For a module this deep-copies everything except the parameters and persistent buffers,
-    which are swapped for the merged tensors through ``deepcopy``'s memo.
-    """
+    """A new model like ``template`` whose parameters and buffers *are* ``state`` (no extra copy)."""
     if not isinstance(template, nn.Module):
         return dict(state)
-    memo: dict[int, object] = {}
+    memo: dict[int, object] = {}  # deepcopy swaps each tensor for its merged value
     for key, tensor in template.state_dict(keep_vars=True).items():
-        if id(tensor) in memo:
-            continue  # a tied weight: one object under two names
-        new = state[key]
-        if isinstance(tensor, nn.Parameter):
-            new = nn.Parameter(new, requires_grad=tensor.requires_grad)
-        memo[id(tensor)] = new
+        if id(tensor) not in memo:  # a tied weight is one object under two names
+            new = state[key]
+            memo[id(tensor)] = nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new
     return copy.deepcopy(template, memo)
 
 
-# --------------------------------------------------------------------------- the data vector
+class DataVector(Mapping):
+    """τ = θ_i − θ_pre over the pretrained parameters (Eq. 1), with the arithmetic of Eq. 2.
 
-
-class DataVector:
-    """τ = θ_i − θ_pre over the pretrained parameters (§3.2), with vector arithmetic (§3.3).
-
-    ``a + b``, ``a - b``, ``-a``, ``2.0 * a``, ``a * 2.0``, ``a / 4`` and ``sum([...])``
-    work key by key (Eq. 2). The tensors are shared, not copied: treat them as read-only.
+    ``a + b``, ``a - b``, ``-a``, ``2.0 * a``, ``a / 4`` and ``sum([...])`` work key by key.
+    Immutable; tensors are shared between vectors, never modified in place.
     """
 
     __slots__ = ("_tensors",)
@@ -242,29 +149,17 @@ class DataVector:
     def __setattr__(self, name, value):
         raise AttributeError("DataVector is immutable; arithmetic returns a new vector")
 
-    # -- construction
     @classmethod
     def between(cls, pretrained: ModelOrState, finetuned: ModelOrState, *,
                 new_layers: Sequence[str] | None = None) -> "DataVector":
-        """τ = θ_finetuned − θ_pretrained over ``pretrained``'s pretrained parameters."""
+        """Eq. 1: τ = θ_finetuned − θ_pretrained over ``pretrained``'s pretrained parameters."""
         pre, ft = _state(pretrained), _state(finetuned)
         keys = split_keys(pretrained, new_layers).vector
         _check_layout(pre, [ft], ["finetuned"], keys)
-        a, b = [ft[k] for k in keys], [pre[k] for k in keys]
-        diffs, norms = _linear_combination([a, b], [1.0, -1.0])
-        _finite_or_raise(keys, diffs, norms, [a, b], ["finetuned", "pretrained"], "DataVector.between")
-        return cls(dict(zip(keys, diffs)))
+        return cls({k: _finite(k, ft[k] - pre[k].to(ft[k].device), [ft[k], pre[k]], ["finetuned", "pretrained"],
+                               "DataVector.between") for k in keys})
 
-    # -- mapping protocol
-    def keys(self):
-        return self._tensors.keys()
-
-    def items(self):
-        return self._tensors.items()
-
-    def values(self):
-        return self._tensors.values()
-
+    # -- a read-only mapping: keys(), items(), values(), `in` come from Mapping
     def __getitem__(self, key: str) -> Tensor:
         return self._tensors[key]
 
@@ -274,11 +169,8 @@ class DataVector:
     def __len__(self) -> int:
         return len(self._tensors)
 
-    def __contains__(self, key) -> bool:
-        return key in self._tensors
-
     def numel(self) -> int:
-        return sum(t.numel() for t in self._tensors.values())
+        return sum(t.numel() for t in self.values())
 
     def __repr__(self) -> str:
         return f"DataVector({len(self)} tensors, {self.numel():,} values)"
@@ -287,47 +179,42 @@ class DataVector:
         """The sub-vector of the entries with ``keep(key, tensor)`` true (e.g. conv weights)."""
         return DataVector({k: v for k, v in self.items() if keep(k, v)})
 
-    # -- arithmetic (Eq. 2 and τ_sum = λ Σ τ_i)
-    def _aligned(self, other: "DataVector", op: str) -> tuple[list[Tensor], list[Tensor]]:
-        if list(self._tensors) != list(other._tensors):
-            mine, theirs = set(self._tensors), set(other._tensors)
-            diff = [f"{k}: only in left operand" for k in self._tensors if k not in theirs]
-            diff += [f"{k}: only in right operand" for k in other._tensors if k not in mine]
-            if not diff:
-                diff = ["same keys in a different order"]
-            raise MedlibError(f"cannot {op} data vectors over different layers:" + _listing(diff)
+    # -- Eq. 2
+    def _zip(self, other: "DataVector", op: str):
+        if list(self.keys()) != list(other.keys()):
+            diff = [f"{k}: only in left operand" for k in self.keys() if k not in other]
+            diff += [f"{k}: only in right operand" for k in other.keys() if k not in self]
+            raise MedlibError(f"cannot {op} data vectors over different layers:"
+                              + _listing(diff or ["same keys in a different order"])
                               + "\nBuild every vector from the same pretrained model.")
-        bad = [f"{k}: {tuple(a.shape)} vs {tuple(b.shape)}"
-               for (k, a), b in zip(self.items(), other.values()) if a.shape != b.shape]
+        bad = [f"{k}: {tuple(a.shape)} vs {tuple(other[k].shape)}" for k, a in self.items() if a.shape != other[k].shape]
         if bad:
             raise MedlibError(f"cannot {op} data vectors with different shapes:" + _listing(bad))
-        return list(self.values()), list(other.values())
+        return [(k, a, other[k]) for k, a in self.items()]
 
     def __add__(self, other):
-        if isinstance(other, Real) and other == 0:  # lets sum([...]) start from 0
+        if isinstance(other, Real) and other == 0:  # sum([...]) starts from 0
             return self
         if not isinstance(other, DataVector):
             return NotImplemented
-        a, b = self._aligned(other, "add")
-        return DataVector(dict(zip(self.keys(), torch._foreach_add(a, b))))
+        return DataVector({k: a + b for k, a, b in self._zip(other, "add")})
 
     __radd__ = __add__
 
     def __sub__(self, other):
         if not isinstance(other, DataVector):
             return NotImplemented
-        a, b = self._aligned(other, "subtract")
-        return DataVector(dict(zip(self.keys(), torch._foreach_sub(a, b))))
+        return DataVector({k: a - b for k, a, b in self._zip(other, "subtract")})
 
     def __neg__(self):
-        return DataVector(dict(zip(self.keys(), torch._foreach_neg(list(self.values())))))
+        return DataVector({k: -v for k, v in self.items()})
 
     def __mul__(self, scalar):
         if isinstance(scalar, Tensor) and scalar.numel() == 1:
             scalar = scalar.item()
         if not isinstance(scalar, Real) or isinstance(scalar, bool):
             return NotImplemented
-        return DataVector(dict(zip(self.keys(), torch._foreach_mul(list(self.values()), float(scalar)))))
+        return DataVector({k: v * float(scalar) for k, v in self.items()})
 
     __rmul__ = __mul__
 
@@ -336,87 +223,110 @@ class DataVector:
             return NotImplemented
         return self * (1.0 / float(scalar))
 
-    # -- geometry (Figure 2: per-layer cosine similarity)
-    def norm(self) -> float:
-        """Euclidean norm of the whole vector."""
-        if not self._tensors:
-            return 0.0
-        norms = torch._foreach_norm([t.float() if not t.is_floating_point() else t for t in self.values()])
-        return float(torch.linalg.vector_norm(torch.stack(norms).double()))
-
-    def cosine(self, other: "DataVector", per_layer: bool = False):
-        """cos(τ_a, τ_b) over the whole vector, or ``{key: cos}`` per tensor (in key order).
-
-        A zero tensor has no direction: its cosine is NaN.
-        """
-        a, b = self._aligned(other, "compare")
-        dots = [torch.dot(x.reshape(-1).double(), y.reshape(-1).double()) for x, y in zip(a, b)]
-        na = [x.double().norm() for x in a]
-        nb = [y.double().norm() for y in b]
-
-        def cos(dot, n1, n2) -> float:
-            denom = float(n1 * n2)
-            return float(dot) / denom if denom > 0 else math.nan
-
-        if per_layer:
-            return {k: cos(d, x, y) for k, d, x, y in zip(self.keys(), dots, na, nb)}
-        total = sum(float(d) for d in dots)
-        return cos(total, math.sqrt(sum(float(x) ** 2 for x in na)), math.sqrt(sum(float(y) ** 2 for y in nb)))
-
-    # -- §3.4
+    # -- Eq. 3
     def apply_to(self, pretrained: ModelOrState, scale: float = 1.0) -> ModelOrState:
         """θ_pre + scale·τ as a new model (or state dict); ``pretrained`` is not modified."""
         pre = _state(pretrained)
-        _check_layout(dict(self.items()), [pre], ["the pretrained model"], list(self.keys()),
-                      ref_name="the data vector")
-        keys = list(self.keys())
-        base, tau = [pre[k] for k in keys], list(self.values())
-        new, norms = _linear_combination([base, tau], [1.0, float(scale)])
-        _finite_or_raise(keys, new, norms, [base, tau], ["pretrained", "data vector"], "DataVector.apply_to")
-        state = {k: v.clone() for k, v in pre.items() if k not in self._tensors}
-        state.update(zip(keys, new))
+        _check_layout(self._tensors, [pre], ["the pretrained model"], list(self.keys()), "the data vector")
+        state = {k: v.clone() for k, v in pre.items() if k not in self}
+        for k, tau in self.items():
+            state[k] = _finite(k, pre[k] + scale * tau.to(pre[k].device), [pre[k], tau],
+                               ["pretrained", "data vector"], "DataVector.apply_to")
         return _assemble(pretrained, {k: state[k] for k in pre})
 
+    # -- geometry (Figure 2)
+    def norm(self) -> float:
+        """Euclidean norm of the whole vector."""
+        return math.sqrt(sum(float(v.double().square().sum()) for v in self.values()))
 
-# --------------------------------------------------------------------------- merging (§3.3–3.4)
+    def cosine(self, other: "DataVector", per_layer: bool = False):
+        """cos(τ_a, τ_b) over the whole vector, or ``{key: cos}`` per tensor; NaN for a zero vector."""
+        stats = {k: (float((a.double() * b.double()).sum()), float(a.double().square().sum()),
+                     float(b.double().square().sum())) for k, a, b in self._zip(other, "compare")}
+
+        def cos(dot, aa, bb):
+            return dot / math.sqrt(aa * bb) if aa * bb > 0 else math.nan
+
+        if per_layer:
+            return {k: cos(*s) for k, s in stats.items()}
+        return cos(*(sum(s[i] for s in stats.values()) for i in range(3)))
+
+    # -- later merging methods, as operations on vectors
+    @staticmethod
+    def ties(vectors: Sequence["DataVector"], density: float) -> "DataVector":
+        """TIES-merging (Yadav et al., 2023) of ``vectors``, before the scale λ.
+
+        Trim: keep each vector's ``int(d · density)`` largest magnitudes over the whole flattened
+        vector of d values (values tied at the threshold all kept; the authors' code keeps one more). Elect: the sign of the sum of the trimmed vectors
+        per coordinate (a zero sum takes the sign of the elected signs' total, as in the authors'
+        code). Disjoint mean: the mean of the trimmed values agreeing with it, 0 where none do.
+        """
+        if not 0 < density <= 1:
+            raise MedlibError(f"TIES density must be in (0, 1] (the fraction of values kept; 0.2 in the paper), got {density}")
+        if not vectors:
+            raise MedlibError("TIES needs at least one data vector")
+        keys = list(vectors[0].keys())
+        for v in vectors[1:]:
+            vectors[0]._zip(v, "merge")  # same layers and shapes, or a listed error
+        flat = torch.stack([torch.cat([v[k].reshape(-1) for k in keys]) for v in vectors])  # (N, d)
+        d, k = flat.shape[1], int(flat.shape[1] * density)
+        if k < d:  # the k-th largest magnitude is the (d − k + 1)-th smallest
+            threshold = flat.abs().kthvalue(d - k + 1, dim=1, keepdim=True).values
+            flat = flat * (flat.abs() >= threshold) if k > 0 else torch.zeros_like(flat)
+        sign = torch.sign(flat.sum(dim=0))
+        sign[sign == 0] = torch.sign(sign.sum())
+        agree = torch.where(sign > 0, flat > 0, flat < 0)
+        merged = (flat * agree).sum(dim=0) / agree.sum(dim=0).clamp_min(1)
+        out, start = {}, 0
+        for k in keys:
+            t = vectors[0][k]
+            out[k] = merged[start:start + t.numel()].view_as(t).to(t.dtype)
+            start += t.numel()
+        return DataVector(out)
+
+    def dare(self, drop: float, seed: int | torch.Generator = 0) -> "DataVector":
+        """DARE (Yu et al., 2024): drop each value with probability ``drop``, rescale the rest by 1/(1 − drop)."""
+        if not 0 <= drop < 1:
+            raise MedlibError(f"DARE drop must be in [0, 1) (the probability of zeroing a value; 0.9 in the paper), got {drop}")
+        g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+        out = {}
+        for k, v in self.items():
+            keep = torch.rand(v.shape, generator=g) >= drop  # drawn on the CPU: same masks on any device
+            out[k] = v * keep.to(v.device) / (1.0 - drop)
+        return DataVector(out)
+
+    # -- exchanged as safetensors, never pickles
+    def save(self, path, metadata: dict | None = None) -> None:
+        from medlib.io import save_weights
+
+        # safetensors sorts its keys: the layer order (Figure 2's x-axis) travels in the metadata
+        save_weights(path, dict(self.items()), {**(metadata or {}), "kind": "data_vector", "keys": list(self.keys())})
+
+    @classmethod
+    def load(cls, path) -> "DataVector":
+        from medlib.io import load_weights
+
+        state, meta = load_weights(path)
+        if meta.get("kind") != "data_vector":
+            raise MedlibError(f"{path} is not a data vector file (metadata kind={meta.get('kind')!r}); write it with DataVector.save")
+        return cls({k: state[k] for k in meta.get("keys", state)})
 
 
-def merge(
-    pretrained: ModelOrState,
-    finetuned: Sequence[ModelOrState],
-    method: str = "data_vector",
-    lam: float = 0.5,
-    seed: int = 0,
-    include_buffers: bool = False,
-    *,
-    new_layers: Sequence[str] | None = None,
-    into: ModelOrState | None = None,
-) -> ModelOrState:
-    """One merged model from the sites' fine-tuned models; the columns of Tables 1–3.
+def merge(pretrained: ModelOrState, finetuned: Sequence[ModelOrState], method: str = "data_vector", *,
+          lam: float = 0.5, seed: int = 0, include_buffers: bool = False, density: float | None = None,
+          drop: float | None = None, new_layers: Sequence[str] | None = None,
+          into: ModelOrState | None = None) -> ModelOrState:
+    """One merged model from the sites' fine-tuned models.
 
-    ``data_vector`` (§3.3–3.4)
-        θ_mix = θ_pre + λ Σ_i τ_i on the vector parameters, computed as
-        (1 − Nλ)·θ_pre + λ·Σ_i θ_i: the same sum, one pass over memory.
-        λ = 1/N gives exactly the sites' mean.
-    ``params_mean`` (the paper's baseline [8], a uniform model soup)
-        the mean of every fine-tuned parameter *and* floating-point buffer.
-    ``random_vector`` (the paper's control)
-        θ_pre + r, where each tensor of r is a Gaussian direction (seeded by ``seed``)
-        rescaled to the norm of the same tensor of λ Σ_i τ_i.
+    ``data_vector``    θ_pre + λ Σ τ_i (Eq. 1–3); at λ = 1/N exactly the sites' mean.
+    ``params_mean``    the mean of every parameter *and* float buffer (a uniform soup, the paper's [8]).
+    ``random_vector``  θ_pre + r, each tensor of r a seeded Gaussian direction with the norm of λ Σ τ_i's.
+    ``ties``           θ_pre + λ · TIES(τ_1..τ_N; ``density``, default 0.2)  (:meth:`DataVector.ties`).
+    ``dare``           θ_pre + λ Σ DARE(τ_i; ``drop``, default 0.9, seeded by ``seed``).
 
-    For ``data_vector`` and ``random_vector`` the new layers (the head) are the sites' mean
-    (§4.1) and floating-point buffers (BN running statistics) are the sites' mean as well,
-    to be restored afterwards (§3.5). ``include_buffers=True`` pushes floating-point buffers
-    through the same arithmetic as the vector instead — the ablation that shows merged
-    variances turning negative. Integer buffers (``num_batches_tracked``) cannot be averaged:
-    every method keeps their element-wise maximum over the sites.
-
-    Returns a new module (or a new state dict when ``pretrained`` is one); the inputs are
-    not modified. ``into`` (a model or state dict of the same architecture, not one of the
-    inputs) receives the result in place and is returned instead: a λ sweep can reuse one
-    model rather than allocate (and page-fault) a fresh one per λ. Different keys, shapes or
-    dtypes raise a :class:`MedlibError` listing them; a NaN/inf in an input or the result
-    raises naming the key.
+    Heads: the sites' mean; float buffers: the sites' mean (``include_buffers=True`` pushes them
+    through Eq. 1–3 instead: the ablation with negative variances); int buffers: the maximum.
+    ``into`` (a separate model of the same architecture) receives the result in place.
     """
     if method not in MERGE_METHODS:
         raise MedlibError(f"unknown merge method {method!r}; expected one of {MERGE_METHODS}")
@@ -424,57 +334,54 @@ def merge(
         raise MedlibError("merge expects a non-empty list of fine-tuned models, one per site")
     if not math.isfinite(lam):
         raise MedlibError(f"lam must be a finite number, got {lam}")
-    pre = _state(pretrained)
-    sites = [_state(m) for m in finetuned]
+    if density is not None and method != "ties" or drop is not None and method != "dare":
+        raise MedlibError(f"density= belongs to method 'ties' and drop= to 'dare', not to {method!r}")
+    if include_buffers and method not in ("data_vector", "random_vector"):
+        raise MedlibError(f"include_buffers=True is the BN ablation of 'data_vector', not of {method!r}")
+    pre, sites = _state(pretrained), [_state(m) for m in finetuned]
     names = [f"finetuned[{i}]" for i in range(len(sites))]
     _check_layout(pre, sites, names)
     device = next(iter(pre.values())).device if pre else torch.device("cpu")
     sites = [{k: v.to(device) for k, v in s.items()} for s in sites]
-    roles = split_keys(pretrained, new_layers)
-    n = len(sites)
+    roles, n = split_keys(pretrained, new_layers), len(sites)
     target = _target(into, pre, [pretrained, *finetuned])
-    out: dict[str, Tensor] = {}
+    what = f"merge({method!r})"
 
-    def combine(keys, with_pre: bool, coeff_pre: float, coeff_site: float):
-        keys = list(keys)
-        if not keys:
-            return
-        terms = ([[pre[k] for k in keys]] if with_pre else []) + [[s[k] for k in keys] for s in sites]
-        coeffs = ([coeff_pre] if with_pre else []) + [coeff_site] * n
-        dest = [target[k] for k in keys] if target is not None else None
-        result, norms = _linear_combination(terms, coeffs, dest)
-        _finite_or_raise(keys, result, norms, terms, (["pretrained"] if with_pre else []) + names, f"merge({method!r})")
-        out.update(zip(keys, result))
+    def site_mean(k):
+        return _finite(k, sum(s[k] for s in sites) / n, [s[k] for s in sites], names, what)
 
+    pushed = roles.vector + (roles.float_buffers if include_buffers else ())
+    averaged = roles.new + (() if include_buffers else roles.float_buffers)
     if method == "params_mean":
-        combine(roles.vector + roles.new + roles.float_buffers, False, 0.0, 1.0 / n)
-    else:
-        pushed = roles.vector + (roles.float_buffers if include_buffers else ())
-        averaged = roles.new + (() if include_buffers else roles.float_buffers)
-        combine(averaged, False, 0.0, 1.0 / n)
-        if method == "data_vector":
-            # θ_pre + λ Σ (θ_i − θ_pre) = (1 − Nλ) θ_pre + λ Σ θ_i
-            combine(pushed, True, 1.0 - n * lam, lam)
+        pushed, averaged = (), roles.vector + roles.new + roles.float_buffers
+    out = {k: site_mean(k) for k in averaged}
+    out.update({k: torch.stack([s[k] for s in sites]).amax(dim=0) for k in roles.int_buffers})
+    if method in ("ties", "dare"):
+        taus = [DataVector.between(pretrained, s, new_layers=new_layers) for s in sites]
+        if method == "ties":
+            tau_sum = lam * DataVector.ties(taus, 0.2 if density is None else density)
         else:
-            generator = torch.Generator().manual_seed(seed)
-            for key in pushed:
-                terms = [[pre[key]]] + [[s[key]] for s in sites]
-                (tau_sum,), norms = _linear_combination(terms, [-n * lam] + [lam] * n)
-                _finite_or_raise([key], [tau_sum], norms, terms, ["pretrained"] + names, "merge('random_vector')")
+            g = torch.Generator().manual_seed(seed)
+            tau_sum = lam * sum(t.dare(0.9 if drop is None else drop, g) for t in taus)
+        out.update({k: pre[k] + tau_sum[k] for k in pushed})
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        for k in pushed:
+            inputs = [pre[k]] + [s[k] for s in sites]
+            tau_sum = _finite(k, lam * sum(s[k] - pre[k] for s in sites), inputs, ["pretrained"] + names, what)
+            if method == "random_vector":
                 direction = torch.randn(tau_sum.shape, generator=generator, dtype=torch.float64)
                 scale = float(torch.linalg.vector_norm(tau_sum.double())) / max(float(direction.norm()), 1e-300)
-                out[key] = pre[key] + (direction * scale).to(device=device, dtype=tau_sum.dtype)
-    for key in roles.int_buffers:
-        out[key] = torch.stack([s[key] for s in sites]).amax(dim=0)
-    if target is not None:
-        for key, value in out.items():
-            if value is not target[key]:
-                target[key].copy_(value)
-        return into
-    return _assemble(pretrained, {k: out[k] for k in pre})
+                tau_sum = (direction * scale).to(device=device, dtype=tau_sum.dtype)
+            out[k] = _finite(k, pre[k] + tau_sum, inputs, ["pretrained"] + names, what)
+    if target is None:
+        return _assemble(pretrained, {k: out[k] for k in pre})
+    for k, value in out.items():
+        target[k].copy_(value)
+    return into
 
 
-def _target(into: ModelOrState | None, pre: dict[str, Tensor], inputs: Sequence[ModelOrState]) -> dict[str, Tensor] | None:
+def _target(into: ModelOrState | None, pre: dict[str, Tensor], inputs: Sequence[ModelOrState]) -> dict | None:
     """The tensors of ``into`` to write the merge into, after checking it is safe to."""
     if into is None:
         return None

@@ -303,17 +303,114 @@ def test_bad_arguments(models):
         merge(pre, a)
 
 
-def test_merge_groups_keys_without_changing_results(models, monkeypatch):
-    """The cache-sized grouping of keys is an implementation detail: results must not depend on it."""
-    import medlib.vectors as vectors
-
+def test_merge_equals_a_per_key_reference_on_a_larger_model():
     torch.manual_seed(0)
     pre = nn.Sequential(nn.Linear(40, 30), nn.BatchNorm1d(30), nn.Linear(30, 20))
     sites = [nn.Sequential(nn.Linear(40, 30), nn.BatchNorm1d(30), nn.Linear(30, 20)) for _ in range(3)]
     reference = {k: pre.state_dict()[k] + 0.5 * sum(s.state_dict()[k] - pre.state_dict()[k] for s in sites)
                  for k, _ in pre.named_parameters()}
-    for group_bytes in (1, 4096, 1 << 30):
-        monkeypatch.setattr(vectors, "_CPU_GROUP_BYTES", group_bytes)
-        merged = merge(pre, sites, "data_vector", lam=0.5).state_dict()
-        for k, v in reference.items():
-            assert torch.allclose(merged[k], v, atol=1e-6), (group_bytes, k)
+    merged = merge(pre, sites, "data_vector", lam=0.5).state_dict()
+    for k, v in reference.items():
+        assert torch.allclose(merged[k], v, atol=1e-6), k
+
+
+# --------------------------------------------------------------------------- TIES and DARE
+
+
+def vec(**tensors) -> DataVector:
+    return DataVector({k: torch.tensor(v, dtype=torch.float32) for k, v in tensors.items()})
+
+
+def test_ties_trims_elects_and_takes_the_disjoint_mean_by_hand():
+    t1 = vec(w=[1.0, -2.0], b=[0.5, 3.0])
+    t2 = vec(w=[-1.5, 0.2], b=[0.1, 2.0])
+    t3 = vec(w=[0.3, 1.0], b=[-4.0, 0.4])
+    # density ½ of 4 values keeps 2 per vector, over the whole flattened vector (w and b together):
+    # t1 → [0, −2 | 0, 3], t2 → [−1.5, 0 | 0, 2], t3 → [0, 1 | −4, 0]; sum [−1.5, −1 | −4, 5]
+    # elected signs [−, −, −, +]; disjoint means: −1.5, −2 (the 1 disagrees), −4, (3 + 2)/2
+    merged = DataVector.ties([t1, t2, t3], density=0.5)
+    assert list(merged.keys()) == ["w", "b"]
+    close(merged["w"], [-1.5, -2.0])
+    close(merged["b"], [-4.0, 2.5])
+    # density 1 keeps everything: signs of [−0.2, −0.8 | −3.4, 5.4]; agreeing means
+    full = DataVector.ties([t1, t2, t3], density=1.0)
+    close(full["w"], [-1.5, -2.0])
+    close(full["b"], [-4.0, (3.0 + 2.0 + 0.4) / 3])
+    with pytest.raises(MedlibError, match="density"):
+        DataVector.ties([t1, t2], density=0.0)
+    with pytest.raises(MedlibError, match="only in left operand"):
+        DataVector.ties([t1, vec(w=[1.0, 1.0])], density=0.5)
+
+
+def test_ties_merge_of_models_by_hand(models):
+    pre, a, b = models
+    before = snapshot(pre, a, b)
+    # density 1: no trimming. τ_a = [1, 0 | .5, 0 | 0, .5 | 0, 0], τ_b = [0, 2 | −.5, 1 | −.5, 0 | .2, 0]
+    # (conv.weight | conv.bias | bn.weight | bn.bias). Sum signs [+, +, 0, +, −, +, +, 0]: the zeros
+    # take the majority sign (+), as in the authors' code; conv.bias[0] keeps τ_a's 0.5.
+    merged = merge(pre, [a, b], "ties", lam=1.0, density=1.0)
+    close(merged.conv.weight, [2, 4])
+    close(merged.conv.bias, [0.5, 1])
+    close(merged.bn.weight, [0.5, 1.5])
+    close(merged.bn.bias, [0.2, 0])
+    close(merged.head.weight, [[2, 0], [0, 0]])  # heads and buffers as for the data vector
+    close(merged.bn.running_var, [0.3, 0.6])
+    assert merged.bn.num_batches_tracked.item() == 10
+    assert same(before, [pre, a, b])
+    lam = 0.7
+    expected = DataVector.ties([DataVector.between(pre, m) for m in (a, b)], 0.25).apply_to(pre, scale=lam)
+    ours = merge(pre, [a, b], "ties", lam=lam, density=0.25)
+    for k in split_keys(pre).vector:
+        assert torch.allclose(ours.state_dict()[k], expected.state_dict()[k], atol=1e-6), k
+
+
+def test_dare_keeps_a_fraction_and_rescales_statistically():
+    n, p = 200_000, 0.9
+    tau = vec(w=torch.linspace(0.5, 1.5, n).tolist())
+    dropped = tau.dare(p, seed=0)
+    kept = dropped["w"] != 0
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * sigma
+    assert torch.allclose(dropped["w"][kept], tau["w"][kept] / (1 - p), rtol=1e-6)  # rescaled by 1/(1 − p)
+    assert dropped["w"].sum().item() == pytest.approx(tau["w"].sum().item(), rel=0.02)  # unbiased
+    assert torch.equal(tau.dare(p, seed=0)["w"], dropped["w"])
+    assert not torch.equal(tau.dare(p, seed=1)["w"], dropped["w"])
+    assert torch.equal(tau.dare(0.0, seed=3)["w"], tau["w"])
+    with pytest.raises(MedlibError, match="drop"):
+        tau.dare(1.0)
+
+
+def test_dare_merge_drops_per_site_and_sums_with_lambda(models):
+    pre, a, b = models
+    assert_same = lambda x, y: all(torch.equal(x.state_dict()[k], y.state_dict()[k]) for k in x.state_dict())  # noqa: E731
+    assert assert_same(merge(pre, [a, b], "dare", lam=0.5, drop=0.0), merge(pre, [a, b], "data_vector", lam=0.5))
+    merged = merge(pre, [a], "dare", lam=2.0, drop=0.5, seed=7)
+    tau, moved = DataVector.between(pre, a), DataVector.between(pre, merged)
+    for k in tau.keys():  # each value is dropped (0) or kept and doubled, times λ = 2
+        ok = torch.isclose(moved[k], torch.zeros_like(moved[k])) | torch.isclose(moved[k], 4 * tau[k])
+        assert ok.all(), k
+    close(merged.head.bias, [1, -1])
+    assert assert_same(merged, merge(pre, [a], "dare", lam=2.0, drop=0.5, seed=7))
+
+
+def test_merge_arguments_of_other_methods_are_refused(models):
+    pre, a, b = models
+    with pytest.raises(MedlibError, match="density"):
+        merge(pre, [a, b], "data_vector", density=0.2)
+    with pytest.raises(MedlibError, match="drop"):
+        merge(pre, [a, b], "ties", drop=0.9)
+    with pytest.raises(MedlibError, match="include_buffers"):
+        merge(pre, [a, b], "ties", include_buffers=True)
+
+
+def test_data_vector_round_trips_through_safetensors(models, tmp_path):
+    pre, a, _ = models
+    tau = DataVector.between(pre, a)
+    tau.save(tmp_path / "tau.safetensors", {"site": 1})
+    back = DataVector.load(tmp_path / "tau.safetensors")
+    assert list(back.keys()) == list(tau.keys()) and all(torch.equal(back[k], tau[k]) for k in tau)
+    from medlib.io import save_weights
+
+    save_weights(tmp_path / "model.safetensors", a.state_dict(), {"arch": "tiny"})
+    with pytest.raises(MedlibError, match="not a data vector"):
+        DataVector.load(tmp_path / "model.safetensors")
