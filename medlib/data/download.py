@@ -1,4 +1,4 @@
-"""Download the public datasets of Paper A; explain how to obtain derm7pt (Paper B).
+"""Download the public datasets of Paper A with pooch; explain how to obtain derm7pt (Paper B).
 
 What ``download_dataset`` does, per dataset (URLs are the official ones, see ``SOURCES``):
 
@@ -12,18 +12,16 @@ What ``download_dataset`` does, per dataset (URLs are the official ones, see ``S
 * ``derm7pt`` — needs a registration at derm.cs.sfu.ca, so it cannot be downloaded:
   a :class:`~medlib.errors.MedlibError` says what to do (or the path, when it is already there).
 
-How the transfer behaves (why: the archives are 1.7–3.6 GB and Colab connections drop):
+The machinery is pooch's (the download manager of SciPy and scikit-image): a registry of
+known hashes (Zenodo's published md5; retina and PAD publish none, so their sha256 is recorded
+at the first download and checked on later runs), ``retry_if_failed``, hash check before the
+file gets its final name, and the ``Unzip``/``Untar`` processors.
 
-* streamed in chunks to ``<file>.part`` with printed text progress (bytes, %, MB/s);
-* a later call resumes a ``.part`` with an HTTP ``Range`` request; a server that ignores
-  ``Range`` (answers 200) makes us start that file again from byte 0;
-* fewer bytes than ``Content-Length`` (or than the size Zenodo lists) is an error and the
-  ``.part`` is kept for the next resume;
-* only a complete file whose checksum matches is renamed (atomically) to its final name;
-  an expected-checksum mismatch deletes the ``.part`` and raises;
-* the sha256 of every archive is recorded in ``<root>/.medlib-downloads.json`` and checked
-  again on later runs; unpacking goes to a temporary folder renamed into place when done;
-* a second call with everything present downloads and unpacks nothing.
+One piece pooch lacks is kept, :class:`ResumableDownloader` (~60 lines): pooch streams into a
+temporary file that it deletes on any failure, so a connection that drops at 3.4 of the PAD
+archive's 3.6 GB costs the whole 3.6 GB again, on every retry. Ours keeps ``<file>.part`` and
+asks for the rest with an HTTP ``Range`` request (a server that ignores ``Range`` makes it start
+again from byte 0); on Colab, where connections drop and sessions end, a rerun continues.
 
 ``base_url`` (or the environment variable ``MEDLIB_DOWNLOAD_BASE``) replaces the scheme and
 host of every official URL and keeps its path: ``https://zenodo.org/api/records/7741476``
@@ -33,23 +31,23 @@ becomes ``<base_url>/api/records/7741476``. Tests serve fixture archives this wa
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
+import logging
 import os
 import shutil
-import socket
 import tarfile
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
-import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import pooch
+from pooch.hashes import hash_matches
+import requests
 
 from medlib.errors import MedlibError
 from medlib.io import atomic_write_text
@@ -58,6 +56,7 @@ __all__ = [
     "DownloadError",
     "SOURCES",
     "MANIFEST_NAME",
+    "ResumableDownloader",
     "download_dataset",
     "fetch_file",
     "extract_archive",
@@ -68,9 +67,7 @@ __all__ = [
 MANIFEST_NAME = ".medlib-downloads.json"
 BASE_URL_ENV = "MEDLIB_DOWNLOAD_BASE"
 CHUNK_BYTES = 1 << 20
-USER_AGENT = "medlib-downloader (python urllib)"
-
-ZENODO_RECORD_API = "https://zenodo.org/api/records/7741476"
+TIMEOUT_S = 60
 
 DERM7PT_INSTRUCTIONS = """\
 derm7pt (the seven-point checklist dataset) cannot be downloaded automatically: its
@@ -78,7 +75,9 @@ authors require a (free) registration.
   1. Register and download "release_v0.zip" at https://derm.cs.sfu.ca
   2. Unpack it under {root}, so that this file exists:
        {root}/release_v0/meta/meta.csv
-  3. Run the same command again (or pass that folder as --root)."""
+  3. Run the same command again, or point medlib at the folder where you unpacked it:
+       export MEDLIB_DATA_DERM7PT=/content/drive/MyDrive/derm7pt   (a shell, or a Colab cell
+       os.environ["MEDLIB_DATA_DERM7PT"] = "/content/drive/MyDrive/derm7pt")"""
 
 
 class DownloadError(MedlibError):
@@ -95,22 +94,14 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {
-    "retina": Source(
-        "retina",
-        "https://github.com/yiweichen04/retina_dataset/archive/master.zip",
-        "retina_dataset-master",
-    ),
+    "retina": Source("retina", "https://github.com/yiweichen04/retina_dataset/archive/master.zip",
+                     "retina_dataset-master"),
     "pad-ufes-20": Source(
-        "pad-ufes-20",
-        "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/zr7vgbcyr2-1.zip",
-        "pad-ufes-20",
-    ),
-    "bladder-tissue": Source("bladder-tissue", ZENODO_RECORD_API, "bladder-tissue"),
+        "pad-ufes-20", "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/zr7vgbcyr2-1.zip",
+        "pad-ufes-20"),
+    "bladder-tissue": Source("bladder-tissue", "https://zenodo.org/api/records/7741476", "bladder-tissue"),
     "derm7pt": Source("derm7pt", "https://derm.cs.sfu.ca", "release_v0"),
 }
-
-
-# ----------------------------------------------------------------------------- URLs
 
 
 def rewrite_url(url: str, base_url: str | None) -> str:
@@ -128,130 +119,111 @@ def rewrite_url(url: str, base_url: str | None) -> str:
             f"'http://127.0.0.1:8000'. Fix --base-url or the {BASE_URL_ENV} variable."
         )
     parts = urllib.parse.urlsplit(url)
-    path = base.path.rstrip("/") + parts.path
-    return urllib.parse.urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
-
-
-def _open(url: str, headers: dict[str, str] | None = None, timeout: float = 60.0):
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
-    try:
-        return urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError:
-        raise  # the caller decides (416 is meaningful for a resume)
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
-        raise DownloadError(
-            f"could not reach {url}: {exc}. Check the network connection; a mirror can be "
-            f"set with base_url= or the {BASE_URL_ENV} environment variable."
-        ) from exc
-
-
-def _http_error(url: str, exc: urllib.error.HTTPError) -> DownloadError:
-    return DownloadError(
-        f"{url} answered HTTP {exc.code} {exc.reason}; expected the file. The dataset may have "
-        "moved: check the address in medlib.data.download.SOURCES against the dataset's page."
-    )
+    return urllib.parse.urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
 
 # ----------------------------------------------------------------------------- one file
 
 
-class _Progress:
-    """Prints at most one line every ``every_s`` seconds (and one at the end)."""
-
-    def __init__(self, label: str, total: int | None, start: int, echo: Callable[[str], None] | None,
-                 every_s: float = 2.0):
-        self.label, self.total, self.start, self.echo, self.every_s = label, total, start, echo, every_s
-        self.t0 = self.t_last = time.monotonic()
-
-    def update(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if self.echo is None or (not final and now - self.t_last < self.every_s):
-            return
-        self.t_last = now
-        rate = (done - self.start) / max(now - self.t0, 1e-9) / 1e6
-        if self.total:
-            pct = f"{100.0 * done / self.total:5.1f}%"
-            size = f"{done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB"
-        else:
-            pct, size = "  ?  ", f"{done / 1e6:,.1f} MB"
-        self.echo(f"  {self.label}: {size} {pct} {rate:6.1f} MB/s")
+class IncompleteTransfer(requests.exceptions.RequestException):
+    """Fewer bytes than announced. A ``RequestException``, so pooch's ``retry_if_failed`` resumes it."""
 
 
-def _file_digests(path: Path) -> dict[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK_BYTES):
-            sha.update(chunk)
-            md5.update(chunk)
-    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+def _progress_line(label: str, done: int, total: int | None, start: int, t0: float) -> str:
+    rate = (done - start) / max(time.monotonic() - t0, 1e-9) / 1e6
+    if total:
+        return f"  {label}: {done / 1e6:,.1f}/{total / 1e6:,.1f} MB {100.0 * done / total:5.1f}% {rate:6.1f} MB/s"
+    return f"  {label}: {done / 1e6:,.1f} MB    ?  {rate:6.1f} MB/s"
 
 
-def _parse_content_range_start(value: str | None) -> int | None:
-    # "bytes 100-999/1000" -> 100
-    if not value or not value.startswith("bytes "):
-        return None
-    try:
-        return int(value[6:].split("-", 1)[0])
-    except ValueError:
-        return None
+class ResumableDownloader:
+    """A pooch downloader that keeps ``part`` between attempts and resumes it with HTTP ``Range``.
 
-
-def _transfer_once(url: str, part: Path, echo, label: str) -> int | None:
-    """Append the rest of ``url`` to ``part``; return the total size announced by the server.
-
-    Raises :class:`DownloadError` on a short transfer (the ``.part`` stays for a resume).
+    Called by pooch as ``downloader(url, output_file, pooch)``: brings ``part`` to its full
+    length, checks ``expected_size`` and ``known_hash`` (a mismatch of a complete file is not
+    transient: the file is deleted and no retry is spent on it), then renames ``part`` to
+    pooch's ``output_file`` (same folder), which pooch moves to the final name.
     """
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    try:
-        response = _open(url, headers)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:
-            # Range not satisfiable: the .part is already as long as the file (or longer).
-            # Return None and let the caller's size/checksum checks decide.
-            return None
-        raise _http_error(url, exc) from exc
-    with response:
-        status = response.status
-        length = response.headers.get("Content-Length")
-        length = int(length) if length is not None else None
-        if offset and status == 206:
-            start = _parse_content_range_start(response.headers.get("Content-Range"))
-            if start != offset:
-                raise DownloadError(
-                    f"{url} answered a resume from byte {offset} with Content-Range "
-                    f"{response.headers.get('Content-Range')!r}; delete {part} and rerun."
-                )
-            mode, total = "ab", (offset + length if length is not None else None)
-            if echo:
-                echo(f"  {label}: resuming at {offset / 1e6:,.1f} MB")
-        else:
-            if offset and echo:
-                echo(f"  {label}: server ignored the Range request; starting again from 0")
-            offset, mode, total = 0, "wb", length
-        progress = _Progress(label, total, offset, echo)
-        done = offset
-        try:
-            with part.open(mode) as out:
-                while True:
-                    chunk = response.read(CHUNK_BYTES)
-                    if not chunk:
-                        break
+
+    def __init__(self, part: Path, *, expected_size: int | None = None, known_hash: str | None = None,
+                 echo: Callable[[str], None] | None = print, every_s: float = 2.0):
+        self.part, self.expected_size, self.known_hash = Path(part), expected_size, known_hash
+        self.echo, self.every_s = echo, every_s
+
+    def _say(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
+
+    def _transfer(self, url: str) -> None:
+        label = self.part.name.removesuffix(".part")
+        offset = self.part.stat().st_size if self.part.exists() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S) as response:
+            if response.status_code == 416 and offset:
+                return  # the .part is already whole (killed before the rename): size/hash decide
+            response.raise_for_status()
+            length = response.headers.get("Content-Length")
+            length = int(length) if length is not None else None
+            if offset and response.status_code == 206:
+                content_range = response.headers.get("Content-Range", "")
+                if not content_range.startswith(f"bytes {offset}-"):
+                    raise DownloadError(f"{url} answered a resume from byte {offset} with Content-Range "
+                                        f"{content_range!r}; delete {self.part} and rerun.")
+                mode, total = "ab", None if length is None else offset + length
+                self._say(f"  {label}: resuming at {offset / 1e6:,.1f} MB")
+            else:
+                if offset:
+                    self._say(f"  {label}: server ignored the Range request; starting again from 0")
+                offset, mode, total = 0, "wb", length
+            # urllib3 would raise on a short body and drop the bytes it buffered; we keep them in the
+            # .part and compare the length ourselves below
+            response.raw.enforce_content_length = False
+            done, t0 = offset, time.monotonic()
+            t_last = t0
+            with self.part.open(mode) as out:
+                # a dropped connection raises requests' ChunkedEncodingError/ConnectionError here
+                for chunk in response.iter_content(CHUNK_BYTES):
                     out.write(chunk)
                     done += len(chunk)
-                    progress.update(done)
-        except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as exc:
+                    if time.monotonic() - t_last >= self.every_s:
+                        t_last = time.monotonic()
+                        self._say(_progress_line(label, done, total, offset, t0))
+            self._say(_progress_line(label, done, total, offset, t0))
+        if total is not None and done < total:
+            raise IncompleteTransfer(f"got {done:,} of {total:,} bytes")
+
+    def __call__(self, url: str, output_file: str, pooch_instance=None) -> None:
+        self._transfer(url)
+        size = self.part.stat().st_size
+        if self.expected_size is not None and size != self.expected_size:
+            if size > self.expected_size:
+                self.part.unlink()  # longer than the file can be: no use resuming it
             raise DownloadError(
-                f"the transfer of {url} broke after {done:,} bytes ({exc.__class__.__name__}); "
-                f"the partial file {part} is kept: run the same command again to resume."
-            ) from exc
-        progress.update(done, final=True)
-    if total is not None and done < total:
-        raise DownloadError(
-            f"the transfer of {url} stopped at {done:,} of {total:,} bytes; the partial file "
-            f"{part} is kept: run the same command again to resume."
-        )
-    return total
+                f"{url}: got {size:,} bytes, expected {self.expected_size:,}. "
+                + ("The partial file is kept: run again to resume." if self.part.exists()
+                   else "The oversized file was deleted: run again to download it afresh.")
+            )
+        if self.known_hash and not hash_matches(str(self.part), self.known_hash):
+            algorithm, expected = self.known_hash.split(":", 1)
+            got = pooch.file_hash(str(self.part), alg=algorithm)
+            self.part.unlink()
+            raise DownloadError(
+                f"{url}: {algorithm} {got} does not match the published {algorithm} {expected}; the corrupt "
+                "download was deleted. Run again; if it persists the upstream file changed."
+            )
+        os.replace(self.part, output_file)
+
+
+@contextmanager
+def _quiet_pooch():
+    """pooch logs every fetch at INFO on stderr; medlib prints its own lines (or none)."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def fetch_file(
@@ -259,64 +231,62 @@ def fetch_file(
     dest: Path,
     *,
     expected_size: int | None = None,
-    expected_md5: str | None = None,
+    known_hash: str | None = None,
     retries: int = 3,
     echo: Callable[[str], None] | None = print,
 ) -> dict[str, str | int]:
-    """Download ``url`` to ``dest`` (resumable, verified, atomic) and return its digests.
+    """Download ``url`` to ``dest`` with pooch (resumable, verified, atomic); return its digests.
 
-    Returns ``{"size", "sha256", "md5", "url"}``. ``retries`` is the number of automatic
-    resumes after a broken transfer within this call; after that the error is raised and
-    the ``.part`` file stays for a later call.
+    ``known_hash`` is pooch's ``"md5:<hex>"``/``"sha256:<hex>"`` (None: not published).
+    Returns ``{"url", "size", "sha256", "md5"}``. ``retries`` is pooch's ``retry_if_failed``:
+    each retry resumes the ``.part``; after the last the error is raised and the ``.part``
+    stays for a later call.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
+                            urls={dest.name: url}, retry_if_failed=retries)
+    downloader = ResumableDownloader(part, expected_size=expected_size, known_hash=known_hash, echo=echo)
     if echo:
         echo(f"downloading {url} -> {dest}")
-    for attempt in range(retries + 1):
-        try:
-            _transfer_once(url, part, echo, dest.name)
-            break
-        except DownloadError as exc:
-            if attempt == retries or not part.exists():
-                raise
-            if echo:
-                echo(f"  {dest.name}: {exc.args[0].split(';')[0]}; retrying ({attempt + 1}/{retries})")
-            time.sleep(min(2.0 ** attempt, 10.0) if attempt else 0.0)
-    size = part.stat().st_size
-    if expected_size is not None and size != expected_size:
-        if size > expected_size:
-            part.unlink()  # longer than the file can be: no use resuming it
+    try:
+        with _quiet_pooch():
+            registry.fetch(dest.name, downloader=downloader)
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
         raise DownloadError(
-            f"{url}: got {size:,} bytes, expected {expected_size:,}. "
-            + ("The partial file is kept: run again to resume." if part.exists()
-               else "The oversized file was deleted: run again to download it afresh.")
-        )
-    digests = _file_digests(part)
-    if expected_md5 is not None and digests["md5"] != expected_md5.lower():
-        part.unlink()
+            f"{url} answered HTTP {status}; expected the file. The dataset may have moved: check the "
+            "address in medlib.data.download.SOURCES against the dataset's page."
+        ) from exc
+    except requests.exceptions.RequestException as exc:
         raise DownloadError(
-            f"{url}: md5 {digests['md5']} does not match the published md5 {expected_md5}; the "
-            "corrupt download was deleted. Run again; if it persists the upstream file changed."
-        )
-    os.replace(part, dest)
-    return {"url": url, "size": size, **digests}
+            f"the transfer of {url} broke ({exc.__class__.__name__}: {exc}); the partial file {part} is "
+            f"kept: run the same command again to resume. (A mirror: base_url= or ${BASE_URL_ENV}.)"
+        ) from exc
+    except ValueError as exc:  # pooch's own hash check of the renamed file
+        raise DownloadError(f"{url}: {exc}") from exc
+    return {"url": url, "size": dest.stat().st_size, **_digests(dest)}
+
+
+def _digests(path: Path) -> dict[str, str]:
+    return {alg: pooch.file_hash(str(path), alg=alg) for alg in ("sha256", "md5")}
 
 
 # ----------------------------------------------------------------------------- unpacking
 
 
-def _safe_members_zip(archive: zipfile.ZipFile, target: Path) -> None:
+def _check_zip_members(archive: Path, target: Path) -> None:
     root = target.resolve()
-    for name in archive.namelist():
-        resolved = (target / name).resolve()
-        if resolved != root and root not in resolved.parents:
-            raise DownloadError(f"archive member {name!r} would unpack outside {target}; refusing.")
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            resolved = (target / name).resolve()
+            if resolved != root and root not in resolved.parents:
+                raise DownloadError(f"archive member {name!r} would unpack outside {target}; refusing.")
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
-    """Unpack ``archive`` (zip or tar) into the new folder ``dest``, atomically.
+    """Unpack ``archive`` (zip or tar, with pooch's processors) into the new folder ``dest``, atomically.
 
     Everything is unpacked into a temporary folder beside ``dest`` that is renamed to
     ``dest`` at the end, so an interrupted unpack never leaves a half-filled ``dest``.
@@ -332,27 +302,20 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
     try:
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _safe_members_zip(zf, tmp)
-                zf.extractall(tmp)
+            _check_zip_members(archive, tmp)
+            processor = pooch.Unzip(extract_dir=str(tmp))
         elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                if hasattr(tarfile, "data_filter"):
-                    tf.extractall(tmp, filter="data")
-                else:  # Python < 3.10.12: check names ourselves
-                    for member in tf.getmembers():
-                        resolved = (tmp / member.name).resolve()
-                        if tmp.resolve() not in resolved.parents or member.issym() or member.islnk():
-                            raise DownloadError(f"unsafe member {member.name!r} in {archive}; refusing.")
-                    tf.extractall(tmp)
+            processor = pooch.Untar(extract_dir=str(tmp))  # tarfile's "data" filter refuses unsafe members
         else:
             raise DownloadError(f"{archive} is neither a zip nor a tar archive; delete it and rerun.")
+        with _quiet_pooch():
+            processor(str(archive), "download", None)
         entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
         source = entries[0] if len(entries) == 1 and entries[0].is_dir() and entries[0].name == dest.name else tmp
         if source == tmp:
             os.chmod(tmp, 0o755)  # mkdtemp made it private; the data folder is an ordinary one
         os.replace(source, dest)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise DownloadError(f"{archive} is damaged ({exc}); delete it and rerun to download it again.") from exc
     finally:
         if tmp.exists():
@@ -367,8 +330,7 @@ class _Manifest:
     """``<root>/.medlib-downloads.json``: {"files": {relpath: digests}, "unpacked": {relpath: archive}}."""
 
     def __init__(self, root: Path):
-        self.path = root / MANIFEST_NAME
-        self.root = root
+        self.path, self.root = root / MANIFEST_NAME, root
         self.data = {"files": {}, "unpacked": {}}
         if self.path.exists():
             try:
@@ -376,10 +338,8 @@ class _Manifest:
                 self.data["files"].update(loaded.get("files", {}))
                 self.data["unpacked"].update(loaded.get("unpacked", {}))
             except (json.JSONDecodeError, AttributeError) as exc:
-                raise DownloadError(
-                    f"{self.path} is not valid JSON ({exc}); delete it and rerun (files already "
-                    "present will be checked again)."
-                ) from exc
+                raise DownloadError(f"{self.path} is not valid JSON ({exc}); delete it and rerun (files already "
+                                    "present will be checked again).") from exc
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -390,55 +350,40 @@ class _Manifest:
     def is_unpacked(self, dest: Path) -> bool:
         return self.rel(dest) in self.data["unpacked"] and dest.is_dir()
 
-    def mark_unpacked(self, dest: Path, archive: Path) -> None:
-        self.data["unpacked"][self.rel(dest)] = self.rel(archive)
+    def ensure_file(self, url: str, dest: Path, *, expected_size=None, known_hash=None, echo=print,
+                    retries: int = 3) -> None:
+        """Download ``dest`` unless it is present and matches what was recorded (size and sha256)."""
+        key = self.rel(dest)
+        recorded = self.data["files"].get(key)
+        if dest.exists():
+            if recorded is None:
+                # Present but never recorded: trust it only if a published checksum confirms it.
+                if known_hash and not hash_matches(str(dest), known_hash):
+                    raise DownloadError(f"{dest} exists but does not match the published {known_hash}; "
+                                        "delete it and rerun to download it again.")
+                self.data["files"][key] = {"url": url, "size": dest.stat().st_size, **_digests(dest)}
+                self.save()
+                return
+            if echo:
+                echo(f"checking {dest.name} against {MANIFEST_NAME}")
+            if dest.stat().st_size == recorded["size"] and hash_matches(str(dest), f"sha256:{recorded['sha256']}"):
+                return
+            raise DownloadError(f"{dest} no longer matches the sha256/size recorded when it was downloaded "
+                                "(damaged on disk?). Delete it and rerun to download it again.")
+        self.data["files"][key] = fetch_file(url, dest, expected_size=expected_size, known_hash=known_hash,
+                                             echo=echo, retries=retries)
         self.save()
 
-
-def _ensure_file(
-    manifest: _Manifest, url: str, dest: Path, *, expected_size=None, expected_md5=None, echo=print,
-    retries: int = 3,
-) -> None:
-    """Download ``dest`` unless it is present and matches the manifest (size and sha256)."""
-    key = manifest.rel(dest)
-    recorded = manifest.data["files"].get(key)
-    if dest.exists():
-        if recorded is None:
-            # Present but never recorded: someone put it there; trust it only if a published
-            # checksum confirms it, otherwise record what is there.
-            digests = _file_digests(dest)
-            if expected_md5 and digests["md5"] != expected_md5.lower():
-                raise DownloadError(
-                    f"{dest} exists but its md5 {digests['md5']} differs from the published "
-                    f"{expected_md5}; delete it and rerun to download it again."
-                )
-            manifest.data["files"][key] = {"url": url, "size": dest.stat().st_size, **digests}
-            manifest.save()
-            return
+    def ensure_unpacked(self, archive: Path, dest: Path, echo=print) -> bool:
+        """Unpack ``archive`` into ``dest`` once; return True when it did unpack now."""
+        if self.is_unpacked(dest):
+            return False
         if echo:
-            echo(f"checking {dest.name} against {MANIFEST_NAME}")
-        size = dest.stat().st_size
-        if size == recorded["size"] and _file_digests(dest)["sha256"] == recorded["sha256"]:
-            return
-        raise DownloadError(
-            f"{dest} no longer matches the sha256/size recorded when it was downloaded (damaged "
-            "on disk?). Delete it and rerun to download it again."
-        )
-    manifest.data["files"][key] = fetch_file(
-        url, dest, expected_size=expected_size, expected_md5=expected_md5, echo=echo, retries=retries
-    )
-    manifest.save()
-
-
-def _ensure_unpacked(manifest: _Manifest, archive: Path, dest: Path, echo=print) -> bool:
-    """Unpack ``archive`` into ``dest`` once; return True when it did unpack now."""
-    if manifest.is_unpacked(dest):
-        return False
-    if echo:
-        echo(f"unpacking {archive.name} -> {dest}")
-    extract_archive(archive, dest)
-    manifest.mark_unpacked(dest, archive)
-    return True
+            echo(f"unpacking {archive.name} -> {dest}")
+        extract_archive(archive, dest)
+        self.data["unpacked"][self.rel(dest)] = self.rel(archive)
+        self.save()
+        return True
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -446,58 +391,55 @@ def _ensure_unpacked(manifest: _Manifest, archive: Path, dest: Path, echo=print)
 
 def _download_single_zip(source: Source, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
     manifest = _Manifest(root)
-    archive = root / (source.data_dir + ".zip")
-    dest = root / source.data_dir
+    archive, dest = root / (source.data_dir + ".zip"), root / source.data_dir
     unpacked = manifest.is_unpacked(dest)
     if not unpacked or (verify and archive.exists()):
-        _ensure_file(manifest, rewrite_url(source.url, base_url), archive, echo=echo, retries=retries)
+        manifest.ensure_file(rewrite_url(source.url, base_url), archive, echo=echo, retries=retries)
     if not unpacked:
-        _ensure_unpacked(manifest, archive, dest, echo)
+        manifest.ensure_unpacked(archive, dest, echo)
     if source.name == "pad-ufes-20":
         # The outer zip holds images/imgs_part_k.zip: unpack each beside itself, once.
         for inner in sorted(dest.rglob("imgs_part_*.zip")):
-            if _ensure_unpacked(manifest, inner, inner.with_suffix(""), echo):
+            if manifest.ensure_unpacked(inner, inner.with_suffix(""), echo):
                 inner.unlink()  # the outer archive still holds it; no need for a second copy
     for done in manifest.data["unpacked"]:
         if done.startswith(manifest.rel(dest) + "/") and not (root / done).is_dir():
-            raise DownloadError(
-                f"{root / done} was unpacked by an earlier run but is gone now; delete {dest} and rerun."
-            )
+            raise DownloadError(f"{root / done} was unpacked by an earlier run but is gone now; delete {dest} and rerun.")
     if not keep_archives and archive.exists():
         archive.unlink()
     return dest
 
 
 def _zenodo_files(api_url: str) -> list[dict]:
+    """The record's files as ``{"key", "url", "size", "known_hash"}`` (pooch's ``md5:<hex>``)."""
     try:
-        response = _open(api_url, {"Accept": "application/json"})
-    except urllib.error.HTTPError as exc:
-        raise _http_error(api_url, exc) from exc
-    with response:
-        try:
-            record = json.loads(response.read().decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DownloadError(f"{api_url} did not return JSON ({exc}); expected a Zenodo record.") from exc
+        response = requests.get(api_url, headers={"Accept": "application/json"}, timeout=TIMEOUT_S)
+        response.raise_for_status()
+        record = response.json()
+    except requests.exceptions.HTTPError as exc:
+        raise DownloadError(f"{api_url} answered HTTP {exc.response.status_code}; expected the Zenodo record. "
+                            "Check the address in medlib.data.download.SOURCES.") from exc
+    except requests.exceptions.RequestException as exc:
+        raise DownloadError(f"could not reach {api_url}: {exc}. Check the network; a mirror can be set with "
+                            f"base_url= or ${BASE_URL_ENV}.") from exc
+    except ValueError as exc:
+        raise DownloadError(f"{api_url} did not return JSON ({exc}); expected a Zenodo record.") from exc
     files = record.get("files") if isinstance(record, dict) else None
-    if isinstance(files, dict):  # newer Zenodo answers {"entries": [...]} in some views
+    if isinstance(files, dict):  # some Zenodo views answer {"entries": [...]}
         files = files.get("entries")
     if not isinstance(files, list) or not files:
-        raise DownloadError(
-            f"the Zenodo record {api_url} lists no files (keys present: "
-            f"{sorted(record) if isinstance(record, dict) else type(record).__name__}); expected "
-            "a 'files' list with 'key', 'size', 'checksum' and 'links.self'."
-        )
+        raise DownloadError(f"the Zenodo record {api_url} lists no files; expected a 'files' list with "
+                            "'key', 'size', 'checksum' and 'links.self'.")
     entries = []
     for entry in files:
         key = entry.get("key") or entry.get("filename")
         link = (entry.get("links") or {}).get("self") or (entry.get("links") or {}).get("content")
-        if not key or not link:
-            raise DownloadError(f"a file entry of {api_url} lacks 'key' or 'links.self': {entry!r}")
-        if "/" in key or key.startswith("."):
-            raise DownloadError(f"refusing the Zenodo file name {key!r} from {api_url}.")
+        if not key or not link or "/" in key or key.startswith("."):
+            raise DownloadError(f"refusing the Zenodo file entry {entry!r} from {api_url} (needs a plain 'key' "
+                                "and 'links.self').")
         checksum = entry.get("checksum") or ""
-        md5 = checksum.split(":", 1)[1] if checksum.startswith("md5:") else None
-        entries.append({"key": key, "url": link, "size": entry.get("size"), "md5": md5})
+        entries.append({"key": key, "url": link, "size": entry.get("size"),
+                        "known_hash": checksum if checksum.startswith("md5:") else None})
     return entries
 
 
@@ -522,25 +464,23 @@ def _download_zenodo(source: Source, root: Path, base_url, echo, keep_archives, 
         unpack_dest = dest / stem if stem != entry["key"] else None
         if unpack_dest is not None and manifest.is_unpacked(unpack_dest) and not path.exists():
             continue  # unpacked earlier, archive removed on purpose
-        _ensure_file(
-            manifest, rewrite_url(entry["url"], base_url), path,
-            expected_size=entry["size"], expected_md5=entry["md5"], echo=echo, retries=retries,
-        )
+        manifest.ensure_file(rewrite_url(entry["url"], base_url), path, expected_size=entry["size"],
+                             known_hash=entry["known_hash"], echo=echo, retries=retries)
         if unpack_dest is not None:
-            _ensure_unpacked(manifest, path, unpack_dest, echo)
+            manifest.ensure_unpacked(path, unpack_dest, echo)
             if not keep_archives:
                 path.unlink()
     if not finished:
         atomic_write_text(record_copy, json.dumps(entries, indent=2) + "\n")
-        manifest.mark_unpacked(dest, record_copy)
+        manifest.data["unpacked"][manifest.rel(dest)] = manifest.rel(record_copy)
+        manifest.save()
     return dest
 
 
 def _strip_archive_suffix(name: str) -> str:
     """``"frames.tar.gz"`` -> ``"frames"``; a name that is no archive comes back unchanged."""
-    lower = name.lower()
     for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"):
-        if lower.endswith(suffix):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
 
@@ -550,6 +490,13 @@ def _derm7pt(root: Path) -> Path:
         if meta.is_file():
             return meta.parent.parent
     raise MedlibError(DERM7PT_INSTRUCTIONS.format(root=root))
+
+
+def has_partial_download(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds what an interrupted :func:`download_dataset` leaves: ``.part``
+    files or a manifest (a rerun resumes or finishes it)."""
+    root = Path(root)
+    return (root / MANIFEST_NAME).is_file() or any(root.glob("*.part")) or any(root.glob("*/*.part"))
 
 
 def download_dataset(
@@ -571,6 +518,7 @@ def download_dataset(
     ``keep_archives=False`` deletes each archive once it is unpacked; ``verify`` re-hashes
     archives still present against the sha256 recorded when they were downloaded.
     ``retries`` automatic resumes per file after a broken transfer. ``echo=None`` is quiet.
+    A call after an interrupted one resumes its ``.part`` files and finishes what is left.
     """
     if name not in SOURCES:
         raise MedlibError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}.")
@@ -581,10 +529,8 @@ def download_dataset(
     if base_url is None:
         base_url = os.environ.get(BASE_URL_ENV) or None
     source = SOURCES[name]
-    if name == "bladder-tissue":
-        path = _download_zenodo(source, root, base_url, echo, keep_archives, retries, verify)
-    else:
-        path = _download_single_zip(source, root, base_url, echo, keep_archives, retries, verify)
+    fetch = _download_zenodo if name == "bladder-tissue" else _download_single_zip
+    path = fetch(source, root, base_url, echo, keep_archives, retries, verify)
     if echo:
         echo(f"{name}: ready at {path}")
     return path
