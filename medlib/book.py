@@ -6,10 +6,23 @@ order, with the notebook's own folder as working directory) into that staging co
 runs ``jupyter-book build`` on the staging folder with warnings as errors. Jupyter Book's
 own execution is off (``execute_notebooks: "off"``): papermill does all of it, so a failing
 cell stops the build with the notebook and the cell named.
+
+The staged copies are then prepared for readers (:func:`present_for_readers`): the machinery
+cells (``parameters`` and papermill's ``injected-parameters``) get myst-nb's ``remove-cell`` tag
+(they stay in the source notebooks), and logs longer than :data:`FOLD_LOG_LINES` lines are
+folded behind a "show" toggle. ``_static/medlib.css`` wraps long output lines instead of
+cutting them off at the right edge.
+
+A **dry run** (``build_book(..., dry_run=True)``, ``medlib book --dry-run``) executes the same
+notebooks with ``MEDLIB_DRY_RUN=1`` in the kernels' environment (the profile's code paths with
+capped work, see :mod:`medlib.profiles`), into its own build folder (``_build/dry-run``), and
+every rendered page carries a banner saying that its numbers come from a dry run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import html
 import os
 import shutil
 import subprocess
@@ -17,16 +30,39 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 from medlib.errors import MedlibError
 from medlib.offline import vendor_assets
 
-__all__ = ["toc_files", "toc_notebooks", "execute_notebooks", "render", "build_book", "NotebookFailed"]
+__all__ = [
+    "toc_files",
+    "toc_notebooks",
+    "execute_notebooks",
+    "present_for_readers",
+    "mark_dry_run",
+    "render",
+    "build_book",
+    "NotebookFailed",
+    "FOLD_LOG_LINES",
+    "DRY_RUN_BANNER",
+    "DRY_RUN_BUILD",
+]
 
 # What a staged book needs besides the notebooks; everything else in the repo stays out.
 _BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks", "_static")
+# Cells that drive execution, not the story: kept in the notebooks, removed from the pages.
+MACHINERY_TAGS = ("parameters", "injected-parameters")
+# A log longer than this many lines is folded behind a toggle on the rendered page.
+FOLD_LOG_LINES = 25
+# A dry run builds here (relative to the book root), never into the real _build/html.
+DRY_RUN_BUILD = Path("_build") / "dry-run"
+DRY_RUN_BANNER = (
+    "Dry run: every notebook ran the full profile's code paths with capped work (a step or two "
+    "per training, random weights, synthetic data). The numbers on this page are not results."
+)
 
 
 class NotebookFailed(MedlibError):
@@ -92,6 +128,25 @@ def _failure_message(nb_path: Path, exc: Exception) -> str:
     return f"notebook {nb_path} failed in {where}: {ename}: {evalue}\n    first line of the cell: {first}"
 
 
+@contextlib.contextmanager
+def _kernel_environment(**variables: str | None) -> Iterator[None]:
+    """Set (None: unset) environment variables for the kernels started inside, then restore them."""
+    saved = {name: os.environ.get(name) for name in variables}
+    try:
+        for name, value in variables.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def execute_notebooks(
     book_root: Path,
     staging: Path,
@@ -100,16 +155,27 @@ def execute_notebooks(
     only: list[str] | None = None,
     log_output: bool = False,
     kernel_name: str = "python3",
+    dry_run: bool = False,
 ) -> list[ExecutedNotebook]:
-    """Execute every toc notebook of ``book_root`` into ``staging`` (same relative paths)."""
-    import papermill as pm
+    """Execute every toc notebook of ``book_root`` into ``staging`` (same relative paths).
 
+    Kernels inherit ``MEDLIB_PROFILE=profile`` (nbval reads the same variable) and, for a dry run,
+    ``MEDLIB_DRY_RUN=1``; both are restored afterwards. Each executed copy is then prepared for
+    readers (:func:`present_for_readers`).
+    """
     book_root = Path(book_root).resolve()
     notebooks = toc_notebooks(book_root)
     if only:
         notebooks = [nb for nb in notebooks if any(key in nb.name for key in only)]
+    with _kernel_environment(MEDLIB_PROFILE=profile, MEDLIB_DRY_RUN="1" if dry_run else None):
+        return _execute(book_root, Path(staging), notebooks, profile, log_output, kernel_name)
+
+
+def _execute(book_root: Path, staging: Path, notebooks: list[Path], profile: str, log_output: bool,
+             kernel_name: str) -> list[ExecutedNotebook]:
+    import papermill as pm
+
     done: list[ExecutedNotebook] = []
-    os.environ["MEDLIB_PROFILE"] = profile  # the kernel inherits it (nbval reads the same variable)
     for i, nb in enumerate(notebooks, 1):
         rel = nb.relative_to(book_root)
         out = Path(staging) / rel
@@ -129,10 +195,89 @@ def execute_notebooks(
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's details
             raise NotebookFailed(_failure_message(rel, exc)) from None
+        present_for_readers(out)
         dt = time.perf_counter() - t0
         print(f"[{i}/{len(notebooks)}] {rel} done in {dt:.1f} s", flush=True)
         done.append(ExecutedNotebook(nb, out, dt))
     return done
+
+
+def _coalesce_streams(outputs: list) -> list:
+    """Consecutive stream outputs of the same name as one (what a reader sees as one log)."""
+    import nbformat
+
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            previous["text"] = previous["text"] + output["text"]
+        else:
+            merged.append(nbformat.from_dict(dict(output)) if output.get("output_type") == "stream" else output)
+    return merged
+
+
+def _log_lines(text: str) -> list[str]:
+    # a carriage return overwrites the line (text progress bars): keep what a terminal would show
+    return [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")]
+
+
+def _folded_log(output, lines: list[str]):
+    import nbformat
+
+    body = html.escape("\n".join(lines))
+    return nbformat.v4.new_output(
+        "display_data",
+        data={
+            "text/html": (f'<details class="medlib-log"><summary>show the log ({len(lines)} lines, '
+                          f'{output["name"]})</summary><pre>{body}</pre></details>'),
+            "text/plain": "\n".join(lines),
+        },
+    )
+
+
+def present_for_readers(path: Path, *, fold_lines: int = FOLD_LOG_LINES) -> None:
+    """Prepare an executed notebook for the rendered page (the source notebook is not touched).
+
+    * ``parameters`` and ``injected-parameters`` cells get ``remove-cell``;
+    * a cell whose outputs are all logs longer than ``fold_lines`` gets ``hide-output`` (a toggle);
+      a long log beside figures or tables is folded on its own (``<details>``), so they stay shown.
+    """
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.metadata.get("tags", []))
+        if any(tag in tags for tag in MACHINERY_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        outputs = _coalesce_streams(cell.get("outputs", []))
+        long_logs = [o for o in outputs if o.get("output_type") == "stream" and len(_log_lines(o["text"])) > fold_lines]
+        if long_logs and all(o.get("output_type") == "stream" for o in outputs):
+            if "hide-output" not in tags:
+                tags.append("hide-output")
+        elif long_logs:
+            outputs = [_folded_log(o, _log_lines(o["text"])) if any(o is log for log in long_logs) else o
+                       for o in outputs]
+        cell.outputs = outputs
+        if tags:
+            cell.metadata["tags"] = tags
+    tmp = path.with_name(f".{path.name}.tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+
+
+def mark_dry_run(staging: Path) -> None:
+    """Label every page of the staged book as a dry run: a banner on each page and in the title."""
+    config_path = Path(staging) / "_config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config["title"] = f"{config.get('title', 'Book')} (dry run)"
+    config.setdefault("html", {})["announcement"] = DRY_RUN_BANNER
+    tmp = config_path.with_name(".dry-run-config.yml.tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    os.replace(tmp, config_path)
 
 
 def prune_toc(toc_path: Path, keep_notebooks: set[str]) -> None:
@@ -207,21 +352,33 @@ def build_book(
     only: list[str] | None = None,
     execute: bool = True,
     log_output: bool = False,
+    dry_run: bool = False,
 ) -> Path:
-    """Stage, execute and render the book; returns the path of ``_build/html/index.html``."""
+    """Stage, execute and render the book; returns the path of ``_build/html/index.html``.
+
+    ``dry_run=True`` runs every notebook as a dry run of ``profile`` (``MEDLIB_DRY_RUN=1``), builds
+    into ``_build/dry-run`` unless ``build_dir`` is given, and labels every page as a dry run.
+    """
     book_root = Path(book_root).resolve()
-    build_dir = Path(build_dir or book_root / "_build").resolve()
+    build_dir = Path(build_dir or book_root / (DRY_RUN_BUILD if dry_run else "_build")).resolve()
+    if dry_run and build_dir == (book_root / "_build").resolve():
+        raise MedlibError(f"a dry run must not build into {build_dir}, where the real book is built: "
+                          f"leave build_dir unset (it defaults to {DRY_RUN_BUILD}) or pass another folder")
     staging = build_dir / "staging"
     t0 = time.perf_counter()
     stage_sources(book_root, staging)
+    if dry_run:
+        mark_dry_run(staging)
     # MathJax and the widget JavaScript come from the build, not a CDN: pages work offline.
     # Before executing, so a missing registry fails in seconds, not after hours of notebooks.
     vendor_assets(book_root, staging)
     if execute:
-        done = execute_notebooks(book_root, staging, profile, only=only, log_output=log_output)
+        done = execute_notebooks(book_root, staging, profile, only=only, log_output=log_output, dry_run=dry_run)
         if only:  # a partial build renders the prose and the notebooks it executed, nothing stale
             prune_toc(staging / "_toc.yml", {nb.source.relative_to(book_root).with_suffix("").as_posix() for nb in done})
     # ``--path-output X`` writes to X/_build/html, so hand the build folder's parent
     index = render(book_root, staging, build_dir.parent if build_dir.name == "_build" else build_dir)
+    # GitHub Pages runs Jekyll unless told not to, and Jekyll drops _static/ and _vendor/ (leading "_")
+    (index.parent / ".nojekyll").touch()
     print(f"book built in {time.perf_counter() - t0:.0f} s: {index}", flush=True)
     return index
