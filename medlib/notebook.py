@@ -3,6 +3,12 @@
 Every executed page starts with :func:`start`, which resolves the profile, seeds
 everything, picks the device and shows one provenance line (profile, data source, seed,
 device, library versions), so every number on the page says what made it.
+
+Glued values live two lives. Inside Jupyter Book (``myst_nb`` importable) :func:`glue` and
+:func:`glue_figure` hand them to ``myst_nb.glue`` and the prose's ``{glue:}`` roles and
+``{glue:figure}`` directives show them. Outside it — on Colab, under nbval, in a plain kernel —
+those roles are raw text, so the values are shown in the cell's own output instead: a figure is
+displayed, a number appears as one ``name = value`` line. The book's pages are unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import torch
 from medlib.profiles import Profile, get_profile
 from medlib.runtime import provenance, provenance_line, seed_everything, select_device
 
-__all__ = ["NotebookRun", "start", "glue", "glue_figure", "fmt"]
+__all__ = ["NotebookRun", "start", "banner", "glue", "glue_figure", "fmt", "in_jupyter_book"]
 
 
 @dataclass(frozen=True)
@@ -28,25 +34,71 @@ class NotebookRun:
         return provenance(self.profile, self.seed, self.device)
 
 
-def start(profile: str = "auto", seed: int = 0, *, show: bool = True) -> NotebookRun:
-    """Resolve the profile, seed everything, choose the device and show the provenance line."""
+def banner(profile: Profile, seed: int, device: torch.device) -> str:
+    """The provenance line, naming the profile by its label (``full (dry run)`` for a dry run)."""
+    line = provenance_line(profile, seed, device)
+    return line.replace(f"**{profile.name}**", f"**{profile.label}**", 1)
+
+
+def start(profile: str | Profile = "auto", seed: int | None = None, *, show: bool = True) -> NotebookRun:
+    """Resolve the profile, seed everything, choose the device and show the provenance line.
+
+    ``seed=None`` (the notebooks' default) is the profile's first seed, so an analysis page shows
+    the very models its profile's tables were made from.
+    """
     P = get_profile(profile)
+    seed = P.first_seed if seed is None else int(seed)
     seed_everything(seed)
     device = select_device()
     if show:
         from IPython.display import Markdown, display
 
-        display(Markdown("> " + provenance_line(P, seed, device)))
+        display(Markdown("> " + banner(P, seed, device)))
     return NotebookRun(P, seed, device)
 
 
-def glue(name: str, value, display: bool = False):
-    """``myst_nb.glue`` when available (inside the book), a no-op otherwise (plain Python)."""
+def _myst_glue():
     try:
-        from myst_nb import glue as _glue
-    except ImportError:  # running outside Jupyter Book's environment: nothing to glue into
+        from myst_nb import glue as myst_glue
+    except ImportError:  # Colab, nbval, a plain kernel: no Jupyter Book to glue into
+        return None
+    return myst_glue
+
+
+def in_jupyter_book() -> bool:
+    """True when ``myst_nb`` is importable, i.e. glued values end up in the book's prose."""
+    return _myst_glue() is not None
+
+
+def _is_figure(value) -> bool:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    return isinstance(value, Figure)
+
+
+def glue(name: str, value, display: bool = False):
+    """Glue ``value`` under ``name`` for the book; outside Jupyter Book, show it in the cell output.
+
+    In the book this is ``myst_nb.glue`` (``display=True`` also shows the value in the cell).
+    Without ``myst_nb`` a figure is displayed, a number or short text appears as a line
+    ``name = value``, and anything else (a table) as that line followed by the object itself.
+    Returns nothing, so a glue on a cell's last line adds no stray output.
+    """
+    myst_glue = _myst_glue()
+    if myst_glue is not None:
+        myst_glue(name, value, display=display)
         return
-    _glue(name, value, display=display)  # returns nothing: a last-line glue shows no stray output
+    from IPython.display import display as show
+
+    if _is_figure(value):
+        show(value)
+    elif isinstance(value, (str, int, float)) or (hasattr(value, "item") and getattr(value, "ndim", 1) == 0):
+        print(f"{name} = {value}")
+    else:
+        print(f"{name} =")
+        show(value)
 
 
 def fmt(x: float, digits: int = 1, percent: bool = False) -> str:
@@ -55,7 +107,10 @@ def fmt(x: float, digits: int = 1, percent: bool = False) -> str:
 
 
 def glue_figure(name: str, fig):
-    """Glue a matplotlib figure for a ``{glue:figure}`` directive (which adds its caption) and close it."""
+    """Glue a matplotlib figure for a ``{glue:figure}`` directive (which adds its caption) and close it.
+
+    Outside Jupyter Book the figure is displayed in the cell first: on Colab it would vanish otherwise.
+    """
     import matplotlib.pyplot as plt
 
     glue(name, fig, display=False)

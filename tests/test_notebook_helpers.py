@@ -1,0 +1,106 @@
+"""medlib.notebook outside and inside Jupyter Book: figures and glued numbers must reach the reader.
+
+Outside the book (Colab, nbval) ``myst_nb`` is not importable; the tests block it the way a
+missing package behaves (``sys.modules[name] = None`` makes ``import`` raise ImportError) and
+capture what a real IPython shell publishes.
+"""
+
+import base64
+import struct
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.pylabtools import select_figure_formats
+from IPython.utils.capture import capture_output
+
+from medlib.notebook import banner, glue, glue_figure, in_jupyter_book, start
+from medlib.profiles import FULL, SMOKE, dry_run
+
+
+@pytest.fixture
+def shell():
+    """A real IPython shell rendering matplotlib figures as PNG, as a Jupyter kernel does."""
+    sh = InteractiveShell.instance()
+    select_figure_formats(sh, {"png"})
+    yield sh
+    InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def no_myst_nb(monkeypatch):
+    monkeypatch.setitem(sys.modules, "myst_nb", None)
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", png[16:24])
+
+
+def test_outside_the_book_glue_figure_displays_the_figure_then_closes_it(shell, no_myst_nb):
+    assert not in_jupyter_book()
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=50)
+    ax.plot([0, 1], [1, 0])
+    with capture_output() as cap:
+        glue_figure("fig-x", fig)
+    pngs = [o.data["image/png"] for o in cap.outputs if "image/png" in o.data]
+    assert len(pngs) == 1
+    png = pngs[0] if isinstance(pngs[0], bytes) else base64.b64decode(pngs[0])
+    w, h = _png_size(png)
+    assert 100 < w < 400 and 75 < h < 300 and w > h  # a 4 x 3 inch figure (tight bbox trims margins)
+    assert fig.number not in plt.get_fignums()
+
+
+def test_outside_the_book_glued_numbers_appear_in_the_output(shell, no_myst_nb):
+    import numpy as np
+    import pandas as pd
+
+    with capture_output() as cap:
+        glue("acc", 73.1)
+        glue("acc-text", "73.1%")
+        glue("delta", np.float32(0.25))
+        glue("table", pd.DataFrame({"a": [1, 2]}))
+    lines = cap.stdout.splitlines()
+    assert lines[:3] == ["acc = 73.1", "acc-text = 73.1%", "delta = 0.25"]
+    assert lines[3] == "table ="
+    assert any("text/html" in o.data or "text/plain" in o.data for o in cap.outputs)
+
+
+def test_inside_the_book_glue_goes_to_myst_nb_and_prints_nothing(shell):
+    pytest.importorskip("myst_nb")
+    assert in_jupyter_book()
+    fig, _ = plt.subplots()
+    with capture_output() as cap:
+        glue("n", 3)
+        glue_figure("fig-y", fig)
+    assert cap.stdout == ""
+    # myst_nb publishes glued values as display data with the name in its metadata, hidden from the page
+    names = [o.metadata.get("scrapbook", {}).get("name") for o in cap.outputs if o.metadata]
+    assert names == ["n", "fig-y"]
+    assert fig.number not in plt.get_fignums()
+
+
+def test_start_defaults_to_the_profiles_first_seed(shell):
+    import torch
+
+    run = start(FULL, show=False)
+    assert run.seed == FULL.first_seed == 3315
+    expected = torch.rand(3)
+    start(FULL, show=False)
+    assert torch.equal(torch.rand(3), expected)  # seeded with 3315, not 0
+    assert start(SMOKE, seed=7, show=False).seed == 7
+
+
+def test_banner_names_a_dry_run(shell):
+    import torch
+
+    line = banner(dry_run(FULL), 3315, torch.device("cpu"))
+    assert "**full (dry run)**" in line and "seed: 3315" in line
+    assert "**smoke**" in banner(SMOKE, 0, torch.device("cpu"))
+    with capture_output() as cap:
+        start(dry_run(FULL))
+    assert "full (dry run)" in cap.outputs[0].data["text/markdown"]
