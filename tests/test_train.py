@@ -100,7 +100,7 @@ def test_default_loss_is_class_weighted_cross_entropy():
 
 def _uninterrupted(tmp_path, loader_factory):
     model = mlp()
-    history = fit(model, loader_factory(), CFG, checkpoint_path=tmp_path / "full.pt")
+    history = fit(model, loader_factory(), CFG, checkpoint_path=tmp_path / "full.pt", checkpoint_every_s=0)
     return model, history
 
 
@@ -122,7 +122,7 @@ def test_kill_after_an_epoch_then_resume_is_bitwise_identical(tmp_path, loader_f
 
     ckpt = tmp_path / "run.pt"
     with pytest.raises(Killed):
-        fit(mlp(), loader_factory(), CFG, checkpoint_path=ckpt, on_epoch_end=die_after_epoch_2)
+        fit(mlp(), loader_factory(), CFG, checkpoint_path=ckpt, checkpoint_every_s=0, on_epoch_end=die_after_epoch_2)
     torch.manual_seed(12345)  # a new process: different global RNG state
     resumed = mlp(seed=77)  # and a differently initialised model: the checkpoint replaces it
     history = fit(resumed, loader_factory(), CFG, checkpoint_path=ckpt, resume=True)
@@ -136,7 +136,7 @@ def test_kill_in_the_middle_of_an_epoch_then_resume_is_bitwise_identical(tmp_pat
     reference, ref_history = _uninterrupted(tmp_path, _shuffled_global)
     ckpt = tmp_path / "run.pt"
     with pytest.raises(Killed):  # dies at batch 3 of epoch 4 (1-based)
-        fit(mlp(), DiesAt(_shuffled_global(), call=4, batch=3), CFG, checkpoint_path=ckpt)
+        fit(mlp(), DiesAt(_shuffled_global(), call=4, batch=3), CFG, checkpoint_path=ckpt, checkpoint_every_s=0)
     resumed = mlp()
     history = fit(resumed, _shuffled_global(), CFG, checkpoint_path=ckpt, resume=True)
     assert history.resumed_from == 3

@@ -1,0 +1,94 @@
+"""What a training run is asked to do (:class:`TrainConfig`) and what it did (:class:`History`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from medlib.errors import MedlibError
+
+__all__ = ["TrainConfig", "History"]
+
+# settings that change neither the weights nor the order of the work: a resume may change them
+_NOT_FINGERPRINTED = ("device", "log_every", "max_nonfinite_steps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (Paper A Table 4: Adam, lr 1e-5, 64 epochs, bs 32)."""
+
+    lr: float
+    epochs: int
+    batch_size: int = 32  # for loaders built by make_loader; fit uses the loader it is given
+    weight_decay: float = 0.0
+    class_weights: Tensor | None = None  # for the default loss; see class_weights_from_labels
+    seed: int = 0
+    device: str | torch.device = "auto"
+    amp: bool | None = None  # mixed precision; None: on CUDA only
+    # autocast dtype with amp: None picks bfloat16 where the GPU supports it, else float16
+    # (with a gradient scaler, e.g. a T4); "float16" or "bfloat16" force one
+    amp_dtype: str | None = None
+    channels_last: bool | None = None  # None: on CUDA only
+    scheduler: str | None = None  # None or "cosine" (per epoch, over the pre-SWA epochs)
+    swa_start: int | None = None  # 0-based epoch from which SWA averages; None: no SWA
+    swa_lr: float | None = None  # SWALR target lr from swa_start; None: keep the schedule
+    max_steps: int | None = None  # at most this many batches per epoch and per validation (dry runs)
+    log_every: int = 1  # print a line every this many epochs (0: silent)
+    # a step with a non-finite loss (or, in float16, overflowing gradients) is skipped; this
+    # many skipped steps in a row mean the training diverged
+    max_nonfinite_steps: int = 25
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.lr <= 0 or not math.isfinite(self.lr):
+            raise MedlibError(f"TrainConfig needs epochs >= 0 and a positive finite lr, got {self.epochs}, {self.lr}")
+        if self.scheduler not in (None, "cosine"):
+            raise MedlibError(f"unknown scheduler {self.scheduler!r}; expected None or 'cosine'")
+        if self.swa_start is not None and not 0 <= self.swa_start < max(self.epochs, 1):
+            raise MedlibError(f"swa_start={self.swa_start} must be an epoch index in [0, {self.epochs})")
+        if self.amp_dtype not in (None, "float16", "bfloat16"):
+            raise MedlibError(f"amp_dtype={self.amp_dtype!r}: expected None, 'float16' or 'bfloat16'")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise MedlibError(f"max_steps={self.max_steps}: expected None (no cap) or a positive number of batches")
+        if self.max_nonfinite_steps < 1:
+            raise MedlibError(f"max_nonfinite_steps={self.max_nonfinite_steps} must be at least 1")
+
+    def fingerprint(self) -> dict:
+        """What must not change between a run and its resume."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in _NOT_FINGERPRINTED:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = v.tolist() if isinstance(v, Tensor) else v
+        return out
+
+
+@dataclass
+class History:
+    """Per-epoch records of :func:`~medlib.train.fit` and, with SWA, the averaged model.
+
+    ``swa_model`` is a plain module holding the SWA weights with BN statistics recomputed by
+    ``update_bn``; the model passed to ``fit`` keeps the last epoch's weights. Each record has
+    ``skipped_steps``: steps left out because their loss was not finite or, in float16, the
+    gradient scaler found overflowing gradients.
+    """
+
+    records: list[dict] = field(default_factory=list)
+    swa_model: nn.Module | None = None
+    resumed_from: int | None = None  # number of epochs already done when a resumed run started
+    checkpoint: Path | None = None  # the file resumed from, if any
+    checkpoints_written: int = 0  # by this call of fit
+    checkpoint_bytes: int = 0  # bytes written by this call of fit
+
+    def last(self) -> dict:
+        return self.records[-1] if self.records else {}
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
