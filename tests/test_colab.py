@@ -1,0 +1,182 @@
+"""medlib.colab: the notebooks' install cell and the Drive setup, run the way Colab runs them.
+
+Colab itself cannot run here; its one Colab-only module, ``google.colab``, is stood in by a tiny
+package whose ``drive.mount`` creates ``MyDrive`` under the mount point (what the real one makes
+visible). Everything else — IPython executing the cell, ``%pip``, medlib's paths — is real.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from medlib import colab
+from notebook_rules import problems, repository_url
+
+REPO = Path(__file__).resolve().parents[1]
+URL = "https://github.com/medlib-book/medlib-book"
+
+
+@pytest.fixture
+def fresh_env(monkeypatch):
+    for var in ("MEDLIB_HOME", "MEDLIB_DATA_HOME", "MEDLIB_DATA_DERM7PT"):
+        monkeypatch.delenv(var, raising=False)
+    yield monkeypatch
+    # setup() writes os.environ directly (that is its job): undo it
+    for var in ("MEDLIB_HOME", "MEDLIB_DATA_HOME", "MEDLIB_DATA_DERM7PT"):
+        os.environ.pop(var, None)
+
+
+@pytest.fixture
+def colab_kernel(tmp_path, monkeypatch):
+    """``google.colab`` importable, with a ``drive.mount`` that makes ``<mount>/MyDrive`` appear."""
+    pkg = tmp_path / "standin" / "google" / "colab"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "drive.py").write_text(
+        "import os\n\ndef mount(mountpoint, force_remount=False):\n"
+        "    os.makedirs(os.path.join(mountpoint, 'MyDrive'), exist_ok=True)\n"
+        "    print('Mounted at', mountpoint)\n")
+    before = {k for k in sys.modules if k == "google" or k.startswith("google.")}
+    monkeypatch.syspath_prepend(str(tmp_path / "standin"))
+    yield tmp_path
+    for k in [k for k in sys.modules if (k == "google" or k.startswith("google.")) and k not in before]:
+        del sys.modules[k]
+
+
+@pytest.fixture
+def shell():
+    sh = InteractiveShell.instance()
+    yield sh
+    InteractiveShell.clear_instance()
+
+
+def test_install_cell_is_valid_ipython_and_follows_the_notebook_rules(tmp_path):
+    source = colab.install_cell_source(URL + "/")
+    assert f'%pip install -q "medlib @ git+{URL}"' in source  # %pip: pip's errors show in the cell
+    compile(TransformerManager().transform_cell(source), "install-cell", "exec")
+    nb = nbformat.read(REPO / "notebooks" / "00_environment.ipynb", as_version=4)
+    path = tmp_path / "00_environment.ipynb"
+    nbformat.write(nb, str(path))
+    assert colab.apply_install_cell([path], repository_url(REPO)) == [path]
+    assert colab.apply_install_cell([path], repository_url(REPO)) == []  # idempotent
+    first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert first.source == colab.install_cell_source(repository_url(REPO))
+    assert "hide-cell" in first.metadata.get("tags", [])  # the cell keeps its metadata
+    assert problems(path, repository_url(REPO)) == []
+
+
+def test_repository_url_is_read_from_config_yml():
+    assert colab.repository_url(REPO / "_config.yml") == repository_url(REPO)
+    with pytest.raises(Exception, match="plain http"):
+        colab.install_cell_source('https://x"; import os')
+
+
+def test_install_cell_does_nothing_outside_colab(shell, fresh_env):
+    assert not colab.on_colab()
+    with capture_output() as cap:
+        result = shell.run_cell(colab.install_cell_source(URL))
+    assert result.success and cap.stdout == ""
+    assert shell.user_ns["ON_COLAB"] is False
+
+
+def test_install_cell_on_colab_with_medlib_installed_runs_setup_only(shell, colab_kernel, fresh_env):
+    fresh_env.setenv("MEDLIB_HOME", str(colab_kernel / "home"))  # e.g. a test harness's shared home
+    with capture_output() as cap:
+        result = shell.run_cell(colab.install_cell_source(URL))
+    assert result.success and shell.user_ns["ON_COLAB"] is True
+    assert "MEDLIB_HOME is already set" in cap.stdout
+    assert not (colab_kernel / "content").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="pip needs git for a git+ URL")
+def test_unreachable_repository_stops_with_instructions(shell, colab_kernel, fresh_env, monkeypatch):
+    monkeypatch.setitem(sys.modules, "medlib", None)  # as on a fresh Colab VM: medlib not importable
+    url = f"http://127.0.0.1:{_closed_port()}/medlib-book"
+    started = time.perf_counter()
+    with capture_output():
+        result = shell.run_cell(colab.install_cell_source(url))
+    assert isinstance(result.error_in_exec, RuntimeError)
+    message = str(result.error_in_exec)
+    assert url in message and "%pip install -e /content/medlib-book" in message and "git clone" in message
+    assert time.perf_counter() - started < 120
+
+
+def test_setup_outside_colab_changes_nothing(fresh_env, capsys):
+    out = colab.setup()
+    assert out.on_colab is False and "Not running on Colab" in capsys.readouterr().out
+    assert "MEDLIB_HOME" not in os.environ and "MEDLIB_DATA_HOME" not in os.environ
+
+
+def test_setup_on_colab_keeps_artifacts_on_drive_and_data_local(colab_kernel, fresh_env, capsys):
+    from medlib import paths
+
+    mount, local = colab_kernel / "content" / "drive", colab_kernel / "content" / "medlib-local"
+    (mount / "MyDrive" / "medlib" / "derm7pt").mkdir(parents=True)  # unpacked there in an earlier session
+    out = colab.setup(mount_point=mount, local=local)
+    drive_home = mount / "MyDrive" / "medlib"
+    assert out == colab.ColabSetup(True, drive_home, local, True, drive_home / "derm7pt")
+    assert os.environ["MEDLIB_HOME"] == str(drive_home) and os.environ["MEDLIB_DATA_HOME"] == str(local)
+    assert paths.artifacts_dir() == drive_home.resolve() / "artifacts"
+    assert paths.results_dir() == drive_home.resolve() / "results"
+    assert paths.data_root("derm7pt", "real") == (drive_home / "derm7pt").resolve()
+    said = capsys.readouterr().out
+    assert str(drive_home) in said and "kept across sessions" in said
+
+
+@pytest.mark.xfail(not hasattr(__import__("medlib.paths").paths, "data_home"),
+                   reason="medlib.paths does not read $MEDLIB_DATA_HOME yet (change requested of its owner)")
+def test_setup_on_colab_puts_data_and_caches_on_local_disk(colab_kernel, fresh_env):
+    from medlib import paths
+
+    mount, local = colab_kernel / "drive", colab_kernel / "local"
+    colab.setup(mount_point=mount, local=local, verbose=False)
+    assert paths.data_root("retina", "real").is_relative_to(local.resolve())
+    assert paths.cache_dir().is_relative_to(local.resolve())
+    assert paths.artifacts_dir().is_relative_to(mount.resolve())
+
+
+def test_setup_falls_back_to_the_vm_when_drive_cannot_be_mounted(colab_kernel, fresh_env, capsys):
+    (colab_kernel / "standin" / "google" / "colab" / "drive.py").write_text(
+        "def mount(mountpoint, force_remount=False):\n    raise ValueError('authorization declined')\n")
+    local = colab_kernel / "local"
+    out = colab.setup(mount_point=colab_kernel / "drive", local=local)
+    assert out.drive is False and out.home == local / "home"
+    assert "could not be mounted" in capsys.readouterr().out
+
+
+def test_gpu_check_cpu_smoke_runs_the_same_code_quickly(tmp_path):
+    """``benches/gpu_check.py --cpu-smoke``: the GPU check's code on CPU with tiny sizes, so it cannot rot."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MEDLIB_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    env.pop("MEDLIB_PROFILE", None)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(REPO / "benches" / "gpu_check.py"), "--cpu-smoke"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "dry run" in out and "images/s" in out and "peak memory" in out and "outside compute" in out
+    assert "gpu-check: passed" in out
+    assert time.perf_counter() - started < 120
+
+
+def test_gpu_check_without_cuda_says_so(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MEDLIB_HOME": str(tmp_path / "home"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(REPO / "benches" / "gpu_check.py")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0
+    assert "no CUDA device" in proc.stdout
