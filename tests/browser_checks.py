@@ -13,6 +13,9 @@ sentence naming the page and the culprit:
 * an ``<img>`` that did not load (``naturalWidth == 0``);
 * saved widget views (``application/vnd.jupyter.widget-view+json``) that were not rendered;
 * an internal ``<a href>`` whose file or ``#anchor`` does not exist in the built folder;
+* an output line cut off at the right edge: a ``<pre>`` in a cell's output area whose content is
+  wider than its box (``scrollWidth > clientWidth``), measured after the page's CSS applies;
+* machinery shown to readers: a cell tagged ``parameters`` or ``injected-parameters``;
 * for notebook pages: the Colab link differs from the expected address.
 
 One Chromium session (selenium + Debian's chromedriver) serves every page; ``serve`` runs a
@@ -83,6 +86,15 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
   while (views && window.require && rendered() < views && Date.now() - t0 < 20000) await sleep(100);
   await Promise.all(Array.from(document.images).map(img => img.complete ? null :
       new Promise(r => { img.addEventListener('load', r); img.addEventListener('error', r); setTimeout(r, 5000); })));
+  // output text wider than its box is cut off (or hidden behind a scrollbar) at the right edge;
+  // folded logs are opened for the measurement (a closed <details> has no width), then refolded
+  const closed = Array.from(document.querySelectorAll('details:not([open])'));
+  closed.forEach(el => { el.open = true; });
+  const overflowing = Array.from(document.querySelectorAll('.cell_output pre'))
+      .filter(el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+      .map(el => ({width: el.clientWidth, content: el.scrollWidth,
+                   line: el.textContent.split('\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 60)}));
+  closed.forEach(el => { el.open = false; });
   const math = Array.from(document.querySelectorAll('.math'));
   const visible = document.body.cloneNode(true);
   // raw TeX outside code and outside .math elements (those are reported as not typeset above)
@@ -104,6 +116,9 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
     widgetViews: views,
     widgetsRendered: rendered(),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    overflowing: overflowing,
+    machinery: Array.from(document.querySelectorAll('.cell.tag_parameters, .cell.tag_injected-parameters'))
+        .map(el => el.textContent.trim().slice(0, 60)),
     height: Math.max(document.body.scrollHeight, document.documentElement.scrollHeight),
   });
 })().catch(e => done({error: String(e && e.stack || e)}));
@@ -227,6 +242,9 @@ class PageChecker:
             problems.append(f"{rel}: {facts['widgetViews']} saved widget views but only "
                             f"{facts['widgetsRendered']} rendered (widget JavaScript missing or failing?)")
         problems += self._links(rel, facts["links"])
+        problems += [f"{rel}: output line cut off at the right edge ({o['content']} px of text in a "
+                     f"{o['width']} px box): {o['line']!r}" for o in facts["overflowing"]]
+        problems += [f"{rel}: parameters cell shown to readers: {text!r}" for text in facts["machinery"]]
         if colab_url is not None:
             colab = sorted({u for u in facts["links"] if u.startswith("https://colab.research.google.com/")})
             if colab != [colab_url]:

@@ -209,3 +209,35 @@ def test_checker_reports_widgets_that_did_not_render(browser, html_copy):
     page = PAGES[0]
     _plant(html_copy, page, _widget_snippet(page, with_scripts=False))
     _assert_reported(_check(browser, html_copy, page), "1 saved widget views but only 0 rendered")
+
+
+def _notebook_page() -> str:
+    return next(page for page in PAGES if page in NOTEBOOK_PAGES)
+
+
+LONG_LOG = "epoch 1/64 " + "loss=0.6931 " * 60  # ~800 characters on one line
+
+
+def test_long_output_lines_wrap_instead_of_running_off_the_page(browser, html_copy):
+    page = _notebook_page()
+    _plant(html_copy, page, f'<div class="cell_output docutils container"><div class="output stream highlight-myst-ansi '
+                            f'notranslate"><div class="highlight"><pre><span></span>{LONG_LOG}</pre></div></div></div>')
+    assert _check(browser, html_copy, page) == []
+
+
+def test_checker_reports_output_lines_cut_off_at_the_right_edge(browser, html_copy):
+    page = _notebook_page()
+    path = html_copy / page
+    stylesheet = re.compile(r'<link[^>]*href="[^"]*medlib\.css[^"]*"[^>]*>')
+    assert stylesheet.search(path.read_text()), "the book's stylesheet (_static/medlib.css) is not on the page"
+    path.write_text(stylesheet.sub("", path.read_text()))
+    _plant(html_copy, page, f'<div class="cell_output docutils container"><div class="output stream highlight-myst-ansi '
+                            f'notranslate"><div class="highlight"><pre><span></span>{LONG_LOG}</pre></div></div></div>')
+    _assert_reported(_check(browser, html_copy, page), "output line cut off at the right edge", "'epoch 1/64 loss=")
+
+
+def test_checker_reports_a_parameters_cell_shown_to_readers(browser, html_copy):
+    page = _notebook_page()
+    _plant(html_copy, page, '<div class="cell tag_injected-parameters docutils container"><div class="cell_input">'
+                            '<pre>profile = "smoke"</pre></div></div>')
+    _assert_reported(_check(browser, html_copy, page), 'parameters cell shown to readers: \'profile = "smoke"\'')
