@@ -13,6 +13,8 @@ geometric transform to the clinical and the dermoscopic image of a pair. Here:
 * :func:`gpu_augment` / :func:`gpu_augment_pair` — the same augmentations for a whole
   batch in one ``affine_grid``/``grid_sample`` call, each sample with its own random
   parameters, on whatever device the batch is on (v2 on a batch would share one draw).
+* :func:`fusion_augment_pair` — Paper B's training augmentation with the magnitudes of
+  FusionM4Net's code (:data:`FUSION_RECIPE`), as batch operations on the GPU.
 
 Images enter as uint8 ``(3, H, W)`` (from :func:`medlib.data.cache.cached_images`) and
 leave as float32, normalised with the ImageNet mean/std the pretrained backbones expect.
@@ -21,6 +23,7 @@ leave as float32, normalised with the ImageNet mean/std the pretrained backbones
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -47,6 +50,11 @@ __all__ = [
     "apply_affine",
     "gpu_augment",
     "gpu_augment_pair",
+    "FusionRecipe",
+    "FUSION_RECIPE",
+    "draw_fusion_params",
+    "fusion_theta",
+    "fusion_augment_pair",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -344,3 +352,127 @@ def gpu_augment_pair(
         if d.shape[2] * c.shape[3] != d.shape[3] * c.shape[2]:
             raise ValueError("clinical and dermoscopy batches must share an aspect ratio for paired warps.")
     return _brighten(apply_affine(c, theta), brightness, generator), apply_affine(d, theta)
+
+
+# ----------------------------------------------------------------------------- FusionM4Net's recipe
+
+
+@dataclass(frozen=True)
+class FusionRecipe:
+    """FusionM4Net's albumentations pipeline (its ``dataloader.py``), one field per magnitude.
+
+    ``Compose([VerticalFlip, HorizontalFlip, ShiftScaleRotate(0.0625, 0.5, 45), RandomRotate90,
+    RandomContrast, RandomBrightness, RandomGamma], p=0.5)``, every step with p = 0.5; the
+    clinical image is albumentations' ``image`` and the dermoscopic one its ``mask``, so the
+    geometry is shared and the photometric steps change the clinical image only. Contrast,
+    brightness and gamma use albumentations' default limits: ×(1 ± 0.2), ± 0.2 of the full
+    range, γ ∈ [0.8, 1.2].
+    """
+
+    p_block: float = 0.5
+    p_step: float = 0.5
+    shift: float = 0.0625  # fraction of the side
+    scale: float = 0.5  # scale factor in [1 - scale, 1 + scale]
+    rotate: float = 45.0  # degrees
+    contrast: float = 0.2  # pixel × (1 ± contrast)
+    brightness: float = 0.2  # pixel + (± brightness) × full range
+    gamma: tuple[float, float] = (0.8, 1.2)  # pixel ** gamma
+
+
+FUSION_RECIPE = FusionRecipe()
+_STEPS = ("vflip", "hflip", "shift_scale_rotate", "rotate90", "contrast", "brightness", "gamma")
+
+
+def draw_fusion_params(n: int, recipe: FusionRecipe = FUSION_RECIPE, *, generator: torch.Generator | None = None,
+                       device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Per-sample parameters of :data:`FUSION_RECIPE` for ``n`` pairs (one draw per pair).
+
+    ``on/<step>`` is True where the step runs (the block with ``p_block``, then each step with
+    ``p_step``); the values of a step that does not run are its identity (angle 0, scale 1,
+    factor 1, ...), so the transform can always be applied as a whole batch.
+    """
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator, device=device)
+
+    block = rand(n) < recipe.p_block
+    on = {step: block & (rand(n) < recipe.p_step) for step in _STEPS}
+    one, zero = torch.ones(n, device=device), torch.zeros(n, device=device)
+
+    def uniform(step, low, high, identity):
+        return torch.where(on[step], low + (high - low) * rand(n), identity)
+
+    ssr = "shift_scale_rotate"
+    return {
+        **{f"on/{s}": v for s, v in on.items()},
+        "vflip": torch.where(on["vflip"], -one, one),
+        "hflip": torch.where(on["hflip"], -one, one),
+        "angle": uniform(ssr, -recipe.rotate, recipe.rotate, zero),
+        "scale": uniform(ssr, 1 - recipe.scale, 1 + recipe.scale, one),
+        "shift_x": uniform(ssr, -recipe.shift, recipe.shift, zero),
+        "shift_y": uniform(ssr, -recipe.shift, recipe.shift, zero),
+        "quarter_turns": torch.where(on["rotate90"], torch.randint(0, 4, (n,), generator=generator, device=device),
+                                     torch.zeros(n, dtype=torch.long, device=device)),
+        "contrast": uniform("contrast", 1 - recipe.contrast, 1 + recipe.contrast, one),
+        "brightness": uniform("brightness", -recipe.brightness, recipe.brightness, zero),
+        "gamma": uniform("gamma", recipe.gamma[0], recipe.gamma[1], one),
+    }
+
+
+def fusion_theta(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(n, 2, 3)`` ``affine_grid`` matrices of the geometric steps, in albumentations' order.
+
+    Forward map on the [-1, 1] grid of a square image: flips, then rotate by ``angle`` and
+    scale about the centre and shift (2 × the fraction of the side), then ``quarter_turns`` ×
+    90°. ``affine_grid`` wants the inverse (output → input), computed exactly by
+    ``torch.linalg.inv`` on the 3 × 3 matrices.
+    """
+    n = params["angle"].shape[0]
+    device = params["angle"].device
+    forward = torch.eye(3, device=device).repeat(n, 1, 1)
+    flips = torch.diag_embed(torch.stack([params["hflip"], params["vflip"], torch.ones(n, device=device)], 1))
+    a = params["angle"] * (math.pi / 180.0)
+    s = params["scale"]
+    ssr = torch.zeros(n, 3, 3, device=device)
+    ssr[:, 0, 0], ssr[:, 0, 1] = s * torch.cos(a), -s * torch.sin(a)
+    ssr[:, 1, 0], ssr[:, 1, 1] = s * torch.sin(a), s * torch.cos(a)
+    ssr[:, 0, 2], ssr[:, 1, 2], ssr[:, 2, 2] = 2 * params["shift_x"], 2 * params["shift_y"], 1.0
+    q = params["quarter_turns"].to(torch.float64) * (math.pi / 2)
+    # exact 0/±1 entries: round away the float error of cos(π/2)
+    c, si = torch.cos(q).round().float(), torch.sin(q).round().float()
+    turn = torch.zeros(n, 3, 3, device=device)
+    turn[:, 0, 0], turn[:, 0, 1], turn[:, 1, 0], turn[:, 1, 1], turn[:, 2, 2] = c, -si, si, c, 1.0
+    forward = turn @ ssr @ flips @ forward
+    return torch.linalg.inv(forward)[:, :2, :]
+
+
+def _photometric(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Contrast (×), brightness (+), gamma (**) in albumentations' order, clipped like its uint8 LUTs."""
+    view = (-1, 1, 1, 1)
+    x = (x * params["contrast"].view(view)).clamp_(0.0, 1.0)
+    x = (x + params["brightness"].view(view)).clamp_(0.0, 1.0)
+    return x.pow(params["gamma"].view(view))
+
+
+def fusion_augment_pair(clinical: torch.Tensor, dermoscopy: torch.Tensor, recipe: FusionRecipe = FUSION_RECIPE, *,
+                        params: dict[str, torch.Tensor] | None = None, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paper B's training augmentation of a batch of pairs, on the batches' device.
+
+    Pair k of both batches gets the same flips, shift/scale/rotation and quarter turns (one
+    ``grid_sample`` per batch, reflected borders like albumentations' default
+    ``BORDER_REFLECT_101``); contrast, brightness and gamma change the clinical image only.
+    Returns float32 in [0, 1]. ``params`` (from :func:`draw_fusion_params`) fixes the draw.
+    """
+    if clinical.shape != dermoscopy.shape:
+        raise ValueError(f"clinical {tuple(clinical.shape)} and dermoscopy {tuple(dermoscopy.shape)} batches must "
+                         "have the same shape (both images of a pair at the same size)")
+    if clinical.ndim != 4 or clinical.shape[2] != clinical.shape[3]:
+        raise ValueError(f"expected square (B, 3, S, S) batches (quarter turns keep the shape only then); "
+                         f"got {tuple(clinical.shape)}")
+    c, d = to_float(clinical), to_float(dermoscopy)
+    if params is None:
+        params = draw_fusion_params(c.shape[0], recipe, generator=generator, device=c.device)
+    theta = fusion_theta(params).to(c.dtype)
+    grid = F.affine_grid(theta, list(c.shape), align_corners=False)
+    warp = {"mode": "bilinear", "padding_mode": "reflection", "align_corners": False}
+    return _photometric(F.grid_sample(c, grid, **warp), params), F.grid_sample(d, grid, **warp)
