@@ -20,6 +20,27 @@ def logic_lines(source: str) -> int:
     return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
+def install_cell_problems(source: str, repo_url: str) -> list[str]:
+    """What is wrong with a notebook's first code cell, the one that installs medlib on Colab.
+
+    It must ``%pip install "medlib @ git+<repository.url of _config.yml>"`` (the magic shows pip's
+    errors in the cell; a captured subprocess hides them), only on Colab (it names ``google.colab``),
+    and never name Colab's torch/torchvision (pip keeps them because medlib's ranges accept them).
+    """
+    out = []
+    code_lines = [l for l in source.splitlines() if l.strip() and not l.strip().startswith("#")]
+    installs = [l for l in code_lines if re.match(r"\s*%pip\s+install\b", l)]
+    if not any(f"medlib @ git+{repo_url}" in l.replace("'", '"') for l in installs):
+        out.append(f'the first code cell must `%pip install "medlib @ git+{repo_url}"` (the URL of _config.yml)')
+    if not any("google.colab" in l for l in code_lines):
+        out.append("the first code cell must install medlib only on Colab (check for google.colab)")
+    if any(re.search(r"\bsubprocess\b|^\s*!\s*pip\b|pip\.main", l) for l in code_lines):
+        out.append("the first code cell must install with %pip, whose errors show in the cell")
+    if any(re.search(r"\btorch(vision)?\b", l) for l in code_lines):
+        out.append("the Colab install cell must never (re)install torch")
+    return out
+
+
 def problems(path: Path, repo_url: str) -> list[str]:
     """Every convention ``path`` breaks, as readable sentences (empty when it is clean)."""
     out: list[str] = []
@@ -52,12 +73,7 @@ def problems(path: Path, repo_url: str) -> list[str]:
     if not code:
         out.append("no code cells")
     else:
-        first = code[0].source
-        if "google.colab" not in first or f"git+{repo_url}" not in first:
-            out.append(f"the first code cell must install medlib on Colab from git+{repo_url}")
-        code_lines = "\n".join(l for l in first.splitlines() if not l.strip().startswith("#"))
-        if re.search(r"\btorch(vision)?\b", code_lines):
-            out.append("the Colab install cell must never (re)install torch")
+        out += install_cell_problems(code[0].source, repo_url)
     if not any("start(" in c.source for c in code):
         out.append("no provenance banner: call medlib.notebook.start(profile, seed)")
     return out

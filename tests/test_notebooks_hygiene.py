@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from medlib.book import toc_notebooks
-from notebook_rules import problems, repository_url
+from notebook_rules import install_cell_problems, problems, repository_url
 
 from conftest import REPO
 
@@ -51,6 +51,30 @@ def test_missing_parameters_cell_is_caught(clean_copy):
 def test_install_cell_that_touches_torch_is_caught(clean_copy):
     nb = nbformat.read(clean_copy, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    first.source += '\n    subprocess.run(["pip", "install", "torch==2.0"])'
+    first.source += '\n    %pip install torch==2.0'
     nbformat.write(nb, clean_copy)
     assert any("torch" in p for p in problems(clean_copy, repository_url(REPO)))
+
+
+def test_the_colab_install_cell_passes_the_rule():
+    from medlib.colab import install_cell_source
+
+    url = repository_url(REPO)
+    assert install_cell_problems(install_cell_source(url), url) == []
+
+
+@pytest.mark.parametrize("fault, expected", [
+    # pip's errors hidden in a subprocess instead of the %pip magic
+    (lambda s: s.replace("%pip install -q", "subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', ") + "])",
+     "%pip"),
+    (lambda s: s.replace("git+https://github.com/", "git+https://gitlab.com/"), "the URL of _config.yml"),
+    (lambda s: "\n".join(l for l in s.splitlines() if "google.colab" not in l).replace("ON_COLAB and ", ""),
+     "only on Colab"),
+    (lambda s: s.replace("%pip install", "# %pip install"), "%pip install"),
+])
+def test_a_broken_install_cell_is_caught(fault, expected):
+    from medlib.colab import install_cell_source
+
+    url = repository_url(REPO)
+    found = install_cell_problems(fault(install_cell_source(url)), url)
+    assert any(expected in p for p in found), found
