@@ -7,6 +7,7 @@ which skips the optimizer step of any batch whose gradients overflow and lowers 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,9 @@ class Precision:
     dtype: torch.dtype | None = None  # None: autocast off
 
     def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+        if not self.enabled:  # torch.autocast refuses device types it has no dtype for, even disabled
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
 
     @property
     def needs_scaler(self) -> bool:
