@@ -212,6 +212,7 @@ def restore_batchnorm(
     lr: float = 1e-5,
     class_weights: Tensor | None = None,
     seed: int = 0,
+    cumulative_stats: bool = False,
 ) -> nn.Module:
     """§3.5: a copy of ``model`` with its state restored on ``loaders`` (one site's or several).
 
@@ -221,6 +222,11 @@ def restore_batchnorm(
     ``finetune_epoch`` trains one epoch with Adam at ``lr`` (Paper A's 1e-5 by default) and
     cross-entropy weighted by ``class_weights``, batches of the sites interleaved.
     ``recompute_stats`` and ``site_stats`` only run forward passes (see the module doc).
+
+    One epoch is weak at PyTorch's BN momentum 0.1: after n batches a share 0.9ⁿ of the merged
+    statistics remains (on a small part, most of it). ``cumulative_stats=True`` resets the
+    statistics and lets every BN layer average the epoch's batches equally (momentum ``None``),
+    so the epoch replaces them; the layers' momentum is put back afterwards.
     """
     if method not in RESTORE_METHODS:
         raise MedlibError(f"unknown restore method {method!r}; expected one of {RESTORE_METHODS}")
@@ -230,6 +236,8 @@ def restore_batchnorm(
         restored.to(device)
     else:  # stay where the model is
         device = next(itertools.chain(restored.parameters(), restored.buffers()), torch.empty(0)).device
+    if cumulative_stats and method != "finetune_epoch":
+        raise MedlibError(f"cumulative_stats belongs to 'finetune_epoch'; {method!r} always recomputes from scratch")
     if method == "recompute_stats":
         update_bn(InterleavedLoader(loaders), restored, device=device)
         return restored.eval()
@@ -240,5 +248,12 @@ def restore_batchnorm(
     from medlib.train import TrainConfig, fit
 
     cfg = TrainConfig(lr=lr, epochs=1, class_weights=class_weights, seed=seed, device=device, log_every=0)
+    layers = batchnorm_layers(restored).values() if cumulative_stats else ()
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
     fit(restored, InterleavedLoader(loaders), cfg)
+    for bn, m in zip(layers, momenta):
+        bn.momentum = m
     return restored.eval()

@@ -1,7 +1,7 @@
 """θ_pre for the smoke profile: a short pretraining on a synthetic source task (Paper A §3.1).
 
 The paper starts every site from ImageNet weights. The full profile does the same
-(timm ``resnet50`` with ``pretrained=True``). The smoke profile runs offline on a CPU in
+(timm ``resnet50.tv_in1k``, the profile's ``PaperA.weights``). The smoke profile runs offline on a CPU in
 minutes, where no ImageNet weights can be downloaded — and a random initialisation is not a
 pretrained model: data vectors measured from it would mean something else. So the smoke
 θ_pre is *actually pretrained*, briefly, on a source task generated in-process:
@@ -183,9 +183,17 @@ def pretrained_backbone_path(paper_a, cache_dir: str | os.PathLike, seed: int | 
 
 
 def pretrained_backbone(paper_a, cache_dir: str | os.PathLike, seed: int | None = None) -> nn.Module:
-    """θ_pre's backbone for a profile: ImageNet ``resnet50`` (full) or the cached synthetic one (smoke)."""
+    """θ_pre's backbone for a profile.
+
+    ``paper_a.weights`` set (full): that explicit timm tag, ``resnet50.tv_in1k`` — torchvision's
+    IMAGENET1K_V1, never timm's default ``resnet50`` (``a1_in1k``, another recipe). Else the cached
+    synthetic pretraining (smoke), or, with neither (a dry run), seeded random weights.
+    """
     from medlib.models import create_backbone
 
+    if paper_a.weights:
+        return create_backbone(paper_a.weights, pretrained=True)
     if not paper_a.pretrain_epochs:
-        return create_backbone(paper_a.arch, pretrained=True)
+        torch.manual_seed(paper_a.seed if seed is None else seed)
+        return create_backbone(paper_a.arch, pretrained=False)
     return create_backbone(paper_a.arch, pretrained_path=pretrained_backbone_path(paper_a, cache_dir, seed))

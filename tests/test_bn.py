@@ -123,3 +123,18 @@ def test_interleaved_loader_round_robin():
     loader = InterleavedLoader([[1, 2, 3], ["a"], [10, 20]])
     assert list(loader) == [1, "a", 10, 2, 20, 3]
     assert len(loader) == 6
+
+
+def test_one_epoch_at_momentum_0_1_keeps_most_merged_statistics_cumulative_replaces_them():
+    # One BN layer, lr tiny so the weights barely move: only the running statistics matter.
+    model = one_bn()
+    model[0].running_mean.fill_(100.0)  # the "merged" statistic
+    site = batches([1, 3], [5, 7], [9, 11], labels=True)  # batch means 2, 6, 10
+    weak = restore_batchnorm(model, [site], "finetune_epoch", lr=1e-12)[0]
+    # exponential average at momentum 0.1: 100 → 90.2 → 81.78 → 74.602; 0.9³ = 72.9% of 100 remains
+    assert weak.running_mean.item() == pytest.approx(0.9**3 * 100 + 0.1 * (0.81 * 2 + 0.9 * 6 + 10), abs=1e-3)
+    strong = restore_batchnorm(model, [site], "finetune_epoch", lr=1e-12, cumulative_stats=True)[0]
+    assert strong.running_mean.item() == pytest.approx(6.0, abs=1e-4)  # (2 + 6 + 10) / 3
+    assert strong.momentum == 0.1 and model[0].running_mean.item() == 100.0
+    with pytest.raises(MedlibError, match="cumulative_stats"):
+        restore_batchnorm(model, [site], "recompute_stats", cumulative_stats=True)

@@ -9,7 +9,7 @@ import medlib.pretrain as pretrain
 from medlib.errors import MedlibError
 from medlib.io import load_weights, save_weights
 from medlib.models import Classifier, create_backbone, create_classifier, load_classifier, normalization, save_classifier
-from medlib.profiles import FULL, SMOKE
+from medlib.profiles import FULL, SMOKE, dry_run
 from medlib.vectors import DataVector, split_keys
 
 
@@ -130,6 +130,8 @@ def test_full_profile_theta_pre_is_the_imagenet_download(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr("medlib.models.create_backbone", lambda arch, pretrained=False, **kw: calls.append((arch, pretrained)))
     pretrain.pretrained_backbone(FULL.paper_a, tmp_path)
-    assert calls == [("resnet50", True)]
+    assert calls == [("resnet50.tv_in1k", True)]  # torchvision's IMAGENET1K_V1, pinned
+    pretrain.pretrained_backbone(dry_run(FULL).paper_a, tmp_path)  # a dry run downloads nothing
+    assert calls[-1] == ("resnet50", False)
     with pytest.raises(MedlibError, match="pretrain_epochs=0"):
         pretrain.pretrained_backbone_path(FULL.paper_a, tmp_path)

@@ -1,0 +1,28 @@
+"""Paper A's experiments (Tian et al. 2024, §4), one module per concern.
+
+``paper``     the paper's Tables 1–3 as printed, and the test-set sizes they imply
+``runs``      θ_pre, the site models and full training: data split, loaders, cache keys
+``restore``   BatchNorm restoration on a hospital's own data (§3.5)
+``tables``    Tables 1–3 from our runs, over seeds, beside the paper's
+``analysis``  Figure 2's cosines, the λ sweep, the BN ablation, the 2-D sketch's numbers
+``plots``     the 2-D sketch of the method
+"""
+
+from medlib.experiments.paper_a.analysis import (BN_VARIANTS, bn_ablation, data_vectors, lambda_sweep,
+                                                 layer_cosines, pairwise_cosines, sketch_coordinates)
+from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, PAPER_TABLES, PAPER_TEST_SIZES, implied_test_size,
+                                              paper_table)
+from medlib.experiments.paper_a.plots import method_sketch
+from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
+from medlib.experiments.paper_a.runs import (CappedLoader, Trained, artifact_key, paper_sites, pretrained_classifier,
+                                             theta_pre_source, train_sites)
+from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run_table, side_by_side, table
+
+__all__ = [
+    "COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
+    "CappedLoader", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source", "artifact_key", "train_sites",
+    "restore_on_parts", "averaged_stats_kept",
+    "table", "TableResult", "run_table", "side_by_side", "paper_comparison",
+    "data_vectors", "pairwise_cosines", "layer_cosines", "lambda_sweep", "BN_VARIANTS", "bn_ablation",
+    "sketch_coordinates", "method_sketch",
+]

@@ -1,0 +1,64 @@
+"""What Tian et al. 2024 print: Tables 1–3, quoted for comparison (never computed here).
+
+Each of Tables 1–3 has one row per part index 1–4. "Base Model" is the model fine-tuned on
+part *i*. The merged columns (Params Mean, Data Vector, Random Vector) also differ from row to
+row, which only fits if the one-epoch restoration of §3.5/§4.1 was run on part *i*'s data;
+"Full Training" is a single value.
+
+The paper does not give its test-set sizes, but its accuracies do: every value of a table is
+a multiple of 100/n for one n (:func:`implied_test_size`). That gives 181 Retina, 189 Bladder
+and 256 PAD-UFES-20 test images — about 30%, 11% and 11% of the datasets, not a fixed 20%.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size"]
+
+COLUMNS = ("Params Mean", "Data Vector", "Random Vector", "Base Model", "Full Training")
+MERGED = {"Params Mean": "params_mean", "Data Vector": "data_vector", "Random Vector": "random_vector"}
+
+# Accuracy (%) as printed in Tian et al. 2024, Tables 1–3.
+PAPER_TABLES = {
+    "retina": {"table": 1, "full": 73.48, "rows": [
+        (51.38, 70.71, 30.14, 57.45), (49.72, 69.61, 15.48, 60.77),
+        (50.83, 72.37, 28.90, 65.19), (53.03, 71.82, 39.92, 64.64)]},
+    "bladder-tissue": {"table": 2, "full": 63.49, "rows": [
+        (62.43, 65.07, 20.10, 57.67), (60.31, 68.25, 13.22, 60.31),
+        (60.84, 66.67, 28.04, 58.73), (61.37, 65.07, 27.51, 54.49)]},
+    "pad-ufes-20": {"table": 3, "full": 68.36, "rows": [
+        (58.59, 67.57, 31.25, 63.28), (60.93, 66.01, 5.85, 64.45),
+        (57.42, 66.40, 10.54, 67.57), (60.93, 66.79, 21.48, 63.67)]},
+}
+
+# Test-set sizes implied by the tables (see implied_test_size); the full profile holds out these.
+PAPER_TEST_SIZES = {"retina": 181, "bladder-tissue": 189, "pad-ufes-20": 256}
+
+
+def paper_table(dataset: str) -> pd.DataFrame:
+    """The paper's Table for ``dataset`` in our layout (accuracy, %)."""
+    spec = PAPER_TABLES[dataset]
+    df = pd.DataFrame(spec["rows"], columns=COLUMNS[:4], index=[str(i) for i in range(1, 5)])
+    df["Full Training"] = [spec["full"]] + [np.nan] * 3
+    df.index.name = "part"
+    return df
+
+
+def implied_test_size(dataset: str, columns=("Params Mean", "Data Vector", "Base Model", "Full Training"),
+                      largest: int = 1000) -> int | None:
+    """The smallest n for which every accuracy in ``columns`` is k/n to the printed 2 decimals.
+
+    Values are accepted rounded or truncated (the tables mix both). The Random Vector column
+    of Table 1 fits no n with the others (it may be an average of several draws), so it is
+    left out by default. ``None`` when no n up to ``largest`` fits.
+    """
+    values = [v for v in paper_table(dataset)[list(columns)].to_numpy().ravel() if not math.isnan(v)]
+    for n in range(2, largest + 1):
+        if all(min(abs(100 * k / n - v) for k in (math.floor(v * n / 100), math.ceil(v * n / 100))) < 0.01
+               for v in values):
+            return n
+    return None

@@ -1,0 +1,238 @@
+"""Training for Paper A (§3.1, §4.1): θ_pre, the four site models and full training, cached.
+
+Every trained model is cached under ``$MEDLIB_HOME/artifacts/paper_a`` by a key of exactly what
+determines its weights (:func:`artifact_key`): the data's content, the item indices, θ_pre's
+content and weights tag, the training settings and the seed. λ, the λ grid or the list of
+datasets do not enter: changing them never retrains a 64-epoch model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medlib.data.augment import TensorImageDataset, eval_transform, train_transform
+from medlib.errors import MedlibError
+from medlib.experiments.data import SiteData, ensure_dataset
+from medlib.experiments.paper_a.paper import PAPER_TEST_SIZES
+from medlib.models import Classifier, create_backbone, load_classifier, save_classifier
+from medlib.paths import artifacts_dir, cache_dir
+from medlib.pretrain import pretrained_backbone
+from medlib.profiles import Profile, get_profile
+from medlib.runtime import seed_everything, select_device
+from medlib.train import TrainConfig, class_weights_from_labels, fit, make_loader, predict
+
+__all__ = ["CappedLoader", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source",
+           "artifact_key", "train_sites", "SPLITS"]
+
+SPLITS = ("paper", "official")
+_AUGMENTATION = "medlib.data.augment.train_transform/1"  # bump when the training augmentation changes
+
+
+class CappedLoader:
+    """At most ``max_steps`` batches of ``loader`` per pass (a dry run); the loader itself otherwise."""
+
+    def __init__(self, loader, max_steps: int | None):
+        self.loader, self.max_steps = loader, max_steps
+
+    def __iter__(self):
+        return iter(self.loader) if self.max_steps is None else itertools.islice(self.loader, self.max_steps)
+
+    def __len__(self) -> int:
+        n = len(self.loader)
+        return n if self.max_steps is None else min(n, self.max_steps)
+
+    def __getattr__(self, name):  # generator, sampler, dataset: fit re-seeds the loader's generator
+        return getattr(self.loader, name)
+
+
+def paper_sites(name: str, profile: Profile | str = "auto", seed: int | None = None, *,
+                split: str = "paper", method: str | None = None) -> SiteData:
+    """Dataset ``name`` split into ``n_sites`` hospitals plus a held-out test set (§4.1).
+
+    ``split="paper"``: on the real data, a test set of the size the paper's tables imply
+    (:data:`~medlib.experiments.paper_a.paper.PAPER_TEST_SIZES`), grouped by patient/case when
+    the dataset has them, else stratified; on synthetic stand-ins the profile's
+    ``test_fraction``. ``split="official"``: the dataset's own test split (Bladder's
+    ``sub_dataset``), the rest divided among the sites.
+    """
+    from medlib.data.cache import cached_images
+    from medlib.data.partition import SitePartition, partition_sites
+
+    P = get_profile(profile)
+    seed = P.first_seed if seed is None else seed
+    if split not in SPLITS:
+        raise MedlibError(f"unknown split {split!r}; expected one of {SPLITS}")
+    ds = ensure_dataset(name, P)
+    images = cached_images(ds.image_paths, P.paper_a.image_size, cache_dir(), progress=False)
+    labels = np.asarray(ds.labels)
+    method = method or P.paper_a.partition
+    if split == "official":
+        if "test" not in ds.splits:
+            raise MedlibError(f"{name} has no official test split (splits: {sorted(ds.splits) or 'none'}); "
+                              "use split='paper'")
+        test = np.sort(ds.splits["test"])
+        pool = np.setdiff1d(np.arange(len(labels)), test)
+        inner = partition_sites(labels[pool], P.paper_a.n_sites, method=method, seed=seed, test_fraction=0.0,
+                                groups=None if ds.groups is None else np.asarray(ds.groups)[pool])
+        part = SitePartition([pool[s] for s in inner.sites], test, method, seed, inner.labels)
+        return SiteData(ds, images, labels, part)
+    fraction = P.paper_a.test_fraction
+    if P.data_source == "real" and name in PAPER_TEST_SIZES:
+        fraction = PAPER_TEST_SIZES[name] / len(labels)
+    part = partition_sites(labels, P.paper_a.n_sites, method=method, groups=ds.groups, seed=seed,
+                           test_fraction=fraction)
+    return SiteData(ds, images, labels, part)
+
+
+@dataclass
+class Trained:
+    """Everything one seed of one dataset needs: θ_pre, the four site models, full training."""
+
+    dataset: str
+    profile: Profile
+    seed: int
+    data: SiteData
+    pretrained: Classifier
+    sites: list[Classifier]
+    full: Classifier
+    histories: dict[str, pd.DataFrame] = field(default_factory=dict)
+    device: torch.device = field(default_factory=select_device)
+    _digests: dict = field(default_factory=dict, repr=False)  # content hashes, computed once
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.data.classes)
+
+    def loader(self, indices, *, train: bool, seed: int | None = None):
+        """Batches of ``indices``: augmented and shuffled for training, else deterministic."""
+        P = self.profile.paper_a
+        transform = train_transform() if train else eval_transform()
+        ds = TensorImageDataset(self.data.images, self.data.labels, transform, indices=indices)
+        loader = make_loader(ds, P.batch_size, shuffle=train, seed=self.seed if seed is None else seed,
+                             num_workers=self.profile.num_workers, device=self.device)
+        return CappedLoader(loader, self.profile.max_steps)
+
+    def part_loader(self, part: int, *, train: bool):
+        """Part ``part``'s (0-based) data alone: what hospital ``part + 1`` holds."""
+        return self.loader(self.data.partition.sites[part], train=train, seed=self.seed + part)
+
+    def site_loaders(self, train: bool = True) -> list:
+        return [self.part_loader(k, train=train) for k in range(len(self.data.partition.sites))]
+
+    @property
+    def test_loader(self):
+        return self.loader(self.data.partition.test, train=False)
+
+    def accuracy(self, model) -> float:
+        """Test accuracy in percent, as in the paper's tables (the model is moved to ``device``).
+
+        A model whose BatchNorm state is broken can output NaN; those images count as wrong.
+        """
+        probs, labels = predict(model.to(self.device), self.test_loader, self.device)
+        ok = np.isfinite(probs).all(axis=1)
+        return 100.0 * float(np.mean(ok & (probs.argmax(axis=1) == labels)))
+
+
+def theta_pre_source(P: Profile) -> str:
+    """Where θ_pre comes from, for provenance lines and cache keys."""
+    A = P.paper_a
+    if A.weights:
+        return f"timm {A.weights} (ImageNet)"
+    if A.pretrain_epochs:
+        return f"{A.arch} pretrained {A.pretrain_epochs} epochs on {A.pretrain_images} synthetic textures"
+    return f"{A.arch} with random weights (dry run)"
+
+
+def pretrained_classifier(P: Profile, n_classes: int, seed: int, pretrained_path=None) -> Classifier:
+    """θ_pre with a new ``n_classes`` head, identical for every site given the seed (§3.1, §4.1).
+
+    One shared θ_pre for every site, including the new head's initialisation: the paper's
+    hospitals start from "the same pre-trained weights", and averaging heads that started
+    from different random draws would average unrelated directions.
+    """
+    if pretrained_path is not None:
+        backbone = create_backbone(P.paper_a.arch, pretrained_path=pretrained_path)
+    else:
+        backbone = pretrained_backbone(P.paper_a, cache_dir())
+    torch.manual_seed(seed)
+    return Classifier(backbone, n_classes, arch=P.paper_a.arch).eval()
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        t = torch.as_tensor(a).detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def artifact_key(tr: Trained, indices: np.ndarray) -> str:
+    """What determines a fine-tuned model's weights and history, and nothing else."""
+    P = tr.profile.paper_a
+    if not tr._digests:  # hashed once per Trained (hundreds of MB at 224 px)
+        tr._digests.update(data=_digest(tr.data.images, tr.data.labels),
+                           theta_pre=_digest(*tr.pretrained.state_dict().values()))
+    parts = {
+        "dataset": tr.dataset, "data": tr._digests["data"], "indices": _digest(np.asarray(indices)),
+        "test": _digest(np.asarray(tr.data.partition.test)),  # the validation curve in the history
+        "theta_pre": tr._digests["theta_pre"], "weights": P.weights,
+        "training": {"arch": P.arch, "image_size": P.image_size, "lr": P.lr, "epochs": P.epochs,
+                     "batch_size": P.batch_size, "augmentation": _AUGMENTATION},
+        "seed": tr.seed, "max_steps": tr.profile.max_steps,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, pd.DataFrame]:
+    """Fine-tune θ_pre on ``indices`` (a site, or all of them); cached by :func:`artifact_key`."""
+    P = tr.profile.paper_a
+    path = artifacts_dir() / "paper_a" / f"{tr.dataset}-{role}-{artifact_key(tr, indices)}.safetensors"
+    if path.is_file():
+        model, meta = load_classifier(path)
+        return model.eval(), pd.DataFrame(meta["history"])
+    cfg = TrainConfig(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device,
+                      class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0)
+    model = copy.deepcopy(tr.pretrained)
+    seed_everything(tr.seed)
+    t0 = time.perf_counter()
+    history = fit(model, tr.loader(indices, train=True), cfg, val_loader=tr.test_loader,
+                  checkpoint_path=path.with_suffix(".ckpt"), resume=True)
+    frame = history.to_frame()
+    last = frame.iloc[-1]
+    print(f"  {tr.dataset} {role:>6}: {len(indices):4d} images, {P.epochs} epochs, "
+          f"test acc {100 * last.get('val_accuracy', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    save_classifier(path, model.cpu(), {"history": frame.to_dict("records"), "role": role, "dataset": tr.dataset,
+                                        "profile": tr.profile.label, "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile)})
+    path.with_suffix(".ckpt").unlink(missing_ok=True)
+    return model.eval(), frame
+
+
+def train_sites(dataset: str, profile: Profile | str = "auto", seed: int | None = None, *,
+                split: str = "paper") -> Trained:
+    """θ_pre, four site models and the full-training model for ``dataset`` (§3.1, §4.1).
+
+    ``seed`` defaults to the profile's first seed, so every page shows the tables' models.
+    """
+    P = get_profile(profile)
+    seed = P.first_seed if seed is None else seed
+    data = paper_sites(dataset, P, seed, split=split)
+    pre = pretrained_classifier(P, len(data.classes), seed)
+    tr = Trained(dataset, P, seed, data, pre, [], pre)
+    print(f"[{dataset}] seed {seed}: {P.paper_a.arch} from {theta_pre_source(P)}, "
+          f"{P.paper_a.n_sites} sites + full training ({P.describe()})", flush=True)
+    for k, idx in enumerate(data.partition.sites, 1):
+        model, hist = _finetune(tr, idx, f"site{k}")
+        tr.sites.append(model)
+        tr.histories[f"site {k}"] = hist
+    tr.full, tr.histories["full"] = _finetune(tr, data.partition.train, "full")
+    return tr
