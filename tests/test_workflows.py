@@ -78,3 +78,11 @@ def test_book_workflow_builds_and_deploys_the_html_to_pages():
     assert book["jobs"]["deploy"]["needs"] == "build"
     assert uses(book, "deploy") == ["actions/deploy-pages"]
     assert book["jobs"]["deploy"]["environment"]["name"] == "github-pages"
+
+
+def test_the_published_address_is_the_repositorys_github_pages():
+    from urllib.parse import urlsplit
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    owner, name = urlsplit(config["repository"]["url"]).path.strip("/").removesuffix(".git").split("/")
+    assert config["html"]["baseurl"] == f"https://{owner}.github.io/{name}/"
