@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from medlib.data.cli import register
+from medlib.cli.data import register
 from medlib.errors import DataError
 
 

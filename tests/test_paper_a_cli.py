@@ -75,7 +75,8 @@ def test_pickles_and_other_architectures_are_refused(pre, tmp_path):
 
 
 def test_killed_finetune_resumes_to_identical_weights(retina, pre, tmp_path):
-    args = ["finetune", *data_args(retina), "--site", 1, "--epochs", 8, "--pretrained", pre]
+    # checkpoints after every epoch (the default is every 10 minutes)
+    args = ["finetune", *data_args(retina), "--site", 1, "--epochs", 8, "--pretrained", pre, "--checkpoint-every", 0]
     reference = tmp_path / "uninterrupted.safetensors"
     medlib(*args, "--out", reference)
 
@@ -90,7 +91,55 @@ def test_killed_finetune_resumes_to_identical_weights(retina, pre, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert ckpt.exists() and not out.exists()
 
-    medlib(*args, "--out", out, "--resume")
+    done = torch.load(ckpt, weights_only=True)["epoch"]
+    log = medlib(*args, "--out", out, "--resume").stdout
+    assert f"resuming from checkpoint {ckpt} after epoch {done}/8" in log
     a, b = load_file(str(reference)), load_file(str(out))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_without_a_checkpoint_says_it_starts_from_scratch(retina, pre, tmp_path):
+    out = tmp_path / "site.safetensors"
+    log = medlib("finetune", *data_args(retina), "--site", 2, "--epochs", 1, "--pretrained", pre, "--out", out,
+                 "--resume").stdout
+    assert f"no checkpoint at {out}.ckpt: training from scratch" in log and out.exists()
+
+
+def four_sites(pre, tmp_path):
+    """Four site models: θ_pre plus a known change per site (no training needed to test merging)."""
+    from medlib.models import load_classifier, save_classifier
+
+    paths = []
+    for k in range(4):
+        model, meta = load_classifier(pre)
+        g = torch.Generator().manual_seed(k)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * 0.01)
+        paths.append(tmp_path / f"site{k}.safetensors")
+        save_classifier(paths[-1], model, {**meta, "role": "site"})
+    return paths
+
+
+def test_merge_methods_ties_and_dare(pre, tmp_path):
+    from medlib.models import load_classifier
+    from medlib.vectors import merge
+
+    sites = four_sites(pre, tmp_path)
+    pre_model, _ = load_classifier(pre)
+    models = [load_classifier(p)[0] for p in sites]
+    for method, extra, kwargs in (("ties", ["--density", 0.2, "--lam", 1.0], {"density": 0.2, "lam": 1.0}),
+                                  ("dare", ["--drop", 0.9, "--seed", 3, "--lam", 0.5], {"drop": 0.9, "seed": 3, "lam": 0.5})):
+        out = tmp_path / f"{method}.safetensors"
+        log = medlib("merge", "--pretrained", pre, "--models", *sites, "--method", method, *extra, "--out", out).stdout
+        assert f"{method} merge of 4 models" in log
+        expected = merge(pre_model, models, method, **kwargs).state_dict()
+        got = load_file(str(out))
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value.cpu(), rtol=0, atol=1e-6, msg=key)
+    dropped = load_file(str(tmp_path / "dare.safetensors"))
+    assert any(not torch.equal(dropped[k], load_file(str(tmp_path / "ties.safetensors"))[k]) for k in dropped)
+    proc = medlib("merge", "--pretrained", pre, "--models", *sites, "--method", "data-vector", "--density", 0.2,
+                  "--out", tmp_path / "bad.safetensors", check=False)
+    assert proc.returncode == 2 and "density" in proc.stderr and "Traceback" not in proc.stderr

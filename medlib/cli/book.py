@@ -1,26 +1,19 @@
-"""The ``medlib`` command line (also ``python -m medlib``).
+"""``medlib book``: execute every notebook (papermill) and render the book (Jupyter Book).
 
-Each feature module registers its own sub-commands with a ``register(subparsers)``
-function; this file only assembles them and turns user-fixable errors into a clean
-message and exit code 2.
+::
+
+    medlib book [--profile smoke|full|auto] [--dry-run] [--only NAME ...] [--no-execute] [--log-output]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
+import os
 from pathlib import Path
 
-from medlib import __version__
 from medlib.errors import MedlibError
 
-# Feature modules that add sub-commands; each exposes register(subparsers).
-_COMMAND_MODULES = (
-    "medlib.data.cli",
-    "medlib.paper_a_cli",
-    "medlib.ammfm.cli",
-)
+__all__ = ["register"]
 
 
 def _find_book_root(start: Path) -> Path:
@@ -37,19 +30,17 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from medlib.book import build_book
     from medlib.profiles import get_profile
 
-    profile = get_profile(args.profile).name
     root = Path(args.book_root).resolve() if args.book_root else _find_book_root(Path.cwd())
-    build_book(
-        root,
-        profile,
-        only=args.only,
-        execute=not args.no_execute,
-        log_output=args.log_output,
-    )
+    if args.dry_run:
+        # read by get_profile in this process and in every notebook kernel it starts
+        os.environ["MEDLIB_DRY_RUN"] = "1"
+    profile = get_profile(args.profile).name
+    build_book(root, profile, only=args.only, execute=not args.no_execute, log_output=args.log_output,
+               dry_run=args.dry_run)
     return 0
 
 
-def _register_book(subparsers) -> None:
+def register(subparsers) -> None:
     p = subparsers.add_parser(
         "book",
         help="execute every notebook (papermill) and render the book (Jupyter Book)",
@@ -60,41 +51,11 @@ def _register_book(subparsers) -> None:
         ),
     )
     p.add_argument("--profile", default="smoke", help="smoke (CPU, synthetic data), full (GPU, real data) or auto")
+    p.add_argument("--dry-run", action="store_true",
+                   help="the profile's code paths with every training capped to a step or two, random weights "
+                        "and synthetic data at the real image sizes; every page says dry run")
     p.add_argument("--book-root", help="folder holding _config.yml and _toc.yml (default: found from cwd)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="execute only notebooks whose file name contains NAME")
     p.add_argument("--no-execute", action="store_true", help="render the staged sources without executing")
     p.add_argument("--log-output", action="store_true", help="stream every cell's output while executing")
     p.set_defaults(func=_cmd_book)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="medlib",
-        description="medlib: reproduce the data-vectors (Tian et al. 2024) and AMMFM (Tang & Lasser 2024) papers.",
-    )
-    parser.add_argument("--version", action="version", version=f"medlib {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _register_book(sub)
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    try:
-        return int(args.func(args) or 0)
-    except MedlibError as exc:
-        print(f"medlib: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("medlib: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,6 +3,7 @@
     medlib pretrained --dataset NAME --root DIR --profile P --out pre.safetensors
     medlib finetune   --dataset NAME --root DIR --site K --n-sites 4 --profile P --out site_K.safetensors [--resume]
     medlib merge      --pretrained pre.safetensors --models site_*.safetensors --method data-vector --lam 0.5 --out merged.safetensors
+                      (or --method ties --density 0.2, --method dare --drop 0.9 --seed 0)
     medlib restore-bn --model merged.safetensors --dataset NAME --root DIR --method recompute-stats --out restored.safetensors
     medlib evaluate   --model restored.safetensors --dataset NAME --root DIR --json
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from medlib.errors import MedlibError
 
-_METHOD = {"data-vector": "data_vector", "params-mean": "params_mean", "random-vector": "random_vector"}
+_METHOD = {"data-vector": "data_vector", "params-mean": "params_mean", "random-vector": "random_vector",
+           "ties": "ties", "dare": "dare"}
 _RESTORE = {"finetune-epoch": "finetune_epoch", "recompute-stats": "recompute_stats", "site-stats": "site_stats"}
 
 
@@ -141,13 +143,18 @@ def _cmd_finetune(args) -> int:
     idx = local.site(args.site)
     epochs = args.epochs if args.epochs is not None else P.paper_a.epochs
     cfg = TrainConfig(lr=P.paper_a.lr, epochs=epochs, batch_size=P.paper_a.batch_size, seed=args.seed,
-                      class_weights=class_weights_from_labels(local.labels[idx], len(local.ds.classes)))
+                      class_weights=class_weights_from_labels(local.labels[idx], len(local.ds.classes)),
+                      max_steps=P.max_steps)
     print(f"fine-tuning {model.arch} on {args.dataset} site {args.site or 'all'} ({len(idx)} images), "
-          f"{epochs} epochs, profile {P.name}", flush=True)
+          f"{epochs} epochs, profile {P.label}", flush=True)
     seed_everything(args.seed)
     out = Path(args.out)
     ckpt = out.with_name(out.name + ".ckpt")
-    history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume)
+    if ckpt.exists() and not args.resume:
+        print(f"{ckpt} holds an interrupted training; starting over (pass --resume to continue it)", flush=True)
+    # fit says whether it resumes (from which checkpoint, after which epoch) or starts from scratch
+    history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume,
+                  checkpoint_every_s=args.checkpoint_every)
     meta = {"classes": list(local.ds.classes), "profile": P.name, "role": "site", "dataset": args.dataset,
             "site": args.site, "n_sites": args.n_sites, "partition": args.partition, "seed": args.seed,
             "epochs": epochs, "history": history.records, "provenance": provenance(P, args.seed)}
@@ -172,9 +179,9 @@ def _cmd_merge(args) -> int:
                 "the same θ_pre"
             )
         sites.append(model)
-    merged = merge(pre, sites, _METHOD[args.method], lam=args.lam, seed=args.seed)
+    merged = merge(pre, sites, _METHOD[args.method], lam=args.lam, density=args.density, drop=args.drop, seed=args.seed)
     meta = {"classes": pre_meta["classes"], "profile": pre_meta.get("profile"), "role": "merged",
-            "method": args.method, "lam": args.lam, "seed": args.seed,
+            "method": args.method, "lam": args.lam, "density": args.density, "drop": args.drop, "seed": args.seed,
             "inputs": {str(Path(p).name): _sha256(Path(p)) for p in [args.pretrained, *args.models]}}
     save_classifier(args.out, merged, meta)
     print(f"{args.method} merge of {len(sites)} models (λ={args.lam}) written to {args.out}; "
@@ -200,11 +207,13 @@ def _cmd_restore(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    from medlib.runtime import select_device
     from medlib.train import evaluate
 
     P, model, meta, local = _model_and_data(args)
     idx = local.partition.test if args.split == "test" else np.arange(len(local.labels))
-    metrics = evaluate(model, local.loader(idx, train=False), n_classes=len(local.ds.classes))
+    metrics = evaluate(model, local.loader(idx, train=False), select_device(), len(local.ds.classes),
+                       max_steps=P.max_steps)
     report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "n": int(len(idx)),
               "role": meta.get("role"), "profile": P.name, **{k: float(v) for k, v in metrics.items() if k != "n"}}
     if args.json:
@@ -229,15 +238,20 @@ def register(subparsers) -> None:
     p.add_argument("--pretrained-path", type=Path, help="local safetensors backbone (full profile, offline)")
     p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt after an interruption")
+    p.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
+                   help="write OUT.ckpt every SECONDS of training and after the last epoch (default 600; 0: every epoch)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_finetune)
 
-    p = subparsers.add_parser("merge", help="Paper A §3.3–3.4: merge site models (data vector, params mean, random)")
+    p = subparsers.add_parser("merge", help="Paper A §3.3–3.4: merge site models (data vector, params mean, random; "
+                                             "TIES, DARE)")
     p.add_argument("--pretrained", required=True, type=Path)
     p.add_argument("--models", required=True, nargs="+", type=Path)
     p.add_argument("--method", choices=sorted(_METHOD), default="data-vector")
     p.add_argument("--lam", type=float, default=0.5, help="λ of θ_pre + λ Σ τ_i (paper: 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-vector control")
+    p.add_argument("--density", type=float, help="ties: fraction of each vector's largest magnitudes kept (default 0.2)")
+    p.add_argument("--drop", type=float, help="dare: probability of dropping each coordinate (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-vector control and of dare's drops")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_merge)
 

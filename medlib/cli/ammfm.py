@@ -1,4 +1,4 @@
-"""``medlib ammfm ...`` sub-commands (paper B)."""
+"""``medlib ammfm ...``: Paper B (AMMFM) model tools."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from .params import param_table
+    from medlib.ammfm.params import param_table
 
     rows = param_table()
     if args.json:

@@ -1,0 +1,68 @@
+"""The ``medlib`` command line (also ``python -m medlib``): one module per command group.
+
+==================  =====================================================================
+module              commands
+==================  =====================================================================
+``cli.book``        ``medlib book``: execute the notebooks and render the book
+``cli.data``        ``medlib data synth|inspect|download``
+``cli.hospital``    Paper A as a hospital workflow: ``medlib pretrained``, ``finetune``,
+                    ``merge``, ``restore-bn``, ``evaluate``
+``cli.ammfm``       Paper B: ``medlib ammfm params``
+``cli.runs``        ``medlib runs plan|execute``
+==================  =====================================================================
+
+Each module exposes ``register(subparsers)``; this one assembles them and turns user-fixable
+errors (:class:`~medlib.errors.MedlibError`) into a clean message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from medlib import __version__
+from medlib.errors import MedlibError
+
+__all__ = ["main", "build_parser"]
+
+# in the order `medlib --help` lists them
+_COMMAND_MODULES = (
+    "medlib.cli.book",
+    "medlib.cli.data",
+    "medlib.cli.hospital",
+    "medlib.cli.ammfm",
+    "medlib.cli.runs",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medlib",
+        description="medlib: reproduce the data-vectors (Tian et al. 2024) and AMMFM (Tang & Lasser 2024) papers.",
+    )
+    parser.add_argument("--version", action="version", version=f"medlib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MedlibError as exc:
+        print(f"medlib: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medlib: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
