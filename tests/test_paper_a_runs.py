@@ -53,7 +53,7 @@ def test_accuracy_moves_the_model_to_the_device_the_data_goes_to(monkeypatch):
 
     def predict_on(model, loader, device=None, **kw):  # records where the model is, computes on the CPU copy
         seen.append((next(model.parameters()).device, torch.device(device)))
-        return real_predict(cpu_model, loader, "cpu", **kw)
+        return real_predict(cpu_model, loader, torch.device("cpu"), **kw)
 
     monkeypatch.setattr(runs, "predict", predict_on)
     tr.device = torch.device("meta")  # the data goes to another device than the CPU model's

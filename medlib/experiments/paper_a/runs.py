@@ -137,7 +137,7 @@ class Trained:
 
         A model whose BatchNorm state is broken can output NaN; those images count as wrong.
         """
-        probs, labels = predict(model.to(self.device), self.test_loader, self.device)
+        probs, labels = predict(model.to(self.device), self.test_loader, self.device, max_steps=self.profile.max_steps)
         ok = np.isfinite(probs).all(axis=1)
         return 100.0 * float(np.mean(ok & (probs.argmax(axis=1) == labels)))
 
@@ -201,7 +201,8 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
         model, meta = load_classifier(path)
         return model.eval(), pd.DataFrame(meta["history"])
     cfg = TrainConfig(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device,
-                      class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0)
+                      class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0,
+                      max_steps=tr.profile.max_steps)
     model = copy.deepcopy(tr.pretrained)
     seed_everything(tr.seed)
     t0 = time.perf_counter()
