@@ -3,9 +3,11 @@
 Everything lives under one folder, ``$MEDLIB_HOME`` (default ``~/.cache/medlib``; ``make``
 sets it to ``.cache/medlib`` inside the checkout so builds reuse their own artifacts):
 
-* ``data/synthetic/<dataset>`` — stand-ins written by ``medlib data synth`` (smoke profile)
+* ``data/synthetic/<dataset>/<size>`` — stand-ins written by ``medlib data synth`` (smoke profile,
+  dry runs), one folder per size preset so the smoke and dry-run stand-ins never collide
 * ``data/real/<dataset>`` — downloads (full profile); ``$MEDLIB_DATA_<NAME>`` overrides one dataset,
-  e.g. ``MEDLIB_DATA_DERM7PT=/content/drive/derm7pt`` for the registration-only derm7pt
+  e.g. ``MEDLIB_DATA_DERM7PT=/content/drive/MyDrive/derm7pt`` for the registration-only derm7pt
+  (or, in a notebook, ``medlib.paths.set_data_root("derm7pt", "/content/drive/MyDrive/derm7pt")``)
 * ``tensors/`` — decoded, resized image caches; ``artifacts/`` — trained models by config hash
 """
 
@@ -14,7 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["medlib_home", "data_root", "cache_dir", "artifacts_dir", "results_dir"]
+__all__ = ["medlib_home", "data_root", "data_env_var", "set_data_root", "cache_dir", "artifacts_dir",
+           "results_dir"]
 
 
 def medlib_home() -> Path:
@@ -23,9 +26,21 @@ def medlib_home() -> Path:
     return path.resolve()
 
 
+def data_env_var(dataset: str) -> str:
+    """The environment variable that points medlib at a real dataset: ``MEDLIB_DATA_PAD_UFES_20``."""
+    return "MEDLIB_DATA_" + dataset.upper().replace("-", "_")
+
+
+def set_data_root(dataset: str, path: str | os.PathLike) -> Path:
+    """Use ``path`` for the real ``dataset`` from now on in this process (sets :func:`data_env_var`)."""
+    resolved = Path(path).expanduser().resolve()
+    os.environ[data_env_var(dataset)] = str(resolved)
+    return resolved
+
+
 def data_root(dataset: str, source: str) -> Path:
     """Folder holding ``dataset`` for a data ``source`` (``"synthetic"`` or ``"real"``)."""
-    env = os.environ.get("MEDLIB_DATA_" + dataset.upper().replace("-", "_"))
+    env = os.environ.get(data_env_var(dataset))
     if env and source == "real":
         return Path(env).expanduser().resolve()
     return medlib_home() / "data" / source / dataset

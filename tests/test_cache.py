@@ -64,9 +64,9 @@ def count_decodes(monkeypatch):
     calls: list[Path] = []
     original = cache_module.load_resized
 
-    def counting(path, size):
+    def counting(path, size, *args):
         calls.append(Path(path))
-        return original(path, size)
+        return original(path, size, *args)
 
     monkeypatch.setattr(cache_module, "load_resized", counting)
     return calls
@@ -142,11 +142,12 @@ def test_size_order_and_file_set_are_part_of_the_key(images, tmp_path, count_dec
 
 
 def test_moved_dataset_keeps_its_cache_but_touched_files_do_not(images, tmp_path, count_decodes):
-    cached_images(images, 16, tmp_path / "cache", progress=False)
+    # identity="stat" (size + mtime) is the old default; content keys are the default now
+    cached_images(images, 16, tmp_path / "cache", progress=False, identity="stat")
     moved_root = tmp_path / "moved"
     shutil.copytree(tmp_path / "dataset", moved_root)  # copy2 keeps mtimes
     moved = [moved_root / p.relative_to(tmp_path / "dataset") for p in images]
-    cached_images(moved, 16, tmp_path / "cache", progress=False)
+    cached_images(moved, 16, tmp_path / "cache", progress=False, identity="stat")
     assert len(count_decodes) == 4
 
     os.utime(moved[1], ns=(0, 10**18))  # same bytes, new mtime
@@ -155,7 +156,7 @@ def test_moved_dataset_keeps_its_cache_but_touched_files_do_not(images, tmp_path
     os.utime(moved[2], ns=(0, 2 * 10**18))
     cached_images(moved, 16, tmp_path / "cache", progress=False, identity="content")
     assert len(count_decodes) == 8  # content unchanged -> hit
-    cached_images(moved, 16, tmp_path / "cache", progress=False)
+    cached_images(moved, 16, tmp_path / "cache", progress=False, identity="stat")
     assert len(count_decodes) == 12  # stat identity sees the new mtime
 
 

@@ -71,9 +71,12 @@ def test_pad_layout_raw_strings_and_patients(roots):
 
 
 def test_bladder_layout_case_grouped_splits(roots):
+    # the released archive's layout: baldder_tissue_classification/{HGC,...}/ + annotations.csv in that
+    # folder, columns in the release's order (REFERENCE §1)
+    release = roots["bladder-tissue"] / "baldder_tissue_classification"
     root = roots["bladder-tissue"]
-    assert _header(root / "annotations.csv") == ["HLY", "tissue type", "imaging type", "sub_dataset"]
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["HGC", "LGC", "NST", "NTL"]
+    assert _header(release / "annotations.csv") == ["HLY", "imaging type", "tissue type", "sub_dataset"]
+    assert sorted(p.name for p in release.iterdir() if p.is_dir()) == ["HGC", "LGC", "NST", "NTL"]
     ds = load_dataset("bladder-tissue", root)
     assert len(ds) == 240 and set(ds.splits) == {"train", "val", "test"}
     assert all(re.fullmatch(r"case_\d{3}_pt_\d{3}_frame_\d{4}\.png", p.name) for p in ds.image_paths)
@@ -83,8 +86,8 @@ def test_bladder_layout_case_grouped_splits(roots):
         for case in set(ds.groups[idx]):
             split_of.setdefault(case, set()).add(split)
     assert all(len(s) == 1 for s in split_of.values())  # a case (video) never straddles two splits
-    width = ds.load_image(0).size[0]
-    assert 128 <= width <= 152
+    width, height = ds.load_image(0).size
+    assert 128 <= width <= 152 and height == width  # square frames, as the release's 300/350 px
 
 
 def test_derm7pt_layout_indexes_and_missing_clinical(roots):

@@ -53,16 +53,24 @@ _HOW_TO_GET = {
         "the annotation CSV and the PNG frames), then pass the same DIR as root."
     ),
     "derm7pt": (
-        "derm7pt cannot be downloaded anonymously: register (free) at https://derm.cs.sfu.ca, "
-        "download release_v0.zip and unzip it inside DIR so that DIR/release_v0/meta/meta.csv "
-        "and DIR/release_v0/images/ exist, then pass DIR (or DIR/release_v0) as root."
+        "derm7pt cannot be downloaded anonymously: register (free) at https://derm.cs.sfu.ca and "
+        "download release_v0.zip. Unzip it into a folder F so that F/release_v0/meta/meta.csv and "
+        "F/release_v0/images/ exist (the release's own layout), then point medlib at F: set the "
+        "environment variable MEDLIB_DATA_DERM7PT=F, e.g. on Colab with Google Drive mounted "
+        "`os.environ[\"MEDLIB_DATA_DERM7PT\"] = \"/content/drive/MyDrive/derm7pt\"` or "
+        "`medlib.paths.set_data_root(\"derm7pt\", \"/content/drive/MyDrive/derm7pt\")` before loading; "
+        "on the command line pass --root F."
     ),
 }
 
 
 def how_to_get(name: str) -> str:
     """One paragraph telling the user how to obtain dataset ``name`` (or a synthetic stand-in)."""
+    from medlib.paths import data_env_var
+
     text = _HOW_TO_GET.get(name, f"Unknown dataset {name!r}.")
+    if name != "derm7pt" and name in _HOW_TO_GET:
+        text += f" Notebooks download it on first use, or read it from ${data_env_var(name)} when set."
     return (
         f"{text} For a synthetic stand-in in the same on-disk layout run "
         f"`medlib data synth {name} --out DIR`."

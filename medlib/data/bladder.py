@@ -1,27 +1,33 @@
 """Endoscopic Bladder Tissue dataset (Paper A, Appendix A.1). Zenodo 10.5281/zenodo.7741476.
 
-1,754 cystoscopy frames (PNG, ~300-350 px wide) of 23 TURBT patients, four tissue classes
-HGC, LGC, NST, NTL; imaging type WLI or NBI; the annotation CSV also names the subset
-(train/val/test) the dataset authors used.
+1,754 cystoscopy frames (PNG, 300x300 or 350x350) of 23 TURBT patients, four tissue classes
+HGC, LGC, NST, NTL; imaging type WLI or NBI. The released archive
+``baldder_tissue_classification.zip`` (the misspelling is the real name) unpacks to::
 
-What is known about the file, and how this loader copes with what is not (unverified):
+    baldder_tissue_classification/{HGC,LGC,NST,NTL}/case_002_pt_003_frame_0009.png
+    baldder_tissue_classification/annotations.csv   # HLY, imaging type, tissue type, sub_dataset
 
-* The annotation CSV is found anywhere under ``root`` as the ``*.csv`` that has the columns
-  ``tissue type`` and ``imaging type`` (spaces in the names) plus an image-name column:
-  ``image_name`` (used by the dataset author's loader) or ``HLY`` (the header public scripts
-  read from the Zenodo ``annotations.csv``). Anything else fails with the columns found.
-* Images: a recursive ``*.png`` search joined on the image name, with or without its
-  extension; if two class folders hold the same file name, the copy inside the folder named
-  after the row's tissue type is used.
-* The split column is detected by its *values*: the column whose every cell is one of
-  train / val / test (``sub_dataset`` in the Zenodo file) becomes ``splits``; none → ``{}``.
-* ``groups`` (the case, i.e. patient): the ``case number`` column when present, else the
-  ``case_<n>`` that frame names carry (``case_001_pt_001_frame_0001.png``). Frames of a case
-  come from one video, so a random frame-level split leaks; split by ``groups``.
+How this loader reads it (REFERENCE: verified against public loaders of the release):
+
+* The annotation CSV is the ``*.csv`` under ``root`` with the columns ``tissue type`` and
+  ``imaging type`` and an image-name column (``HLY`` in the release; ``image_name`` in the
+  authors' internal loader). Two such CSVs with identical content (the record may list
+  ``annotations.csv`` beside the zip that also holds it) are one; different contents are an error.
+* The split column is found by name (``sub_dataset``; also ``split``/``subset``); every value
+  must be train, val or test — anything else is an error naming the row, never a dropped split.
+* ``imaging type`` must be WLI or NBI; ``tissue type`` one of the four classes.
+* Images: a recursive ``*.png`` search joined on the image name (with or without ``.png``);
+  if two class folders hold the same file name, the copy in the row's tissue folder is used.
+  Every missing frame is an error that says how many and which.
+* ``groups`` (the case, i.e. patient): the ``case number`` column when present, else
+  ``case_(\\d+)`` in the frame name, as public code does. Frames of a case come from one video,
+  so a random frame-level split leaks: :meth:`BladderTissue.case_split` holds out whole cases,
+  ``splits`` is the official ``sub_dataset`` split.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
@@ -39,15 +45,21 @@ from medlib.data.base import (
 )
 from medlib.errors import DataError
 
-__all__ = ["BladderTissue", "BLADDER_CLASSES", "IMAGE_NAME_COLUMNS", "SPLIT_VALUES"]
+__all__ = ["BladderTissue", "BLADDER_CLASSES", "IMAGE_NAME_COLUMNS", "SPLIT_COLUMNS", "SPLIT_VALUES",
+           "IMAGING_TYPES", "ANNOTATION_COLUMNS", "RELEASE_DIR"]
 
 BLADDER_CLASSES = ["HGC", "LGC", "NST", "NTL"]
+RELEASE_DIR = "baldder_tissue_classification"  # the released folder name, misspelling included
+ANNOTATION_COLUMNS = ["HLY", "imaging type", "tissue type", "sub_dataset"]  # the release's order
 LABEL_COLUMN = "tissue type"
 IMAGING_COLUMN = "imaging type"
+IMAGING_TYPES = ("WLI", "NBI")
 CASE_COLUMN = "case number"
-IMAGE_NAME_COLUMNS = ("image_name", "HLY")
+IMAGE_NAME_COLUMNS = ("HLY", "image_name")
+SPLIT_COLUMNS = ("sub_dataset", "split", "subset")
 SPLIT_VALUES = ("train", "val", "test")
-_CASE_IN_NAME = re.compile(r"case_?(\d+)", re.IGNORECASE)
+_CASE_IN_NAME = re.compile(r"case_(\d+)", re.IGNORECASE)
+_MAX_LISTED = 30  # missing frames named in an error; the count is always complete
 
 
 def _header(path: Path) -> list[str]:
@@ -57,30 +69,26 @@ def _header(path: Path) -> list[str]:
         return []
 
 
-def _image_column(columns: list[str]) -> str | None:
-    return next((c for c in IMAGE_NAME_COLUMNS if c in columns), None)
+def _first_present(columns: list[str], names) -> str | None:
+    return next((c for c in names if c in columns), None)
 
 
 def _is_annotation(columns: list[str]) -> bool:
-    return LABEL_COLUMN in columns and IMAGING_COLUMN in columns and _image_column(columns) is not None
+    return LABEL_COLUMN in columns and IMAGING_COLUMN in columns and _first_present(columns, IMAGE_NAME_COLUMNS)
 
 
-def _split_column(frame: pd.DataFrame, skip: set[str]) -> str | None:
-    """The first column whose every (stripped, lower-cased) value is train/val/test."""
-    for column in frame.columns:
-        if column in skip:
-            continue
-        values = set(frame[column].str.strip().str.lower())
-        if values and values <= set(SPLIT_VALUES):
-            return column
-    return None
+def _row_error(csv_path: Path, i: int, image_col: str, name: str, column: str, value: str, expected) -> DataError:
+    # i + 2: the header is line 1, so the CSV line a user opens in an editor
+    return DataError(f"bladder-tissue: {csv_path} row {i + 2} ({image_col} {name!r}) has {column} {value!r}; "
+                     f"expected one of {list(expected)}. Fix that row (or re-download the release).")
 
 
 class BladderTissue(ImageDataset):
     """Endoscopic Bladder Tissue; ``root`` is the folder with the annotation CSV or any folder above.
 
     Extra attributes: ``imaging_type`` (str array, ``"WLI"``/``"NBI"``), ``annotations``
-    (the CSV as raw strings), ``csv_path``, ``split_column`` (``None`` without a split).
+    (the CSV as raw strings), ``csv_path``, ``split_column`` (``None`` without a split);
+    ``splits`` is the official split, :meth:`case_split` a split by case.
     """
 
     name = "bladder-tissue"
@@ -91,32 +99,38 @@ class BladderTissue(ImageDataset):
         frame = read_csv_strings(csv_path, self.name).reset_index(drop=True)
         if frame.empty:
             raise DataError(f"bladder-tissue: {csv_path} has a header but no rows. {how_to_get(self.name)}")
-        image_col = _image_column(list(frame.columns))
+        image_col = _first_present(list(frame.columns), IMAGE_NAME_COLUMNS)
         names = frame[image_col].str.strip()
 
         lookup = {c: k for k, c in enumerate(BLADDER_CLASSES)}
         tissue = frame[LABEL_COLUMN].str.strip()
+        imaging = frame[IMAGING_COLUMN].str.strip()
         labels = np.empty(len(frame), dtype=np.int64)
-        for i, value in enumerate(tissue):
+        for i, (value, kind) in enumerate(zip(tissue, imaging)):
             if value not in lookup:
-                raise DataError(
-                    f"bladder-tissue: {csv_path} row {i + 2} ({image_col} {names.iloc[i]!r}) has "
-                    f"{LABEL_COLUMN} {frame[LABEL_COLUMN].iloc[i]!r}; expected one of {BLADDER_CLASSES}. "
-                    f"{how_to_get(self.name)}"
-                )
+                raise _row_error(csv_path, i, image_col, names.iloc[i], LABEL_COLUMN, frame[LABEL_COLUMN].iloc[i],
+                                 BLADDER_CLASSES)
+            if kind not in IMAGING_TYPES:
+                raise _row_error(csv_path, i, image_col, names.iloc[i], IMAGING_COLUMN,
+                                 frame[IMAGING_COLUMN].iloc[i], IMAGING_TYPES)
             labels[i] = lookup[value]
 
-        split_col = _split_column(frame, {image_col, LABEL_COLUMN, IMAGING_COLUMN, CASE_COLUMN})
+        split_col = _first_present(list(frame.columns), SPLIT_COLUMNS)
         splits: dict[str, np.ndarray] = {}
         if split_col is not None:
-            values = frame[split_col].str.strip().str.lower().to_numpy()
+            values = frame[split_col].str.strip().str.lower()
+            for i, value in enumerate(values):
+                if value not in SPLIT_VALUES:
+                    raise _row_error(csv_path, i, image_col, names.iloc[i], split_col, frame[split_col].iloc[i],
+                                     SPLIT_VALUES)
+            values = values.to_numpy()
             splits = {s: np.flatnonzero(values == s) for s in SPLIT_VALUES if (values == s).any()}
 
         paths = self._find_images(csv_path.parent, list(names), list(tissue), image_col)
         self.csv_path = csv_path
         self.annotations: pd.DataFrame = frame
         self.split_column = split_col
-        self.imaging_type = frame[IMAGING_COLUMN].str.strip().to_numpy(dtype=str)
+        self.imaging_type = imaging.to_numpy(dtype=str)
         super().__init__(
             root=csv_path.parent,
             tasks={"label": list(BLADDER_CLASSES)},
@@ -126,17 +140,32 @@ class BladderTissue(ImageDataset):
             splits=splits,
         )
 
+    def case_split(self, n_test: int | float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
+        """``{"train", "test"}`` indices with whole cases held out, about ``n_test`` frames
+        (a count, or a fraction of all frames) in test; no case in both."""
+        from medlib.data.partition import grouped_holdout
+
+        if self.groups is None:
+            raise DataError("bladder-tissue: no case ids (no 'case number' column and frame names without "
+                            "'case_<n>'), so a split by case is impossible; use the official `splits`.")
+        test = grouped_holdout(self.groups, n_test, seed)
+        return {"train": np.setdiff1d(np.arange(len(self)), test), "test": test}
+
     # --- helpers --------------------------------------------------------------------------
     def _find_csv(self, base: Path) -> Path:
         csvs = walk_files(base, (".csv",), max_depth=5)
         matches = [p for p in csvs if _is_annotation(_header(p))]
-        if len(matches) == 1:
-            return matches[0]
+        by_content: dict[str, list[Path]] = {}
+        for path in matches:
+            by_content.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path)
+        if len(by_content) == 1:
+            # identical copies are one file: the shallowest, whose folder holds the others' frames too
+            return min(matches, key=lambda p: (len(p.parts), str(p)))
         expected = (f"columns {LABEL_COLUMN!r}, {IMAGING_COLUMN!r} and one of {list(IMAGE_NAME_COLUMNS)} "
-                    f"(optional: {CASE_COLUMN!r}, a train/val/test split column)")
-        if len(matches) > 1:
-            raise DataError(f"bladder-tissue: several annotation CSVs under {base}: "
-                            f"{[str(m) for m in matches]}. Pass the folder of the one to use as root.")
+                    f"(the release: {ANNOTATION_COLUMNS})")
+        if len(by_content) > 1:
+            raise DataError(f"bladder-tissue: {len(by_content)} different annotation CSVs under {base}: "
+                            f"{[str(m) for m in matches]}. Keep one, or pass the folder of the one to use as root.")
         if csvs:
             found = "; ".join(f"{p.name}: {_header(p)}" for p in csvs[:5])
             raise DataError(f"bladder-tissue: no CSV under {base} has the annotation columns. Expected {expected}; "
@@ -175,9 +204,12 @@ class BladderTissue(ImageDataset):
         if missing:
             zips = walk_files(data_dir, (".zip",), max_depth=3)
             hint = f" Archives {[z.name for z in zips]} are still zipped: unzip them." if zips else ""
+            listed = ", ".join(missing[:_MAX_LISTED]) + (f", ... ({len(missing) - _MAX_LISTED} more)"
+                                                          if len(missing) > _MAX_LISTED else "")
             raise DataError(
-                f"bladder-tissue: {len(missing)} of {len(names)} frames named in the {image_col!r} column were "
-                f"not found as .png under {data_dir} (first: {missing[:5]}).{hint} {how_to_get(self.name)}"
+                f"bladder-tissue: {len(missing)} of {len(names)} frames named in the {image_col!r} column of the "
+                f"annotation CSV were not found as .png under {data_dir}: {listed}.{hint} Expected "
+                f"<folder>/{{HGC,LGC,NST,NTL}}/<frame>.png beside the CSV, as in the release. {how_to_get(self.name)}"
             )
         return paths
 

@@ -2,21 +2,31 @@
 
 Decoding a PNG and resizing it costs far more than a training step of a small model at
 64-224 px, and it is the same work every epoch. ``cached_images`` does it once per
-(files, size) and stores the result as a raw ``.npy`` array of shape ``(N, 3, size, size)``
+(files, size, fit) and stores the result as a raw ``.npy`` array of shape ``(N, 3, size, size)``
 in ``cache_dir``. Later calls map that file (``np.load(mmap_mode="c")``): nothing is read
 until a batch touches it, and the page cache shares it between DataLoader workers.
 
-Resizing: the shorter side is scaled to ``size`` and the centre ``size x size`` square is
-kept (``PIL.ImageOps.fit``, bicubic, which low-pass filters when shrinking). Aspect ratio
-is preserved; the borders of the longer side are cut. Images are converted to RGB the way
-``torchvision.datasets.folder.pil_loader`` does (no EXIF rotation).
+Resizing (``fit``):
 
-The cache key hashes the resize recipe, ``size``, and for every file (in the given order):
-its path relative to the files' common folder, its byte size and its modification time —
-or its content hash with ``identity="content"``. Editing, replacing, adding or reordering
-files therefore builds a new cache; moving the whole dataset folder does not. Cache files
-are written under a temporary name and renamed when complete; ``cache_dir`` can be deleted
-at any time.
+* ``"crop"`` (default) — the shorter side is scaled to ``size`` and the centre ``size x size``
+  square is kept (``PIL.ImageOps.fit``, bicubic, which low-pass filters when shrinking). Aspect
+  ratio is preserved; the borders of the longer side are cut.
+* ``"squash"`` — the whole image is resized to ``size x size`` (bicubic), aspect ratio not kept:
+  what Paper B and FusionM4Net do to derm7pt's 768×512 images (nothing of the lesion is cut).
+
+Images are converted to RGB the way ``torchvision.datasets.folder.pil_loader`` does (no EXIF
+rotation).
+
+The cache key hashes the resize recipe, ``size``, ``fit``, and for every file (in the given
+order): its path relative to the files' common folder, its byte size and a BLAKE2 hash of its
+content. Editing, replacing, adding or reordering files therefore builds a new cache; moving or
+re-copying the dataset (a new Colab session unpacking it again, with new mtimes) does not, and
+neither does anything that keys on :func:`cache_key` (Paper B's trained runs). Hashing every file
+on every call would cost a read of the whole dataset, so each file's hash is remembered in a
+small sidecar, ``<cache_dir>/file-digests.json``, under (absolute path, size, mtime): a file is
+read again only when one of those changed. ``identity="stat"`` keys on size + mtime alone.
+Cache files are written under a temporary name and renamed when complete; ``cache_dir`` can be
+deleted at any time.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,36 +47,87 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from medlib.errors import DataError
 from medlib.io import atomic_path, atomic_write_text
 
-__all__ = ["RESIZE_METHOD", "cache_key", "cache_path", "cached_images", "load_resized"]
+__all__ = ["RESIZE_METHOD", "FITS", "DIGESTS_NAME", "cache_key", "cache_path", "cached_images", "load_resized",
+           "file_digests"]
 
-RESIZE_METHOD = "pil-fit-bicubic-center-v1"  # changing the recipe must change every key
-_IDENTITIES = ("stat", "content")
+RESIZE_METHOD = "pil-bicubic-v2"  # changing the recipe must change every key
+FITS = ("crop", "squash")
+DIGESTS_NAME = "file-digests.json"
+_IDENTITIES = ("content", "stat")
+_DIGEST_LOCK = threading.Lock()
+_MEMO: dict[str, list] = {}  # this process's hashes, {absolute path: [size, mtime_ns, digest]}
 
 
-def load_resized(path: str | os.PathLike, size: int) -> np.ndarray:
-    """Decode one image to RGB, resize the shorter side to ``size``, centre-crop; ``(3, size, size)`` uint8."""
+def _check_fit(fit: str) -> None:
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS} ('crop': shorter side then centre square; 'squash': "
+                         f"whole image to size x size), got {fit!r}")
+
+
+def load_resized(path: str | os.PathLike, size: int, fit: str = "crop") -> np.ndarray:
+    """Decode one image to RGB and bring it to ``(3, size, size)`` uint8 (``fit``: see the module docstring)."""
+    _check_fit(fit)
     try:
         with Image.open(path) as img:
-            fitted = ImageOps.fit(img.convert("RGB"), (size, size), method=Image.Resampling.BICUBIC)
+            rgb = img.convert("RGB")
+        if fit == "crop":
+            resized = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC)
+        else:
+            resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(
             f"cannot decode image {path}: {exc}. Expected a PNG/JPEG file; re-download or remove it."
         ) from exc
-    return np.asarray(fitted, dtype=np.uint8).transpose(2, 0, 1)
+    return np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _file_fingerprint(path: Path, identity: str) -> list:
+def _stat(path: Path) -> os.stat_result:
     try:
-        stat = path.stat()
+        return path.stat()
     except FileNotFoundError as exc:
         raise DataError(f"image file {path} does not exist; check the dataset root.") from exc
-    if identity == "stat":
-        return [stat.st_size, stat.st_mtime_ns]
+
+
+def _blake2(path: Path) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    return [stat.st_size, digest.hexdigest()]
+    return digest.hexdigest()
+
+
+def file_digests(paths: Sequence[Path], store_dir: str | os.PathLike | None = None, *,
+                 remember: bool = True) -> list[str]:
+    """BLAKE2 content hash of each file, remembered in ``<store_dir>/file-digests.json`` by
+    (absolute path, size, mtime) so an unchanged file is not read again. ``store_dir``
+    defaults to :func:`medlib.paths.cache_dir`. ``remember=False`` writes nothing to disk
+    (the hashes stay in this process until a later call remembers them)."""
+    if store_dir is None:
+        from medlib.paths import cache_dir
+
+        store_dir = cache_dir()
+    store = Path(store_dir) / DIGESTS_NAME
+    with _DIGEST_LOCK:
+        try:
+            known = json.loads(store.read_text())
+        except (OSError, ValueError):
+            known = {}  # missing or damaged: every file is hashed again, nothing else is lost
+        out, changed = [], False
+        for path in paths:
+            stat = _stat(path)
+            key = str(path.absolute())
+            entry = known.get(key)
+            if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+                entry = _MEMO.get(key)
+                if not (entry and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+                    entry = _MEMO[key] = [stat.st_size, stat.st_mtime_ns, _blake2(path)]
+                known[key] = entry
+                changed = True
+            out.append(entry[2])
+        if changed and remember:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(store, json.dumps(known, separators=(",", ":")))
+    return out
 
 
 def _relative_names(paths: Sequence[Path]) -> list[str]:
@@ -74,24 +136,37 @@ def _relative_names(paths: Sequence[Path]) -> list[str]:
     return [p.relative_to(common).as_posix() for p in absolute]
 
 
-def cache_key(paths: Sequence[str | os.PathLike], size: int, *, identity: str = "stat") -> str:
-    """Hex digest identifying (files in order, their fingerprints, size, resize recipe)."""
+def cache_key(paths: Sequence[str | os.PathLike], size: int, *, fit: str = "crop", identity: str = "content",
+              digests_dir: str | os.PathLike | None = None, remember: bool = True) -> str:
+    """Hex digest identifying (files in order, their sizes and contents, size, fit, resize recipe).
+
+    ``identity="stat"`` uses size + mtime instead of the content hash (no file is read).
+    ``digests_dir``: where the per-file hash sidecar lives (default :func:`medlib.paths.cache_dir`).
+    """
+    _check_fit(fit)
     if identity not in _IDENTITIES:
         raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
     paths = [Path(p) for p in paths]
+    if identity == "content":
+        sizes = [_stat(p).st_size for p in paths]
+        fingerprints = [[n, d] for n, d in zip(sizes, file_digests(paths, digests_dir, remember=remember))]
+    else:
+        fingerprints = [[(st := _stat(p)).st_size, st.st_mtime_ns] for p in paths]
     record = {
         "method": RESIZE_METHOD,
         "size": int(size),
+        "fit": fit,
         "identity": identity,
-        "files": [[name, *_file_fingerprint(p, identity)] for name, p in zip(_relative_names(paths), paths)],
+        "files": [[name, *fp] for name, fp in zip(_relative_names(paths), fingerprints)],
     }
     return hashlib.sha256(json.dumps(record, separators=(",", ":")).encode()).hexdigest()
 
 
 def cache_path(paths: Sequence[str | os.PathLike], size: int, cache_dir: str | os.PathLike, *,
-               identity: str = "stat") -> Path:
+               fit: str = "crop", identity: str = "content", remember: bool = True) -> Path:
     """Where :func:`cached_images` keeps (or will keep) the array for these files."""
-    return Path(cache_dir) / f"images-{len(paths)}x{size}px-{cache_key(paths, size, identity=identity)[:24]}.npy"
+    key = cache_key(paths, size, fit=fit, identity=identity, digests_dir=cache_dir, remember=remember)
+    return Path(cache_dir) / f"images-{len(paths)}x{size}px-{fit}-{key[:24]}.npy"
 
 
 def _open_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -104,7 +179,7 @@ def _open_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return array
 
 
-def _build(paths: list[Path], size: int, target: Path, progress: bool, workers: int | None) -> None:
+def _build(paths: list[Path], size: int, fit: str, target: Path, progress: bool, workers: int | None) -> None:
     n = len(paths)
     workers = workers or min(8, os.cpu_count() or 1)
     t0 = t_last = time.monotonic()
@@ -116,7 +191,7 @@ def _build(paths: list[Path], size: int, target: Path, progress: bool, workers: 
             # PIL releases the GIL while decoding and resizing, so threads run in parallel.
             pool = ThreadPoolExecutor(max_workers=workers)
             try:
-                results = pool.map(lambda p: load_resized(p, size), paths)
+                results = pool.map(lambda p: load_resized(p, size, fit), paths)
                 for i, image in enumerate(results):
                     array[i] = image
                     now = time.monotonic()
@@ -131,7 +206,7 @@ def _build(paths: list[Path], size: int, target: Path, progress: bool, workers: 
             del array  # unmap before the rename (or the removal on error)
     atomic_write_text(
         target.with_suffix(".json"),
-        json.dumps({"method": RESIZE_METHOD, "size": size, "files": _relative_names(paths),
+        json.dumps({"method": RESIZE_METHOD, "size": size, "fit": fit, "files": _relative_names(paths),
                     "seconds": round(time.monotonic() - t0, 2)}, indent=1) + "\n",
     )
 
@@ -143,28 +218,32 @@ def cached_images(
     *,
     progress: bool = True,
     workers: int | None = None,
-    identity: str = "stat",
+    fit: str = "crop",
+    identity: str = "content",
 ) -> torch.Tensor:
     """All images of ``paths`` as one uint8 tensor ``(N, 3, size, size)``, decoded once.
 
     The first call decodes in ``workers`` threads and writes the cache; later calls with
     unchanged files return a tensor backed by the memory-mapped cache file (writes to it
-    stay in memory). ``identity="content"`` keys files by content hash instead of
-    size + mtime (slower to check, robust to copies that reset mtimes).
+    stay in memory). ``fit``: ``"crop"`` (centre square) or ``"squash"`` (whole image, see the
+    module docstring). Files are keyed by content (``identity="stat"``: by size + mtime).
     """
     paths = [Path(p) for p in paths]
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
     if not paths:
         return torch.empty((0, 3, size, size), dtype=torch.uint8)
-    target = cache_path(paths, size, cache_dir, identity=identity)
+    # the hash sidecar is written once the cache is, so a failed build leaves cache_dir as it was
+    target = cache_path(paths, size, cache_dir, fit=fit, identity=identity, remember=False)
     shape = (len(paths), 3, size, size)
     array = _open_cached(target, shape) if target.exists() else None
     if array is None:
-        _build(paths, size, target, progress, workers)
+        _build(paths, size, fit, target, progress, workers)
         array = _open_cached(target, shape)
         if array is None:  # pragma: no cover - would mean the file system lost our write
             raise DataError(f"the image cache {target} could not be read back after writing it.")
     elif progress:
         print(f"image cache hit: {target.name} ({len(paths)} images, {array.nbytes / 1e6:.1f} MB)", flush=True)
+    if identity == "content":
+        file_digests(paths, cache_dir)  # remember the hashes (already in memory: no file is read)
     return torch.from_numpy(array)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from medlib.errors import MedlibError
 
-__all__ = ["METHODS", "PartitionError", "SitePartition", "partition_sites"]
+__all__ = ["METHODS", "PartitionError", "SitePartition", "partition_sites", "grouped_holdout"]
 
 METHODS = ("equal", "stratified", "dirichlet", "grouped")
 
@@ -120,9 +120,11 @@ def _stratified_test(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     return np.concatenate(picked) if picked else np.empty(0, np.int64)
 
 
-def _grouped_test(groups: np.ndarray, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Whole groups, in random order, until the test set is as close as it gets to the target."""
-    target = test_fraction * len(groups)
+def _grouped_test(groups: np.ndarray, test_fraction: float, rng: np.random.Generator,
+                  n_test: int | None = None) -> np.ndarray:
+    """Whole groups, in random order, until the test set is as close as it gets to the target
+    (``n_test`` items when given, else ``test_fraction`` of all)."""
+    target = test_fraction * len(groups) if n_test is None else n_test
     unique, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
     chosen, total = [], 0
     for g in rng.permutation(len(unique)):
@@ -187,6 +189,23 @@ def _grouped(pool: np.ndarray, groups: np.ndarray, n_sites: int, rng) -> list[np
 
 
 # ----------------------------------------------------------------------------- API
+
+
+def grouped_holdout(groups, n_test: int | float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a held-out set of whole groups (cases, patients) of about ``n_test`` items.
+
+    ``n_test``: a count (``int``) or a fraction of all items (``float`` in (0, 1)). Groups are
+    added in a random order (by ``seed``) while that brings the total closer to the target.
+    """
+    groups = np.asarray(groups)
+    if isinstance(n_test, (float, np.floating)):
+        if not 0.0 < n_test < 1.0:
+            raise PartitionError(f"a fractional n_test must be in (0, 1), got {n_test!r}.")
+        n_test = int(round(n_test * len(groups)))
+    if not 0 < int(n_test) < len(groups):
+        raise PartitionError(f"n_test must be between 1 and {len(groups) - 1} items, got {n_test!r}.")
+    test = _grouped_test(groups, 0.0, np.random.default_rng(seed), n_test=int(n_test))
+    return np.sort(test).astype(np.int64)
 
 
 def partition_sites(

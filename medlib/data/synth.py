@@ -43,10 +43,12 @@ from medlib.errors import DataError
 
 __all__ = ["synthesize", "SYNTH_NAMES", "SIZES", "MARKER_NAME", "SYNTH_VERSION"]
 
-SIZES = ("small", "medium")
+# small: seconds, for the smoke profile; medium: the real counts; real-size: a handful of images per
+# class at the real datasets' image sizes, for dry runs of the full profile (profiles.dry_run)
+SIZES = ("small", "medium", "real-size")
 SYNTH_NAMES = ("retina", "pad-ufes-20", "bladder-tissue", "derm7pt")
 MARKER_NAME = ".medlib-synth.json"
-SYNTH_VERSION = 2  # bump when the generator changes, so cached folders are rewritten
+SYNTH_VERSION = 3  # bump when the generator changes, so cached folders are rewritten
 
 # =========================================================================================
 # drawing primitives
@@ -249,13 +251,16 @@ def _save_jpeg(img: Image.Image, path: Path) -> None:
 # =========================================================================================
 
 _RETINA = {
-    # folder, file prefix, class ; counts small / medium (real: 300/100/101/100)
-    "normal": ("1_normal", "NL", (120, 300)),
-    "cataract": ("2_cataract", "cataract", (40, 100)),
-    "glaucoma": ("2_glaucoma", "Glaucoma", (40, 101)),
-    "retina_disease": ("3_retina_disease", "Retina", (40, 100)),
+    # folder, file prefix, class ; counts small / medium / real-size (real: 300/100/101/100)
+    "normal": ("1_normal", "NL", (120, 300, 6)),
+    "cataract": ("2_cataract", "cataract", (40, 100, 6)),
+    "glaucoma": ("2_glaucoma", "Glaucoma", (40, 101, 6)),
+    "retina_disease": ("3_retina_disease", "Retina", (40, 100, 6)),
 }
-_RETINA_PX = {"small": 112, "medium": 256}
+# Square fundus photos. real-size alternates 512 and 768 px squares, sizes of fundus photos once the
+# camera border is cropped (large enough to exercise the 224 px resize path of the full profile;
+# the release's own sizes are not recorded in REFERENCE, and larger ones only slow a dry run down).
+_RETINA_PX = {"small": (112,), "medium": (256,), "real-size": (512, 768)}
 
 
 def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> Image.Image:
@@ -314,7 +319,7 @@ def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> 
 
 
 def _write_retina(out: Path, seed: int, size: str) -> None:
-    px = _RETINA_PX[size]
+    sides = _RETINA_PX[size]
     n_devices = 5
     dev_rng = _rng(seed, 1, 10**6)
     devices = [Acquisition.draw(dev_rng) for _ in range(n_devices)]
@@ -325,7 +330,7 @@ def _write_retina(out: Path, seed: int, size: str) -> None:
             rng = _rng(seed, 1, item)
             acq = devices[int(rng.integers(n_devices))].jitter(rng)
             path = out / "retina_dataset-master" / "dataset" / folder / f"{prefix}_{i:03d}.png"
-            _save_png(_fundus(rng, px, cls, acq), path)
+            _save_png(_fundus(rng, sides[item % len(sides)], cls, acq), path)
             item += 1
 
 
@@ -333,10 +338,13 @@ def _write_retina(out: Path, seed: int, size: str) -> None:
 # PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
 # =========================================================================================
 
-_PAD_COUNTS = {  # small / medium (medium = the real counts)
-    "ACK": (95, 730), "BCC": (110, 845), "MEL": (10, 52), "NEV": (32, 244), "SCC": (25, 192), "SEK": (31, 235),
+_PAD_COUNTS = {  # small / medium (medium = the real counts) / real-size
+    "ACK": (95, 730, 5), "BCC": (110, 845, 5), "MEL": (10, 52, 5), "NEV": (32, 244, 5), "SCC": (25, 192, 5),
+    "SEK": (31, 235, 5),
 }
-_PAD_SIDE = {"small": (96, 160), "medium": (256, 448)}
+# width and height each drawn from this range; the real smartphone photos vary from a few hundred
+# pixels to over a thousand per side
+_PAD_SIDE = {"small": (96, 160), "medium": (256, 448), "real-size": (300, 1100)}
 _REGIONS = ["FACE", "FOREARM", "NOSE", "BACK", "CHEST", "ARM", "HAND", "NECK", "EAR", "SCALP", "THIGH",
             "LIP", "ABDOMEN", "FOOT"]
 _BACKGROUNDS = ["POMERANIA", "GERMANY", "BRAZIL", "ITALY", "NETHERLANDS", "POLAND", "UNK", "PORTUGAL",
@@ -464,7 +472,8 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
 # =========================================================================================
 
 _BLADDER_SHARES = {"HGC": 0.26, "LGC": 0.35, "NST": 0.22, "NTL": 0.17}
-_BLADDER_SIZE = {"small": (16, 240, (128, 152)), "medium": (23, 1754, (300, 350))}
+# (cases, frames, square frame sides); the release's frames are 300x300 or 350x350, one size per video
+_BLADDER_SIZE = {"small": (16, 240, (128, 152)), "medium": (23, 1754, (300, 350)), "real-size": (8, 24, (300, 350))}
 _NBI = np.array([[0.55, 0.25, 0.0], [0.15, 0.55, 0.15], [0.05, 0.35, 0.45]], np.float32)  # WLI -> NBI colours
 
 
@@ -511,7 +520,10 @@ def _bladder_scene(rng: np.random.Generator, w: int, h: int, cls: str) -> np.nda
 
 
 def _write_bladder(out: Path, seed: int, size: str) -> None:
-    n_cases, n_frames, (lo, hi) = _BLADDER_SIZE[size]
+    from medlib.data.bladder import ANNOTATION_COLUMNS, RELEASE_DIR
+
+    out = out / RELEASE_DIR  # the released zip's top folder
+    n_cases, n_frames, sides = _BLADDER_SIZE[size]
     classes = list(_BLADDER_SHARES)
     per_class = dict(zip(classes, _split_counts(n_frames, list(_BLADDER_SHARES.values()))))
     rng = _rng(seed, 3, 10**6)
@@ -530,14 +542,13 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
     split_of = {int(c): ("test" if i < n_val else "val" if i < 2 * n_val else "train")
                 for i, c in enumerate(case_order)}
     case_acq = {c: Acquisition.draw(rng, 0.7) for c in range(1, n_cases + 1)}
-    case_width = {c: int(rng.integers(lo, hi + 1)) for c in range(1, n_cases + 1)}
+    case_width = {c: int(rng.choice(sides)) for c in range(1, n_cases + 1)}
     rows = []
     pt_counter: dict[int, int] = {}
     for s_idx, (case, cls, k) in enumerate(segments):
         srng = _rng(seed, 3, 10**5 + s_idx)
         pt_counter[case] = pt_counter.get(case, 0) + 1
-        w = case_width[case]
-        h = int(round(w * 0.86))
+        w = h = case_width[case]
         pad = 1.3
         scene = _bladder_scene(srng, int(w * pad), int(h * pad), cls)
         nbi_share = float(srng.uniform(0.0, 0.5))
@@ -562,14 +573,15 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
             _save_png(img, out / cls / name)
             rows.append({"HLY": name, "tissue type": cls, "imaging type": "NBI" if nbi else "WLI",
                          "sub_dataset": split_of[case]})
-    pd.DataFrame(rows).to_csv(out / "annotations.csv", index=False)
+    pd.DataFrame(rows)[ANNOTATION_COLUMNS].to_csv(out / "annotations.csv", index=False)
 
 
 # =========================================================================================
 # derm7pt — release_v0/meta/{meta,train_indexes,valid_indexes,test_indexes}.csv + images/
 # =========================================================================================
 
-_DERM_SIZES = {"small": ((80, 40, 78), (192, 128)), "medium": ((413, 203, 395), (768, 512))}
+_DERM_SIZES = {"small": ((80, 40, 78), (192, 128)), "medium": ((413, 203, 395), (768, 512)),
+               "real-size": ((10, 10, 10), (768, 512))}
 _DIAG_P = {"BCC": 0.042, "NEV": 0.569, "MEL": 0.249, "MISC": 0.096, "SK": 0.044}
 _DIAG_RAW = {
     "BCC": (["basal cell carcinoma"], [1.0]),
@@ -772,8 +784,11 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
     order = rng.permutation(n)
     split_rows = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
                   "test": order[n_train + n_valid:]}
+    if size == "real-size":  # every diagnosis twice in every official split, so no metric lacks a class
+        for rows in split_rows.values():
+            diags[rows] = np.resize(_DIAG_ORDER, len(rows))
     # cases whose clinical image is missing (real data: 2 train, 5 valid, 2 test)
-    k_missing = (2, 5, 2) if size == "medium" else (1, 2, 1)
+    k_missing = {"medium": (2, 5, 2), "small": (1, 2, 1), "real-size": (1, 1, 1)}[size]
     no_clinic = set()
     for (split, rows), k in zip(split_rows.items(), k_missing):
         no_clinic.update(int(r) for r in rng.choice(rows, size=k, replace=False))
@@ -849,6 +864,10 @@ def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str =
     ``size="small"`` takes seconds (a few hundred images at ~100-200 px, class imbalance
     kept); ``"medium"`` is closer to the real counts and image sizes (retina 601 images,
     PAD-UFES-20 2,298, bladder 1,754 frames, derm7pt 1,011 cases at 768×512).
+    ``"real-size"`` writes a handful of images per class (4-8; derm7pt: 30 cases, every
+    diagnosis twice in each official split) at the real image sizes — derm7pt 768×512, bladder
+    300/350 px squares, PAD-UFES-20 300-1100 px per side, retina 512/768 px squares — for dry
+    runs of the full profile.
 
     ``out_dir`` must not exist, be empty, or hold an earlier synthetic dataset (recognised
     by the hidden marker file ``.medlib-synth.json``). If it already holds exactly this

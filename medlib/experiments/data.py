@@ -1,4 +1,9 @@
-"""The data a profile asks for: a synthetic stand-in (smoke) or the real dataset (full)."""
+"""The data a profile asks for: a synthetic stand-in (smoke, dry runs) or the real dataset (full).
+
+Each dataset loads on its own: a missing derm7pt (it needs a registration) stops only what
+needs derm7pt. :func:`load_available` loads several and reports the missing ones instead of
+raising, for pages that show every dataset.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,34 @@ import torch
 
 from medlib.data import load_dataset
 from medlib.data.base import ImageDataset
-from medlib.errors import DataError
-from medlib.paths import cache_dir, data_root
+from medlib.errors import DataError, MedlibError
+from medlib.paths import cache_dir, data_env_var, data_root
 from medlib.profiles import Profile, get_profile
 
-__all__ = ["ensure_dataset", "SiteData", "prepare_sites"]
+__all__ = ["ensure_dataset", "load_available", "synthetic_root", "SiteData", "prepare_sites"]
 
 SYNTH_SEED = 0  # the stand-in data is one fixed dataset; experiment seeds vary the splits and training
+
+
+def synthetic_root(name: str, size: str) -> Path:
+    """Where the ``size`` stand-in of ``name`` lives: one folder per size preset, so the smoke
+    profile's ``small`` and a dry run's ``real-size`` stand-ins never overwrite each other."""
+    return data_root(name, "synthetic") / size
+
+
+def _is_our_partial_download(root: Path) -> bool:
+    from medlib.data.download import has_partial_download
+
+    return has_partial_download(root)
 
 
 def ensure_dataset(name: str, profile: Profile | str = "auto", *, size: str | None = None) -> ImageDataset:
     """Load ``name`` for ``profile``, writing the synthetic stand-in or downloading the real data once.
 
-    ``size`` picks the synthetic stand-in's size (default: the profile's, per dataset).
+    ``size`` picks the synthetic stand-in's size (default: the profile's, per dataset). With
+    real data, an empty folder is downloaded into and a folder holding an interrupted download
+    (``.part`` files, a download manifest) is resumed and finished; a folder with other
+    content is never touched (the loader's error says what is wrong with it).
     """
     P = get_profile(profile)
     if P.data_source == "synthetic":
@@ -30,18 +50,33 @@ def ensure_dataset(name: str, profile: Profile | str = "auto", *, size: str | No
 
         size = size or P.paper_a.synth_size_of(name, P.synth_size)
         # a no-op when the folder already holds this stand-in (same seed, size, generator version)
-        root = synthesize(name, data_root(name, f"synthetic-{size}"), seed=SYNTH_SEED, size=size)
+        root = synthesize(name, synthetic_root(name, size), seed=SYNTH_SEED, size=size)
         return load_dataset(name, root)
     root = data_root(name, "real")
     try:
         return load_dataset(name, root)
-    except DataError:
-        if name == "derm7pt" or root.exists() and any(root.iterdir()):
-            raise  # derm7pt needs a registration; a partial folder is the user's to inspect
+    except DataError as exc:
+        if name == "derm7pt":  # registration only: the message says where to put it and how to say where
+            raise DataError(f"derm7pt is not at {root} (set ${data_env_var(name)} to its folder). {exc}") from None
+        if root.exists() and any(root.iterdir()) and not _is_our_partial_download(root):
+            raise  # someone else's files: the user's to inspect
     from medlib.data.download import download_dataset
 
-    download_dataset(name, root)
+    download_dataset(name, root)  # resumes .part files, finishes unpacking
     return load_dataset(name, root)
+
+
+def load_available(names, profile: Profile | str = "auto") -> tuple[dict[str, ImageDataset], dict[str, str]]:
+    """``(loaded, missing)``: every dataset of ``names`` that loads, and for each that does not, the
+    message saying how to get it. Nothing raises for a missing dataset; each loads on its own."""
+    loaded: dict[str, ImageDataset] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        try:
+            loaded[name] = ensure_dataset(name, profile)
+        except MedlibError as exc:
+            missing[name] = str(exc)
+    return loaded, missing
 
 
 @dataclass
