@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.medlib-installed
 # Data, caches and trained models stay inside the checkout, reused between builds.
 export MEDLIB_HOME ?= $(CURDIR)/.cache/medlib
 
-.PHONY: book book-full test test-fast bench venv browser clean
+.PHONY: book book-full test test-fast bench gpu-check venv browser clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benches/bench_data.py
 	$(BIN)/python benches/bench_merge.py
+
+# On a GPU machine as researchers find one (Colab-like: torch, torchvision and timm preinstalled,
+# no internet, no book stack): medlib from this working tree, nothing created in .venv. Prints the
+# full profile's dry run on CUDA, images/s ratios and peak memory; ≤ 8 minutes. Without CUDA it
+# says so and exits 0 (`--require-cuda` makes that exit 3).
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PYTHON) benches/gpu_check.py
 
 clean:
 	rm -rf _build
