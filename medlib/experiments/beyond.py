@@ -56,7 +56,8 @@ from medlib.vectors import merge
 __all__ = [
     "PARTITIONS", "ONE_SHOT", "FEDERATED", "METHODS", "RESTORE", "FEDPROX_MU", "TIES_DENSITY", "TIES_LAM",
     "DARE_DROP", "Hospitals", "hospitals", "federated_rounds", "partitions_for", "one_shot_accuracies",
-    "federated_accuracy", "rounds_study", "heterogeneity_study", "cost_estimate", "summary",
+    "federated_accuracy", "rounds_study", "heterogeneity_study", "label_skew", "book_plan", "site_epochs",
+    "cost_estimate", "summary",
 ]
 
 # name → (partition method, Dirichlet α)
@@ -264,22 +265,37 @@ def label_skew(dataset: str, profile: Profile | str = "auto", seed: int | None =
     return pd.Series(out, name="label skew (mean TV distance)")
 
 
-def cost_estimate(profile: Profile | str, measured_profile: Profile | str, seconds_per_site_epoch: float,
-                  datasets=None, partitions: int = len(PARTITIONS)) -> dict:
-    """Site-epochs the studies need under ``profile`` and a wall-time estimate from a measured epoch time.
+def book_plan(profile: Profile | str = "auto") -> dict:
+    """What the chapter runs: every dataset and partition in ``full``; Retina and the informative partitions in smoke.
 
-    ``seconds_per_site_epoch`` was measured under ``measured_profile``; it is scaled by the ratio
-    of images per epoch only (same device assumed), so read the result as an order of magnitude.
+    Smoke leaves out Dirichlet α=100 (nearly the equal split) and the datasets other than Retina,
+    to keep the book build short; ``full`` runs everything.
     """
-    P, M = get_profile(profile), get_profile(measured_profile)
-    n_sites, epochs = P.paper_a.n_sites, P.paper_a.epochs
-    per_run = n_sites * epochs  # every federation and every set of site models: epochs per site
-    rounds = rounds_grid(epochs)
-    runs = len(STRATEGIES) * len(rounds) + partitions * (1 + len(STRATEGIES)) - (1 + len(STRATEGIES))
-    site_epochs = runs * per_run
-    datasets = list(P.paper_a.datasets if datasets is None else datasets)
-    return {"profile": P.label, "rounds": list(rounds), "site_epochs_per_dataset": site_epochs,
-            "datasets": len(datasets), "hours": site_epochs * len(datasets) * seconds_per_site_epoch / 3600.0}
+    P = get_profile(profile)
+    if P.name == "full":
+        return {"datasets": list(P.paper_a.datasets), "partitions": None}
+    return {"datasets": ["retina"], "partitions": ["equal (paper)", "Dirichlet α=1", "Dirichlet α=0.3"]}
+
+
+def site_epochs(profile: Profile | str = "auto", n_partitions: int = len(PARTITIONS)) -> int:
+    """Site-epochs both studies train for one dataset and seed (the paper's split's site models are Part A's)."""
+    P = get_profile(profile)
+    per_run = P.paper_a.n_sites * P.paper_a.epochs  # a set of site models, or one federation
+    federations = len(STRATEGIES) * len(rounds_grid(P.paper_a.epochs))
+    extra = (n_partitions - 1) * (1 + len(STRATEGIES))  # other partitions: site models + one federation each
+    if rounds_grid(P.paper_a.epochs).count(federated_rounds(P)) == 0:
+        extra += len(STRATEGIES)
+    return (federations + extra) * per_run
+
+
+def cost_estimate(profile: Profile | str, seconds_per_site_epoch: float, n_datasets: int | None = None,
+                  n_seeds: int | None = None) -> dict:
+    """Site-epochs of the chapter under ``profile`` and the hours they take at ``seconds_per_site_epoch``."""
+    P = get_profile(profile)
+    n_datasets = len(P.paper_a.datasets) if n_datasets is None else n_datasets
+    n_seeds = len(P.seeds) if n_seeds is None else n_seeds
+    count = site_epochs(P) * n_datasets * n_seeds
+    return {"site_epochs": count, "hours": count * seconds_per_site_epoch / 3600.0}
 
 
 def summary(rounds: pd.DataFrame, het: pd.DataFrame) -> dict:
@@ -297,3 +313,48 @@ def summary(rounds: pd.DataFrame, het: pd.DataFrame) -> dict:
         "fedavg_drop": float(drop["FedAvg"]), "most_robust": str(drop.idxmin()), "least_robust": str(drop.idxmax()),
         "full_training": float(het["Full Training"].iloc[0]),
     }
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def plot_rounds(rounds: dict[str, pd.DataFrame], label: str):
+    """Accuracy vs rounds, one panel per dataset: federations as lines, one-shot merges as R = 1 points."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rounds), figsize=(5.2 * len(rounds), 3.6), squeeze=False)
+    for ax, (name, frame) in zip(axes[0], rounds.items()):
+        grid = sorted(frame["rounds"].unique())
+        for method in FEDERATED.values():
+            part = frame[frame["method"] == method].sort_values("rounds")
+            ax.plot(part["rounds"], part["accuracy"], "o-", label=method)
+        for method, marker in (("Params Mean", "s"), ("Data Vector", "D")):
+            point = frame[frame["method"] == method]
+            ax.plot(point["rounds"], point["accuracy"], marker, ms=9, label=f"{method} (one-shot)")
+        ax.axhline(frame["full training"].iloc[0], color="grey", ls="--", label="full training (pooled data)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(grid, [str(int(r)) for r in grid])
+        ax.set_xlabel("communication rounds R (equal local compute)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{name} · profile {label}")
+    axes[0][-1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_heterogeneity(het: pd.DataFrame, skew: pd.Series, title: str):
+    """Every method's accuracy against the sites' label skew, one point per partition."""
+    import matplotlib.pyplot as plt
+
+    x = skew.loc[het.index]
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for method in METHODS:
+        ax.plot(x, het[method], "o-", label=method)
+    ax.axhline(het["Full Training"].iloc[0], color="grey", ls="--", label="full training")
+    ax.set_xticks(x.values, [f"{p}\n({v:.2f})" for p, v in x.items()], fontsize="x-small")
+    ax.set_xlabel("partition (label skew: mean total-variation distance from the pool's class mix)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
