@@ -415,3 +415,76 @@ def test_failed_unpack_leaves_no_data_folder(server, tmp_path):
         download_dataset("retina", root, base_url=server.base, echo=None)
     assert not (root / "retina_dataset-master").exists()
     assert _no_leftovers(root) == []
+
+
+# ----------------------------------------------------------------------------- ensure_dataset (issue 9)
+
+
+def test_ensure_dataset_resumes_a_partial_download(server, tmp_path, monkeypatch):
+    from medlib.experiments.data import ensure_dataset
+    from medlib.profiles import FULL
+
+    archive = _zip_bytes(RETINA_MEMBERS)
+    cut = len(archive) // 2
+    server.routes[RETINA_PATH] = archive
+    server.drop_once[RETINA_PATH] = cut
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MEDLIB_DOWNLOAD_BASE", server.base)
+    root = tmp_path / "home" / "data" / "real" / "retina"
+    with pytest.raises(DownloadError, match="resume"):
+        download_dataset("retina", root, echo=None, retries=0)  # a session that died mid-transfer
+    assert (root / "retina_dataset-master.zip.part").stat().st_size == cut
+
+    ds = ensure_dataset("retina", FULL)
+
+    assert server.requests_for(RETINA_PATH)[-1] == (RETINA_PATH, f"bytes={cut}-", 206)
+    assert len(ds) == 4 and ds.root == (root / "retina_dataset-master").resolve()
+
+
+def test_ensure_dataset_leaves_a_foreign_folder_alone(tmp_path, monkeypatch):
+    from medlib.errors import DataError
+    from medlib.experiments.data import ensure_dataset
+    from medlib.profiles import FULL
+
+    monkeypatch.setenv("MEDLIB_DATA_RETINA", str(tmp_path / "mine"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my own files\n")
+    with pytest.raises(DataError, match="retina"):
+        ensure_dataset("retina", FULL)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_missing_derm7pt_names_the_variable_and_breaks_nothing_else(tmp_path, monkeypatch):
+    from medlib.errors import DataError
+    from medlib.experiments.data import ensure_dataset, load_available
+    from medlib.profiles import FULL
+
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDLIB_DATA_DERM7PT", raising=False)
+    with pytest.raises(DataError) as err:
+        ensure_dataset("derm7pt", FULL)
+    msg = str(err.value)
+    assert "MEDLIB_DATA_DERM7PT" in msg and "/content/drive/MyDrive/derm7pt" in msg
+    assert "release_v0/meta/meta.csv" in msg and "https://derm.cs.sfu.ca" in msg
+    assert "pass DIR" not in msg and "as root" not in msg
+
+    retina = tmp_path / "retina"
+    for member, data in RETINA_MEMBERS.items():
+        (retina / member).parent.mkdir(parents=True, exist_ok=True)
+        (retina / member).write_bytes(data)
+    monkeypatch.setenv("MEDLIB_DATA_RETINA", str(retina))
+    loaded, missing = load_available(["retina", "derm7pt"], FULL)
+    assert list(loaded) == ["retina"] and len(loaded["retina"]) == 4
+    assert list(missing) == ["derm7pt"] and "MEDLIB_DATA_DERM7PT" in missing["derm7pt"]
+
+
+def test_stand_ins_are_kept_per_size_preset(tmp_path, monkeypatch):
+    from medlib.experiments.data import ensure_dataset, synthetic_root
+    from medlib.profiles import FULL, dry_run
+
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path / "home"))
+    ds = ensure_dataset("bladder-tissue", dry_run(FULL))
+    assert synthetic_root("bladder-tissue", "real-size") == tmp_path / "home" / "data" / "synthetic" / "bladder-tissue" / "real-size"
+    assert str(ds.root).startswith(str(synthetic_root("bladder-tissue", "real-size")))
+    assert ds.load_image(0).size in {(300, 300), (350, 350)}
+    assert synthetic_root("bladder-tissue", "small") != synthetic_root("bladder-tissue", "real-size")
