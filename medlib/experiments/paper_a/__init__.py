@@ -10,8 +10,8 @@
 
 from medlib.experiments.paper_a.analysis import (BN_VARIANTS, bn_ablation, data_vectors, lambda_sweep,
                                                  layer_cosines, pairwise_cosines, sketch_coordinates)
-from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, PAPER_TABLES, PAPER_TEST_SIZES, implied_test_size,
-                                              paper_table)
+from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, OPEN_CHOICES, PAPER_SETTINGS, PAPER_TABLES,
+                                              PAPER_TEST_SIZES, implied_test_size, paper_table, settings_table)
 from medlib.experiments.paper_a.plots import method_sketch
 from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
 from medlib.experiments.paper_a.runs import (CappedLoader, Trained, artifact_key, paper_sites, pretrained_classifier,
@@ -20,6 +20,7 @@ from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run
 
 __all__ = [
     "COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
+    "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table",
     "CappedLoader", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source", "artifact_key", "train_sites",
     "restore_on_parts", "averaged_stats_kept",
     "table", "TableResult", "run_table", "side_by_side", "paper_comparison",

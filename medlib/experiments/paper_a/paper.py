@@ -17,7 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size"]
+__all__ = ["COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
+           "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table"]
 
 COLUMNS = ("Params Mean", "Data Vector", "Random Vector", "Base Model", "Full Training")
 MERGED = {"Params Mean": "params_mean", "Data Vector": "data_vector", "Random Vector": "random_vector"}
@@ -62,3 +63,46 @@ def implied_test_size(dataset: str, columns=("Params Mean", "Data Vector", "Base
                for v in values):
             return n
     return None
+
+
+# The paper's Table 4 (its training settings), quoted.
+PAPER_SETTINGS = {"optimizer": "Adam", "learning rate": "1e-5", "epochs": "64", "batch size": "32",
+                  "loss": "weighted cross-entropy", "λ": "0.5"}
+
+# What the paper leaves open: (the paper says, ours, why). ``{…}`` is filled from the profile.
+OPEN_CHOICES = {
+    "augmentation": ("flipping, shifting, scaling, rotating, brightening (no values)",
+                     "flips, ±15° rotation, ±10% shift, 0.9–1.1 scale, brightness ±0.2",
+                     "the operations the paper names, at common moderate strengths (medlib.data.augment)"),
+    "image size": ("not given", "{image_size} px",
+                   "full: ResNet50's ImageNet training size, the scale θ_pre learned at; smoke: small for a CPU"),
+    "test split": ("not given", "{test_split}",
+                   "every accuracy of Tables 1–3 is k/n for these n; grouped so no patient is in train and test"),
+    "weights": ("\"pretrained ResNet50\"", "{weights}",
+                "torchvision's IMAGENET1K_V1 (timm resnet50.tv_in1k), the usual meaning in 2024; timm's default "
+                "resnet50 is another training recipe"),
+    "seeds": ("3315 (one run)", "{seeds}", "full: the paper's seed first, two more for a spread (mean ± std)"),
+}
+
+
+def settings_table(profile) -> pd.DataFrame:
+    """The paper's Table 4 and its open choices beside what ``profile`` uses, each with its reason."""
+    from medlib.experiments.paper_a.runs import theta_pre_source
+
+    A = profile.paper_a
+    ours = {"optimizer": "Adam", "learning rate": f"{A.lr:.0e}".replace("e-0", "e-"), "epochs": str(A.epochs),
+            "batch size": str(A.batch_size), "loss": "weighted cross-entropy", "λ": f"{A.lam:g}"}
+    column = f"ours ({profile.label})"
+    rows = {k: {"paper": v, column: ours[k], "why": "the paper's Table 4" if ours[k] == v else
+                f"{profile.label}: a small model on synthetic data, minutes on a CPU"}
+            for k, v in PAPER_SETTINGS.items()}
+    rows["loss"]["why"] += "; class weights from the site's own labels"
+    test_split = (", ".join(f"{d} {n}" for d, n in PAPER_TEST_SIZES.items()) + " test images"
+                  if profile.data_source == "real" else f"{A.test_fraction:.0%} of each synthetic stand-in")
+    fill = {"image_size": A.image_size, "test_split": test_split, "weights": theta_pre_source(profile),
+            "seeds": ", ".join(map(str, profile.seeds))}
+    for k, (paper, ours_fmt, why) in OPEN_CHOICES.items():
+        rows[k] = {"paper": paper, column: ours_fmt.format(**fill), "why": why}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "setting"
+    return df
