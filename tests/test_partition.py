@@ -175,3 +175,19 @@ def test_histogram_counts_and_plot():
 def test_impossible_requests_raise(kwargs, message):
     with pytest.raises(PartitionError, match=message):
         partition_sites(**kwargs)
+
+
+def test_test_size_count_and_fixed_test_indices():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    part = partition_sites(y, 4, test_size=25, seed=1)
+    assert len(part.test) == 25
+    # stratified: quotas 12.5 / 7.5 / 5 -> 12 / 7 / 5, the one left over to the first of the tied remainders
+    assert np.bincount(y[part.test]).tolist() == [13, 7, 5]
+    groups = np.repeat(np.arange(20), 5)  # 20 cases of 5 items
+    grouped = partition_sites(y, 4, groups=groups, test_size=23, seed=0)
+    assert len(grouped.test) in (20, 25) and not set(groups[grouped.test]) & set(groups[np.concatenate(grouped.sites)])
+    official = np.arange(90, 100)
+    fixed = partition_sites(y, 4, test_indices=official, seed=3)
+    assert fixed.test.tolist() == list(range(90, 100)) and sum(len(s) for s in fixed.sites) == 90
+    with pytest.raises(PartitionError, match="test_indices must index"):
+        partition_sites(y, 4, test_indices=[5, 100])

@@ -112,8 +112,10 @@ def _largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
     return base
 
 
-def _stratified_test(y: np.ndarray, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    n_test = int(round(test_fraction * len(y)))
+def _stratified_test(y: np.ndarray, test_fraction: float, rng: np.random.Generator,
+                     n_test: int | None = None) -> np.ndarray:
+    n_test = int(round(test_fraction * len(y))) if n_test is None else n_test
+    test_fraction = n_test / max(len(y), 1)
     classes, counts = np.unique(y, return_counts=True)
     per_class = _largest_remainder(counts * test_fraction, n_test)
     picked = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, per_class)]
@@ -216,11 +218,16 @@ def partition_sites(
     seed: int = 0,
     test_fraction: float = 0.2,
     alpha: float = 0.5,
+    test_size: int | None = None,
+    test_indices=None,
 ) -> SitePartition:
     """Hold out a test set, then split the rest into ``n_sites`` disjoint sites.
 
     Paper A, Section 4.1 (``method="equal"``, ``n_sites=4``); see the module docstring for
     the other methods. Deterministic for a given ``seed``. Returns sorted index arrays.
+    ``test_size`` (a count) replaces ``test_fraction`` (the paper's test sets are about 181, 189 and
+    256 images); ``test_indices`` fixes the test set instead (an official split, e.g. Bladder's
+    ``ds.splits["test"]``).
     """
     y = _stratify_column(labels)
     n = len(y)
@@ -242,8 +249,17 @@ def partition_sites(
             "passed none. Use method='equal' or 'stratified' for data without patient ids."
         )
 
+    if test_size is not None and not 0 <= int(test_size) < n:
+        raise PartitionError(f"test_size must be between 0 and {n - 1} items, got {test_size!r}.")
     rng = np.random.default_rng(seed)
-    test = _grouped_test(groups, test_fraction, rng) if groups is not None else _stratified_test(y, test_fraction, rng)
+    if test_indices is not None:
+        test = np.unique(np.asarray(test_indices, dtype=np.int64))
+        if test.size and (test[0] < 0 or test[-1] >= n):
+            raise PartitionError(f"test_indices must index the {n} items; got values from {test[0]} to {test[-1]}.")
+    elif groups is not None:
+        test = _grouped_test(groups, test_fraction, rng, n_test=test_size)
+    else:
+        test = _stratified_test(y, test_fraction, rng, n_test=test_size)
     pool = np.setdiff1d(np.arange(n), test)
     if n_sites > len(pool):
         raise PartitionError(
