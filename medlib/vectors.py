@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -114,7 +115,8 @@ def _check_layout(reference: dict, others: Sequence[dict], names: Sequence[str],
 
 def _finite(key: str, result: Tensor, inputs: Sequence[Tensor], names: Sequence[str], what: str) -> Tensor:
     """``result``, or a MedlibError naming the key and the input holding a NaN/inf."""
-    if not result.is_floating_point() or bool(torch.isfinite(result).all()):
+    # a sum is finite when every term is (one reduction, no mask); the exact test only if it is not
+    if not result.is_floating_point() or bool(torch.isfinite(result.sum())) or bool(torch.isfinite(result).all()):
         return result
     bad = [n for t, n in zip(inputs, names) if t.is_floating_point() and not torch.isfinite(t).all()]
     where = f"non-finite values (NaN/inf) in {', '.join(bad)}" if bad else "the result overflowed"
@@ -132,6 +134,15 @@ def _assemble(template: ModelOrState, state: dict[str, Tensor]) -> ModelOrState:
             new = state[key]
             memo[id(tensor)] = nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new
     return copy.deepcopy(template, memo)
+
+
+def _kth_largest(rows: Tensor, k: int) -> Tensor:
+    """Each row's k-th largest value, shape (rows, 1): numpy's introselect on a CPU, torch on a GPU."""
+    d = rows.shape[1]
+    if rows.device.type == "cpu" and rows.dtype in (torch.float32, torch.float64):
+        values = [np.partition(r.numpy(), d - k)[d - k] for r in rows]  # linear time; torch's is far slower
+        return torch.tensor(values, dtype=rows.dtype).unsqueeze(1)
+    return rows.kthvalue(d - k + 1, dim=1, keepdim=True).values
 
 
 class DataVector(Mapping):
@@ -270,9 +281,9 @@ class DataVector(Mapping):
             vectors[0]._zip(v, "merge")  # same layers and shapes, or a listed error
         flat = torch.stack([torch.cat([v[k].reshape(-1) for k in keys]) for v in vectors])  # (N, d)
         d, k = flat.shape[1], int(flat.shape[1] * density)
-        if k < d:  # the k-th largest magnitude is the (d − k + 1)-th smallest
-            threshold = flat.abs().kthvalue(d - k + 1, dim=1, keepdim=True).values
-            flat = flat * (flat.abs() >= threshold) if k > 0 else torch.zeros_like(flat)
+        if k < d:
+            magnitude = flat.abs()
+            flat = flat * (magnitude >= _kth_largest(magnitude, k)) if k > 0 else torch.zeros_like(flat)
         sign = torch.sign(flat.sum(dim=0))
         sign[sign == 0] = torch.sign(sign.sum())
         agree = torch.where(sign > 0, flat > 0, flat < 0)
@@ -292,7 +303,7 @@ class DataVector(Mapping):
         out = {}
         for k, v in self.items():
             keep = torch.rand(v.shape, generator=g) >= drop  # drawn on the CPU: same masks on any device
-            out[k] = v * keep.to(v.device) / (1.0 - drop)
+            out[k] = torch.where(keep.to(v.device), v / (1.0 - drop), 0.0)
         return DataVector(out)
 
     # -- exchanged as safetensors, never pickles
@@ -368,7 +379,7 @@ def merge(pretrained: ModelOrState, finetuned: Sequence[ModelOrState], method: s
         generator = torch.Generator().manual_seed(seed)
         for k in pushed:
             inputs = [pre[k]] + [s[k] for s in sites]
-            tau_sum = _finite(k, lam * sum(s[k] - pre[k] for s in sites), inputs, ["pretrained"] + names, what)
+            tau_sum = lam * sum(s[k] - pre[k] for s in sites)  # NaN/inf propagate: checked once, below
             if method == "random_vector":
                 direction = torch.randn(tau_sum.shape, generator=generator, dtype=torch.float64)
                 scale = float(torch.linalg.vector_norm(tau_sum.double())) / max(float(direction.norm()), 1e-300)
