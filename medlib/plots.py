@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["sample_grid", "class_balance", "learning_curves", "cosine_heatmap", "layer_cosines_plot", "lambda_sweep_plot"]
+__all__ = ["sample_grid", "class_balance", "learning_curves", "cosine_heatmap", "layer_cosines_plot", "lambda_sweep_plot",
+           "paper_vs_ours"]
 
 
 def sample_grid(images: torch.Tensor, labels: np.ndarray, classes: Sequence[str], rows: Mapping[str, np.ndarray],
@@ -115,5 +116,41 @@ def class_balance(counts: Mapping[str, Mapping[str, int]], title: str = ""):
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def paper_vs_ours(panels: Mapping[str, pd.DataFrame], xlabel: str = "%", title: str | None = None):
+    """One panel per entry: per row (a table's row or column), the paper's value beside ours.
+
+    Each frame is indexed by row label with columns ``paper`` (and optionally ``paper_std``),
+    ``ours_mean``, ``ours_std`` and optionally ``ours_values`` (a list per row: every run,
+    drawn as small dots so the runs' spread is visible). NaN = not reported.
+    """
+    panels = {k: v for k, v in panels.items() if len(v)}
+    if not panels:
+        raise ValueError("paper_vs_ours needs at least one non-empty panel")
+    heights = [0.42 * len(f) + 1.0 for f in panels.values()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, sum(heights) + 0.6), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (name, frame) in zip(axes[:, 0], panels.items()):
+        y = np.arange(len(frame))
+        paper_err = frame["paper_std"].fillna(0).to_numpy(float) if "paper_std" in frame else None
+        ax.errorbar(frame["paper"].to_numpy(float), y - 0.12, xerr=paper_err, fmt="D", color="black",
+                    label="paper (quoted)", zorder=3, capsize=2)
+        ax.errorbar(frame["ours_mean"].to_numpy(float), y + 0.12, xerr=frame["ours_std"].fillna(0).to_numpy(float),
+                    fmt="o", color="tab:orange", label="ours (mean ± sd over runs)", zorder=3, capsize=2)
+        if "ours_values" in frame:
+            for yi, values in zip(y, frame["ours_values"]):
+                values = np.asarray(values if values is not None else [], dtype=float)
+                ax.scatter(values, np.full(len(values), yi + 0.12), s=9, color="tab:orange", alpha=0.35, zorder=2)
+        ax.set_yticks(y, frame.index, fontsize=9)
+        ax.invert_yaxis()
+        ax.set_title(name, fontsize=11)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].legend(loc="lower left", fontsize=8, frameon=False, bbox_to_anchor=(0, 1.08), ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig

@@ -93,3 +93,28 @@ def test_bad_shapes_fail_clearly(fixture):
     probs, y = fixture
     with pytest.raises(ValueError, match=r"task PN: scores must be \(N=60, 3 classes"):
         evaluate([probs[0], probs[0]] + probs[2:], y)
+
+
+def test_a_never_predicted_category_has_precision_zero_and_stays_in_the_average():
+    from medlib.ammfm.metrics import evaluate
+    from medlib.ammfm.tasks import MELANOMA_CATEGORIES, TASK_CLASSES, TASKS
+
+    n = 6
+    targets = np.zeros((n, len(TASKS)), dtype=np.int64)
+    vs = TASKS.index("VS")
+    ir = TASK_CLASSES["VS"].index("IR")
+    targets[:2, vs] = ir  # two IR cases ...
+    probs = []
+    for k, task in enumerate(TASKS):
+        p = np.full((n, len(TASK_CLASSES[task])), 0.1)
+        p[np.arange(n), targets[:, k]] = 0.8  # every task right ...
+        if task == "VS":
+            p[:, :] = 0.1
+            p[:, 0] = 0.8  # ... except VS, always predicted ABS: IR is never predicted
+        probs.append(p)
+    m = evaluate(probs, targets)
+    assert m["precision/VS/IR"] == 0.0 and m["n_predicted/VS/IR"] == 0.0
+    assert m["sensitivity/VS/IR"] == 0.0
+    others = [m[f"precision/{t}/{c}"] for t, c in MELANOMA_CATEGORIES if t != "VS"]
+    # the other seven categories: predicted only where true, so their precision is 1 when predicted at all
+    assert m["avg_precision"] == pytest.approx((sum(others) + 0.0) / 8)

@@ -23,7 +23,7 @@ import importlib
 # to register sub-commands and should not pay for torch/torchvision/sklearn at start-up.
 _EXPORTS = {
     "attention": ("AsymmetricAttentionBlock", "BidirectionalAttentionBlock"),
-    "backbones": ("Backbone", "create_backbone", "list_backbones", "register_backbone"),
+    "backbones": ("Backbone", "WEIGHTS", "create_backbone", "list_backbones", "register_backbone", "weights_tag"),
     "errors": ("ConfigError",),
     "heads": ("MultiTaskHead",),
     "loss": ("ammfm_loss", "branch_loss"),

@@ -47,6 +47,8 @@ __all__ = [
     "register_backbone",
     "create_backbone",
     "list_backbones",
+    "WEIGHTS",
+    "weights_tag",
     "SIZES",
 ]
 
@@ -239,9 +241,25 @@ def _check(name: str, size: str, pretrained: bool) -> None:
         )
 
 
-def _weights(pretrained: bool):
-    # "DEFAULT" = torchvision's best ImageNet-1k weights; downloads on first use (needs internet).
-    return "DEFAULT" if pretrained else None
+# Explicit torchvision weights, never "DEFAULT" (which moves when torchvision adds weights and
+# would give ResNet-50 its V2 recipe): every backbone's original ImageNet-1k weights, V1 — for
+# ResNet-50 the same IMAGENET1K_V1 as Paper A's θ_pre, the only ones of the other three.
+WEIGHTS = {
+    "mobilenet_v3_small": "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
+    "swin_v2_t": "Swin_V2_T_Weights.IMAGENET1K_V1",
+    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+    "convnext_tiny": "ConvNeXt_Tiny_Weights.IMAGENET1K_V1",
+}
+
+
+def weights_tag(name: str, pretrained: bool) -> str:
+    """What initialises backbone ``name``: ``"torchvision:<enum>.IMAGENET1K_V1"`` or ``"random"``."""
+    return f"torchvision:{WEIGHTS[name]}" if pretrained and name in WEIGHTS else "random"
+
+
+def _weights(pretrained: bool, name: str):
+    # downloads on first use (needs internet)
+    return WEIGHTS[name] if pretrained else None
 
 
 @register_backbone
@@ -249,7 +267,7 @@ def mobilenet_v3_small(pretrained: bool = False, size: str = "full") -> Backbone
     """MobileNetV3-Small (Howard et al., 2019): the light clinical branch of AFF."""
     _check("mobilenet_v3_small", size, pretrained)
     if size == "full":
-        model = tvm.mobilenet_v3_small(weights=_weights(pretrained))
+        model = tvm.mobilenet_v3_small(weights=_weights(pretrained, "mobilenet_v3_small"))
     else:
         model = tvm.mobilenet_v3_small(weights=None, width_mult=0.25, num_classes=_TINY_CLASSES)
     return MobileNetV3Backbone(model, "mobilenet_v3_small", size)
@@ -260,7 +278,7 @@ def swin_v2_t(pretrained: bool = False, size: str = "full") -> Backbone:
     """Swin Transformer V2-Tiny: the paper's "Swin-Transformer" (ST), the default dermoscopy branch."""
     _check("swin_v2_t", size, pretrained)
     if size == "full":
-        model = tvm.swin_v2_t(weights=_weights(pretrained))
+        model = tvm.swin_v2_t(weights=_weights(pretrained, "swin_v2_t"))
     else:
         model = SwinTransformer(
             patch_size=[4, 4], embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
@@ -274,7 +292,7 @@ def swin_v2_t(pretrained: bool = False, size: str = "full") -> Backbone:
 def resnet50(pretrained: bool = False, size: str = "full") -> Backbone:
     """ResNet-50 (He et al., 2016), one of the dermoscopy backbones of Table 10."""
     _check("resnet50", size, pretrained)
-    model = tvm.resnet50(weights=_weights(pretrained)) if size == "full" else _NarrowResNet()
+    model = tvm.resnet50(weights=_weights(pretrained, "resnet50")) if size == "full" else _NarrowResNet()
     return ResNetBackbone(model, "resnet50", size)
 
 
@@ -283,7 +301,7 @@ def convnext_tiny(pretrained: bool = False, size: str = "full") -> Backbone:
     """ConvNeXt-Tiny (Liu et al., 2022a), one of the dermoscopy backbones of Table 10."""
     _check("convnext_tiny", size, pretrained)
     if size == "full":
-        model = tvm.convnext_tiny(weights=_weights(pretrained))
+        model = tvm.convnext_tiny(weights=_weights(pretrained, "convnext_tiny"))
     else:
         setting = [CNBlockConfig(16, 32, 1), CNBlockConfig(32, 64, 1), CNBlockConfig(64, 128, 1), CNBlockConfig(128, None, 1)]
         model = ConvNeXt(setting, stochastic_depth_prob=0.0, num_classes=_TINY_CLASSES)

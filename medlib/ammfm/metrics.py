@@ -10,7 +10,10 @@
 * **ACC** per task (argmax) and **AVG ACC** = mean of the 8 task accuracies (Table 3).
 * **Precision, sensitivity, specificity** of the melanoma-related category of each task
   (Table 4, :data:`~medlib.ammfm.tasks.MELANOMA_CATEGORIES`), with the prediction =
-  argmax over the task's classes, counted one-vs-rest.
+  argmax over the task's classes, counted one-vs-rest. A category the model never predicts
+  has precision 0 (scikit-learn's ``zero_division=0``), so it stays in Table 4's average
+  (dropping it would flatter the average); ``n_predicted/<task>/<category>`` records how
+  often each was predicted, so a table can say when that happened.
 
 :func:`evaluate` returns a flat ``{metric name: float}`` dict so that runs can be
 stacked; :func:`summarize_runs` turns several into mean ± std.
@@ -45,16 +48,18 @@ def category_auc(y_true_task: np.ndarray, prob_category: np.ndarray, class_index
 def binary_rates(y_true_task: np.ndarray, y_pred_task: np.ndarray, class_index: int) -> dict[str, float]:
     """Precision, sensitivity (recall) and specificity of one category, one-vs-rest.
 
-    A ratio with an empty denominator (e.g. precision when the category is never
-    predicted) is NaN rather than a silent 0.
+    Precision of a category that is never predicted is 0 (as scikit-learn's
+    ``zero_division=0``): the model found none of its cases. Sensitivity without a positive
+    case and specificity without a negative one are undefined (NaN).
     """
     tn, fp, fn, tp = confusion_matrix(np.asarray(y_true_task) == class_index,
                                       np.asarray(y_pred_task) == class_index, labels=[False, True]).ravel()
 
-    def ratio(a, b):
-        return float(a / b) if b else float("nan")
+    def ratio(a, b, empty=float("nan")):
+        return float(a / b) if b else empty
 
-    return {"precision": ratio(tp, tp + fp), "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp)}
+    return {"precision": ratio(tp, tp + fp, empty=0.0), "sensitivity": ratio(tp, tp + fn),
+            "specificity": ratio(tn, tn + fp)}
 
 
 def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = None) -> dict[str, float]:
@@ -69,7 +74,8 @@ def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = 
             :data:`TASK_CLASSES`. Categories are looked up by name.
     Returns a flat dict: ``auc/DIAG/MEL``..., ``avg_auc``, ``n_auc``, ``acc/DIAG``...,
     ``avg_acc``, and ``precision|sensitivity|specificity/DIAG/MEL``... (Table 4),
-    ``avg_precision`` etc. over the 8 melanoma-related categories.
+    ``avg_precision`` etc. over the 8 melanoma-related categories, and
+    ``n_predicted/DIAG/MEL``... (how many cases were predicted as that category).
     """
     tasks = {t: list(c) for t, c in (tasks or TASK_CLASSES).items()}
     y = _np(targets)
@@ -119,6 +125,7 @@ def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = 
         for name, value in binary_rates(y[:, k], preds[k], c).items():
             result[f"{name}/{task}/{category}"] = value
             per_metric[name].append(value)
+        result[f"n_predicted/{task}/{category}"] = float((preds[k] == c).sum())
     for name, values in per_metric.items():
         result[f"avg_{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     return result

@@ -1,0 +1,275 @@
+"""What the Part B pages look at beyond the tables: evaluation variants, the training recipe,
+the blocks' cost, the weight-search surface, attention maps, tensor shapes through the model,
+and the softmax saturation the 1/√C scaling prevents."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medlib.ammfm.model import create_model
+from medlib.profiles import Profile, get_profile
+
+from .configs import table_configs
+from .metrics import HEADLINE, branch_metrics, mean_sd, pm
+from .paper import PAPER_ROWS_AVG, PAPER_SETTINGS
+from .tables import write_result
+from . import runs
+
+__all__ = ["variants_table", "block_costs", "weight_surface", "attention_example", "settings_table", "branch_table",
+           "tradeoff", "example_cases", "augmentation_text", "framework_shapes", "attention_logits_at_init", "DISPLAY_SIZE"]
+
+DISPLAY_SIZE = 256  # pixels of the images drawn in figures
+
+
+def _ammfm(P: Profile, seed: int | None):
+    return runs.run_config(table_configs(P)["2"][0][1], P, seed)
+
+
+def variants_table(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+    """AMMFM under each evaluation variant: TTA vs one view (SWA weights), SWA vs last-epoch weights
+    (one view each), probability vs logit weighting."""
+    P = get_profile(profile)
+    res = _ammfm(P, seed)
+    views = P.paper_b.tta_views
+    variants = [
+        (f"SWA weights, {views}-view TTA, probability-weighted (the tables)", "swa/tta", "probability"),
+        (f"SWA weights, {views}-view TTA, logit-weighted", "swa/tta", "logit"),
+        ("SWA weights, one view (no TTA), probability-weighted", "swa/1", "probability"),
+        ("last-epoch weights, one view (no TTA), probability-weighted", "last/1", "probability"),
+    ]
+    rows = {}
+    for label, variant, mode in variants:
+        rows[label] = {"AVG AUC": res.text("avg_auc", variant, mode), "AVG ACC": res.text("avg_acc", variant, mode),
+                       "_auc": res.mean_std("avg_auc", variant, mode)[0], "_acc": res.mean_std("avg_acc", variant, mode)[0]}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    write_result("variants", P, seed, frame.drop(columns=["_auc", "_acc"]), {"AMMFM": res})
+    return frame
+
+
+
+def block_costs(image_size: int = 224) -> pd.DataFrame:
+    """Parameters and forward FLOPs of AFF/SFF × CAT/AAB/BAB at full size, and of the blocks alone.
+
+    Models are built on the ``meta`` device and traced by ``torch.utils.flop_counter`` (shapes
+    only: no weights, no memory). FLOPs count a multiply-add as 2, for one image pair.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows = []
+    for framework, clinical in (("AFF", "mobilenet_v3_small"), ("SFF", "swin_v2_t")):
+        for fusion in ("concat", "aab", "bab"):
+            with torch.device("meta"):
+                model = create_model(clinical, "swin_v2_t", fusion, size="full").eval()
+                x = torch.empty(1, 3, image_size, image_size)
+            with FlopCounterMode(display=False) as counter:
+                model(x, x)
+            per_module = counter.get_flop_counts()
+            block_flops = sum(sum(v.values()) for k, v in per_module.items() if k.count(".") == 2 and ".blocks." in k)
+            block_params = sum(p.numel() for p in model.blocks.parameters())
+            rows.append({"framework": framework, "fusion": fusion.upper().replace("CONCAT", "CAT"),
+                         "params (M)": count_parameters(model) / 1e6, "block params (M)": block_params / 1e6,
+                         "GFLOPs": counter.get_total_flops() / 1e9, "block GFLOPs": block_flops / 1e9})
+    return pd.DataFrame(rows).set_index(["framework", "fusion"])
+
+
+def weight_surface(profile: Profile | str = "auto", seed: int | None = None, run: int = 0) -> dict[str, pd.DataFrame]:
+    """The valid-split search surface of Eq. 4's weights for AMMFM run ``run``, per weighting mode.
+
+    One row per distinct renormalised triple (``wn_D, wn_C, wn_FU``) with its mean task accuracy.
+    """
+    P = get_profile(profile)
+    r = runs.train_config(table_configs(P)["2"][0][1], P, run, seed=seed, data=runs._data_for(P))
+    preds = r.predictions[HEADLINE[0]]["valid"]
+    out = {}
+    for mode in ("probability", "logit"):
+        s = search_weights(preds, r.targets["valid"], n=P.paper_b.weight_grid, mode=mode).surface
+        rounded = s.assign(_k=list(zip(s.wn_D.round(6), s.wn_C.round(6))))
+        out[mode] = rounded.drop_duplicates("_k").drop(columns="_k").reset_index(drop=True)
+    return out
+
+
+def attention_example(profile: Profile | str = "auto", seed: int | None = None, case: int = 0) -> dict:
+    """AAB attention maps of the trained AMMFM (run 0) for test case number ``case``.
+
+    Returns the two images (uint8 HWC), ``maps`` {stage: (H, W, H, W) M_c reshaped}, the case's
+    diagnosis and ``peak`` {stage: mean over rows of max weight × N}, how far the rows are from
+    uniform (1 = perfectly flat, N = one-hot). Row ``M_c[i]`` says where query position i of
+    the dermoscopic map reads from.
+    """
+    P = get_profile(profile)
+    data = runs._data_for(P)
+    r = runs.train_config(table_configs(P)["2"][0][1], P, 0, seed=seed, data=data)
+    model = runs.load_model(r)
+    index = int(data.splits["test"][case])
+    batch = (((data.clinical[index:index + 1]), data.dermoscopy[index:index + 1]), torch.zeros(1, 8, dtype=torch.long))
+    (c, d), _ = runs._eval_batch(batch, torch.device("cpu"))
+    with torch.no_grad():
+        out = model(c, d, return_attention=True)
+    maps, peak = {}, {}
+    for stage, m in out["attention"].items():
+        n = m.shape[-1]
+        side = int(round(math.sqrt(n)))
+        maps[stage] = m[0].reshape(side, side, side, side).numpy()
+        peak[stage] = float(m[0].max(dim=-1).values.mean() * n)
+    from medlib.data.cache import load_resized
+
+    # for display: the whole image squashed like the model's input, at a readable resolution
+    ds = data.dataset
+    views = {name: load_resized(path[index], DISPLAY_SIZE, fit=runs.RESIZE_FIT).transpose(1, 2, 0)
+             for name, path in (("clinical", ds.clinical_paths), ("dermoscopy", ds.derm_paths))}
+    return {**views,
+            "maps": maps, "peak": peak, "diagnosis": data.tasks["DIAG"][int(data.labels[index, 0])],
+            "index": index}
+
+
+def augmentation_text() -> str:
+    """Paper B's training augmentation in one line, from :data:`medlib.data.augment.FUSION_RECIPE`."""
+    from medlib.data.augment import FUSION_RECIPE as R
+
+    return (f"FusionM4Net's: block p = {R.p_block:g}, each step p = {R.p_step:g}: flips, shift ±{R.shift:g}, "
+            f"scale ×{1 - R.scale:g}–{1 + R.scale:g}, rotate ±{R.rotate:g}°, quarter turns (same on both images); "
+            f"contrast ×(1 ± {R.contrast:g}), brightness ± {R.brightness:g}, gamma {R.gamma[0]:g}–{R.gamma[1]:g} "
+            "(clinical image only)")
+
+
+def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
+    """§4.1's recipe (quoted) beside what this profile runs, with the backbones' weights."""
+    from medlib.ammfm.backbones import weights_tag
+
+    P = get_profile(profile)
+    B = P.paper_b
+    ours = {
+        "optimizer": "Adam",
+        "learning rate": f"{B.lr:g}, one cosine over all {B.epochs} epochs (FusionM4Net's)",
+        "batch size": str(B.batch_size),
+        "epochs": str(B.epochs),
+        "SWA": f"average of the last {B.swa_epochs} epochs along the same cosine (no lr jump), BN recomputed",
+        "image size": f"{B.image_size} × {B.image_size}, whole image resized (no crop)",
+        "augmentation": augmentation_text(),
+        "test-time augmentation": f"{B.tta_views} views",
+        "runs for mean ± std": str(B.n_runs),
+        "backbones": ("ImageNet-pretrained torchvision" if B.backbone_size == "full"
+                      else "tiny torchvision stand-ins, random init"),
+        "initial weights": ", ".join(sorted({weights_tag(n, B.pretrained) for n in (B.clinical, B.dermoscopy)})),
+    }
+    paper = {**PAPER_SETTINGS, "initial weights": "not stated"}
+    frame = pd.DataFrame({"paper (§4.1)": paper, f"this profile ({P.label})": ours})
+    frame.index.name = "setting"
+    return frame
+
+
+def branch_table(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+    """AMMFM's three heads alone vs their weighted average (Eq. 4), mean ± std over runs (test split)."""
+    P = get_profile(profile)
+    res = _ammfm(P, seed)
+    rows = {}
+    for branch in ("clinical", "dermoscopy", "fusion"):
+        ms = [branch_metrics(r, branch) for r in res.runs]
+        rows[f"{branch} head alone"] = {k: pm(*mean_sd([100 * m[k] for m in ms])) for k in ("avg_auc", "avg_acc")}
+    for mode in ("probability", "logit"):
+        rows[f"weighted average ({mode}-weighted)"] = {k: res.text(k, mode=mode) for k in ("avg_auc", "avg_acc")}
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename(columns={"avg_auc": "AVG AUC", "avg_acc": "AVG ACC"})
+    return frame
+
+
+def tradeoff(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+    """Tables 7 and 9 as points: full-size parameters vs AVG AUC, the paper's and this run's."""
+    P = get_profile(profile)
+    rows, seen = [], set()
+    for number in ("7", "9"):
+        for label, cfg in table_configs(P)[number]:
+            if cfg.name in seen:
+                continue
+            seen.add(cfg.name)
+            r = runs.run_config(cfg, P, seed)
+            if cfg.single_modal:
+                kind = "single-modal, " + ("clinical" if cfg.dermoscopy is None else "dermoscopic")
+            else:
+                kind = "symmetric (SFF)" if cfg.clinical == cfg.dermoscopy else "asymmetric (AFF)"
+            rows.append({"configuration": cfg.label, "kind": kind, "fusion": cfg.fusion.upper().replace("CONCAT", "CAT"),
+                         "params (M)": cfg.full_size_parameters() / 1e6,
+                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0], "this run AVG AUC": r.mean_std("avg_auc")[0]})
+    return pd.DataFrame(rows)
+
+
+def example_cases(data, split: str = "train") -> list[int]:
+    """One case per diagnosis from ``split`` (in class order), plus a clinic = derm case if any."""
+    idx = np.asarray(data.splits[split])
+    idx = idx[~data.dataset.clinic_is_derm[idx]]  # real pairs for the per-diagnosis examples
+    cases = []
+    for k, _ in enumerate(data.tasks["DIAG"]):
+        hits = idx[data.labels[idx, 0] == k]
+        if len(hits):
+            cases.append(int(hits[0]))
+    same = np.flatnonzero(data.dataset.clinic_is_derm)
+    return cases + ([int(same[0])] if len(same) else [])
+
+
+def framework_shapes(profile: Profile | str = "auto", image_size: int | None = None,
+                     size: str = "full") -> pd.DataFrame:
+    """Tensor shapes at each stage of AMMFM (Fig. 2/3), from one forward pass of the real modules.
+
+    The model is built on PyTorch's ``meta`` device (shapes only: no weights, no memory), at
+    ``size`` (``"full"`` = MobileNetV3-S + Swin V2-T as in the paper) and ``image_size`` (default
+    the profile's). One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1).
+    """
+    P = get_profile(profile)
+    B = P.paper_b
+    side = int(image_size or B.image_size)
+    rows = []
+
+    def add(stage, branch, what, t):
+        rows.append({"stage": stage, "branch": branch, "what": what, "shape": tuple(int(x) for x in t.shape)})
+
+    with torch.device("meta"), torch.no_grad():
+        model = create_model(B.clinical, B.dermoscopy, "aab", size=size).eval()
+        c = d = torch.empty(1, 3, side, side)
+        add("input", "clinical", "image", c), add("input", "dermoscopy", "image", d)
+        for s in range(model.dermoscopy.num_stages):
+            c, d = model.clinical.forward_stage(s, c), model.dermoscopy.forward_stage(s, d)
+            add(f"stage {s}", "clinical", f"{B.clinical} stage {s}", c)
+            add(f"stage {s}", "dermoscopy", f"{B.dermoscopy} stage {s}", d)
+            block = model.blocks[f"stage{s}"] if f"stage{s}" in model.blocks else None
+            if block is None:
+                continue
+            aligned = block.align(c, d.shape[-2:])
+            add(f"stage {s}", "AAB", "C projected (1×1 conv) to D's channels", aligned)
+            add(f"stage {s}", "AAB", "Q = C_q, K = C_k", block.query(aligned))
+            add(f"stage {s}", "AAB", "D_v (1×1 conv of D)", block.value(d))
+            add(f"stage {s}", "AAB", "M_c = softmax(Q Kᵀ / √C)", block.attention_map(c, d.shape[-2:]))
+            d = block(c, d)
+            add(f"stage {s}", "AAB", "D' = M_c D_v + D", d)
+        fc, fd = model.clinical.pool(c), model.dermoscopy.pool(d)
+        add("pool", "clinical", "pooled features", fc), add("pool", "dermoscopy", "pooled features", fd)
+        fused = torch.cat([fc, fd], dim=1)
+        add("pool", "fusion", "concatenated features", fused)
+        for branch, features in (("clinical", fc), ("dermoscopy", fd), ("fusion", fused)):
+            add("heads", branch, "DIAG logits (1 of 8 tasks)", model.heads[branch](features)[0])
+    return pd.DataFrame(rows)
+
+
+def attention_logits_at_init(channels: int = 192, clinical_channels: int = 24, side: int = 28, seed: int = 0,
+                             cases: int = 4, feature_std: float = 1.0) -> dict[str, np.ndarray]:
+    """Largest weight of each row of M_c in a freshly initialised AAB, with and without 1/√C.
+
+    The clinical map is ``cases`` random maps with entries of standard deviation ``feature_std``
+    (1: the scale a BatchNorm'd pretrained stage delivers), ``clinical_channels`` × ``side`` × ``side``; both blocks share the
+    same initial weights. A uniform row has max weight 1/N (N = side²); a saturated (one-hot)
+    row has 1. Returns ``{"scaled": ..., "unscaled": ..., "n": N}``.
+    """
+    from medlib.ammfm.attention import AsymmetricAttentionBlock
+
+    torch.manual_seed(seed)
+    scaled = AsymmetricAttentionBlock(channels, clinical_channels, scaled=True)
+    unscaled = AsymmetricAttentionBlock(channels, clinical_channels, scaled=False)
+    unscaled.load_state_dict(scaled.state_dict())
+    clinical = feature_std * torch.randn(cases, clinical_channels, side, side,
+                                         generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        out = {name: block.attention_map(clinical, (side, side)).max(dim=-1).values.flatten().numpy()
+               for name, block in (("scaled", scaled), ("unscaled", unscaled))}
+    return {**out, "n": side * side, "scale": scaled.scale}

@@ -1,0 +1,95 @@
+"""The comparisons the paper's §4.4–4.7 draw, checked on our runs (paired by seed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from medlib.profiles import Profile, get_profile
+
+from .configs import table_configs
+from .metrics import pm
+from .paper import PAPER_ROWS_AVG
+from .tables import write_result
+from . import runs
+
+__all__ = ["CLAIMS", "CLOSE_TOLERANCE", "claims", "compare", "claims_table"]
+
+CLOSE_TOLERANCE = 1.0  # points: "about the same" in a paper claim means |Δ| ≤ this
+
+def _paper_avg(number: str, label: str, metric: str) -> float:
+    auc, _, acc, _, _ = PAPER_ROWS_AVG[number][label]
+    return auc if metric == "avg_auc" else acc
+
+
+# (claim, table, row a, row b, kind): the paper says metric(a) - metric(b) is > 0 ("greater")
+# or about zero ("close", |Δ| ≤ CLOSE_TOLERANCE points).
+CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("dermoscopy beats clinical images (ST alone)", "7", "Single-modal: Derm ST", "Single-modal: Clin ST", "greater"),
+    ("dermoscopy beats clinical images (MN alone)", "7", "Single-modal: Derm MN", "Single-modal: Clin MN", "greater"),
+    ("adding clinical images helps (ST + ST vs dermoscopy ST)", "7", "Baseline: ST + ST", "Single-modal: Derm ST", "greater"),
+    ("a light clinical network costs little (AFF vs SFF, CAT)", "6", "AFF", "Baseline (SFF, CAT)", "close"),
+    ("AAB improves AFF", "6", "AFF + AAB", "AFF", "greater"),
+    ("the heavy network belongs on dermoscopy (MN/ST vs ST/MN)", "7", "AMMMF: Clin MN, Derm ST", "AMMMF: Clin ST, Derm MN", "greater"),
+    ("AAB beats BAB in AFF", "9", "AFF + AAB", "AFF + BAB", "greater"),
+    ("AAB beats BAB in SFF", "9", "SFF + AAB", "SFF + BAB", "greater"),
+    ("BAB beats concatenation in AFF", "9", "AFF + BAB", "AFF + CAT", "greater"),
+    ("AMMFM beats the baseline with ResNet-50", "10", "ResNet: AMMMF", "ResNet: Baseline", "greater"),
+    ("AMMFM beats the baseline with ConvNeXt-T", "10", "ConvNext: AMMMF", "ConvNext: Baseline", "greater"),
+    ("AMMFM beats the baseline with ST", "10", "ST: AMMMF", "ST: Baseline", "greater"),
+)
+
+
+def claims(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+    """Each comparison the paper's §4.4–4.7 draws, with the paper's Δ and this run's Δ (paired by seed).
+
+    ``agrees``: for a "greater" claim, this run's mean Δ > 0; for a "close" claim,
+    |mean Δ| ≤ :data:`CLOSE_TOLERANCE` points.
+    """
+    P = get_profile(profile)
+    tables = table_configs(P)
+    rows = []
+    for text, number, a, b, kind in CLAIMS:
+        ca, cb = dict(tables[number])[a], dict(tables[number])[b]
+        ra, rb = runs.run_config(ca, P, seed), runs.run_config(cb, P, seed)
+        for metric, name in (("avg_auc", "AVG AUC"), ("avg_acc", "AVG ACC")):
+            paper = _paper_avg(number, a, metric) - _paper_avg(number, b, metric)
+            delta = ra.values(metric) - rb.values(metric)
+            mean = float(np.nanmean(delta))
+            sd = float(np.nanstd(delta, ddof=1)) if np.isfinite(delta).sum() > 1 else math.nan
+            agrees = mean > 0 if kind == "greater" else abs(mean) <= CLOSE_TOLERANCE
+            rows.append({"claim": text, "table": number, "metric": name, "kind": kind,
+                         "paper Δ": round(paper, 1), "this run Δ": mean, "this run Δ sd": sd, "agrees": bool(agrees)})
+    frame = pd.DataFrame(rows)
+    write_result("claims", P, seed, frame, {}, {"close_tolerance": CLOSE_TOLERANCE})
+    return frame
+
+
+def compare(number: str, a: str, b: str, profile: Profile | str = "auto", seed: int | None = None) -> dict:
+    """Row ``a`` minus row ``b`` of Table ``number``: the paper's and this run's Δ (points), AUC and ACC."""
+    P = get_profile(profile)
+    rows = dict(table_configs(P)[number])
+    ra, rb = runs.run_config(rows[a], P, seed), runs.run_config(rows[b], P, seed)
+    out = {}
+    for metric, short in (("avg_auc", "auc"), ("avg_acc", "acc")):
+        out[f"paper_{short}"] = _paper_avg(number, a, metric) - _paper_avg(number, b, metric)
+        out[f"ours_{short}"] = ra.mean_std(metric)[0] - rb.mean_std(metric)[0]
+    return out
+
+
+def claims_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`claims` one row per claim: paper Δ, this run's Δ ± sd and agreement, per metric."""
+    out = {}
+    for (claim, number), g in frame.groupby(["claim", "table"], sort=False):
+        row = {("", "table"): number}
+        for _, r in g.iterrows():
+            row[(r.metric, "paper Δ")] = f"{r['paper Δ']:+.1f}"
+            row[(r.metric, "this run Δ")] = pm(r["this run Δ"], r["this run Δ sd"]).replace("±", " ± ")
+            row[(r.metric, "agrees")] = "yes" if r.agrees else "no"
+        out[claim] = row
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
