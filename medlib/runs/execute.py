@@ -1,0 +1,232 @@
+"""Executing runs: one run (:func:`execute_one`, what every executor calls), progress, the local executor.
+
+A run is executed by its paper's own training code, which resumes from the run's checkpoint
+when one exists and writes its artifacts atomically. :func:`execute_one` first looks at the
+disk again, so a run finished meanwhile (by another node, or an earlier execute) is not
+trained twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from medlib.errors import MedlibError
+from medlib.profiles import Profile, get_profile
+from medlib.runs.plan import PlannedRun, adaptor, estimate, format_seconds, todo
+from medlib.runs.spec import Run, RunState, read_state
+
+__all__ = ["Outcome", "Report", "Progress", "execute_one", "execute_local", "KILL_HOOK"]
+
+# Test hook: the id of a run whose process SIGKILLs itself once that run's first checkpoint exists
+# (only when the run started without one, so its retry is not killed again): what a preempted
+# node or an OOM-killed worker does to a run.
+KILL_HOOK = "MEDLIB_RUNS_KILL_AFTER_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one execution of a run did."""
+
+    run_id: str
+    trained: bool  # False: the artifacts were already there
+    resumed_from: int  # epochs in the checkpoint it started from (0: from scratch)
+    seconds: float
+    host: str
+    state: RunState
+
+
+def _kill_after_first_checkpoint(run: Run) -> None:
+    """The :data:`KILL_HOOK`: SIGKILL this process once ``run``'s checkpoint is in place.
+
+    An audit hook sees the atomic rename that puts the checkpoint in place and kills the process
+    at the next atomic write that starts (the next checkpoint, or the final weights): the kill
+    lands after a complete checkpoint and before the run is done, whatever the checkpoint cadence.
+    """
+    ckpt = run.checkpoint_path()
+    if os.environ.get(KILL_HOOK) != run.id or ckpt is None or ckpt.exists():
+        return
+    target, armed = str(ckpt), []
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "os.rename" and len(args) > 1 and os.fspath(args[1]) == target:
+            armed.append(True)
+        elif event == "tempfile.mkstemp" and armed:
+            print(f"[runs] {KILL_HOOK}: killing {run.id} after its checkpoint", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(hook)
+
+
+def execute_one(run: Run, profile: Profile | str) -> Outcome:
+    """Bring ``run`` to done: nothing if its artifacts exist, else train (resuming a checkpoint)."""
+    P = get_profile(profile)
+    started = time.perf_counter()
+    before = read_state(run)
+    if before.done:
+        return Outcome(run.id, False, run.epochs, 0.0, socket.gethostname(), before)
+    if before.status == "partial":
+        print(f"[runs] {run.id}: resuming from its checkpoint ({before.epochs_done}/{run.epochs} epochs done)",
+              flush=True)
+    _kill_after_first_checkpoint(run)
+    adaptor(run).execute(run, P)
+    after = read_state(run)
+    if not after.done:
+        missing = [str(p) for p in run.paths() if not p.is_file()]
+        raise MedlibError(f"run {run.id} finished without writing {missing}: its paper's code names its "
+                          "artifacts differently than the plan; report this as a bug")
+    return Outcome(run.id, True, before.epochs_done, time.perf_counter() - started, socket.gethostname(), after)
+
+
+@dataclass
+class Report:
+    """What an execute did: trained, already done, failed (id → message)."""
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    resumed: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        (self.trained if outcome.trained else self.skipped).append(outcome.run_id)
+        if outcome.trained and outcome.resumed_from:
+            self.resumed[outcome.run_id] = outcome.resumed_from
+
+    def to_json(self) -> dict:
+        return {"trained": self.trained, "skipped": self.skipped, "resumed": self.resumed, "failed": self.failed}
+
+
+class Progress:
+    """done / running / failed counts and the time left, for a fixed set of runs and ``slots`` in parallel."""
+
+    def __init__(self, planned: list[PlannedRun], slots: int = 1, out=None):
+        self.planned = {p.run.id: p for p in planned}
+        self.slots = max(int(slots), 1)
+        self.out = out or (lambda line: print(line, flush=True))
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+        self.running: dict[str, float] = {}  # id -> start time
+        self.t0 = time.monotonic()
+
+    def started(self, run_id: str, at: float | None = None) -> None:
+        self.running.setdefault(run_id, time.monotonic() if at is None else at)
+
+    def finished(self, run_id: str, ok: bool) -> None:
+        self.running.pop(run_id, None)
+        (self.done if ok else self.failed).add(run_id)
+        if ok:  # a measured run sharpens the estimates of the runs still waiting
+            fresh = [(p.run, read_state(p.run) if p.run.id == run_id else p.state) for p in self.planned.values()]
+            self.planned = {p.run.id: p for p in estimate(fresh)}
+
+    def seconds_left(self) -> float | None:
+        now, total, unknown = time.monotonic(), 0.0, 0
+        for rid, p in self.planned.items():
+            if rid in self.done or rid in self.failed:
+                continue
+            if p.estimate_s is None:
+                unknown += 1
+                continue
+            total += max(p.estimate_s - (now - self.running[rid] if rid in self.running else 0.0), 0.0)
+        if unknown and not total:
+            return None  # nothing measured yet: no number rather than an invented one
+        remaining = len(self.planned) - len(self.done) - len(self.failed)
+        return total / max(min(self.slots, remaining), 1)
+
+    def line(self) -> str:
+        n = len(self.planned)
+        waiting = n - len(self.done) - len(self.failed) - len(self.running)
+        elapsed = format_seconds(time.monotonic() - self.t0)
+        return (f"[runs] {len(self.done)}/{n} done, {len(self.running)} running, {waiting} waiting, "
+                f"{len(self.failed)} failed; {elapsed} elapsed, ~{format_seconds(self.seconds_left())} left")
+
+    def show(self) -> None:
+        self.out(self.line())
+
+
+def execute_local(planned: list[PlannedRun], profile: Profile | str, *, out=None) -> Report:
+    """Execute the runs still to do one after the other in this process (a single GPU or CPU)."""
+    P = get_profile(profile)
+    work = todo(planned)
+    progress, report = Progress(work, 1, out), Report()
+    for p in work:
+        blocked = [d for d in p.run.needs if d in report.failed]
+        if blocked:
+            report.failed[p.run.id] = f"needs {blocked}, which failed"
+            progress.finished(p.run.id, ok=False)
+            continue
+        progress.started(p.run.id)
+        progress.out(f"[runs] {p.run.id} ({p.state.status}, ~{format_seconds(p.estimate_s)})")
+        try:
+            report.add(execute_one(p.run, P))
+            progress.finished(p.run.id, ok=True)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one failed run must not stop the others; its message is reported
+            report.failed[p.run.id] = f"{type(exc).__name__}: {exc}"
+            print(f"[runs] {p.run.id} failed: {exc}", file=sys.stderr, flush=True)
+            progress.finished(p.run.id, ok=False)
+        progress.show()
+    return report
+
+
+def _merge(into: Report, part: Report) -> None:
+    into.trained += part.trained
+    into.skipped += part.skipped
+    into.resumed.update(part.resumed)
+    into.failed.update(part.failed)
+    into.outcomes += part.outcomes
+
+
+def execute(profile: Profile | str, selection=None, *, executor: str = "local", out=None,
+            **ray_options) -> Report:
+    """Plan ``selection`` and execute every run not done, with ``executor`` ("local" or "ray").
+
+    Runs whose key depends on another run (Paper A's fine-tunings hash θ_pre) wait for it: each
+    round plans again and executes the runs whose dependencies are done, until none is left.
+    ``ray_options`` go to :func:`medlib.runs.ray_executor.execute_ray` (address, gpus_per_run, ...).
+    """
+    from medlib.runs.plan import Selection, plan
+
+    P = get_profile(profile)
+    selection = selection or Selection()
+    if executor not in ("local", "ray"):
+        raise MedlibError(f"unknown executor {executor!r}: expected 'local' (this process) or 'ray'")
+    report, attempted = Report(), set()
+    session = None
+    if executor == "ray":
+        from medlib.runs import ray_executor
+
+        session = ray_executor.session(ray_options.pop("address", None), ray_options.pop("num_cpus", None))
+        session.__enter__()
+    try:
+        while True:
+            planned = plan(P, selection)
+            done = {p.run.id for p in planned if p.state.done}
+            ready, blocked = [], []
+            for p in todo(planned):
+                if p.run.id in attempted:
+                    continue
+                if all(d in done for d in p.run.needs) and p.run.key:
+                    ready.append(p)
+                elif any(d in report.failed for d in p.run.needs):
+                    blocked.append(p)
+            for p in blocked:
+                report.failed[p.run.id] = f"needs {[d for d in p.run.needs if d in report.failed]}, which failed"
+                attempted.add(p.run.id)
+            if not ready:
+                return report
+            attempted |= {p.run.id for p in ready}
+            if executor == "ray":
+                part = ray_executor.execute_ray(ready, P, out=out, **ray_options)
+            else:
+                part = execute_local(ready, P, out=out)
+            _merge(report, part)
+    finally:
+        if session is not None:
+            session.__exit__(None, None, None)

@@ -1,0 +1,98 @@
+"""Paper B's runs: every configuration of Tables 2–10 × ``paper_b.n_runs`` runs (seed = first seed + run).
+
+Keys and paths come from :mod:`medlib.experiments.paper_b` (``run_key``, the same function
+:func:`~medlib.experiments.paper_b.train_config` uses), so a run executed here is exactly what a
+notebook's table reads; each run leaves two files, the SWA weights and the predictions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from medlib.errors import MedlibError
+from medlib.paths import medlib_home
+from medlib.profiles import Profile
+from medlib.runs.spec import Run
+
+__all__ = ["PAPER", "TABLES", "runs", "execute"]
+
+PAPER = "b"
+
+
+def _experiments():
+    # the run-level internals (key, paths, decoded data) live in paper_b.runs
+    from medlib.experiments.paper_b import runs as experiments
+
+    return experiments
+
+
+def _rel(path: Path) -> str:
+    return os.path.relpath(path, medlib_home())
+
+
+TABLES = ("2", "3", "4", "5", "6", "7", "8", "9", "10")  # Tang & Lasser 2024 tables with trained rows
+
+
+def _configs(P: Profile, table: str | None, names=None) -> list:
+    from medlib.experiments.paper_b import all_configs, table_configs
+
+    if table is None:
+        configs = all_configs(P)
+    else:
+        by_table = table_configs(P)
+        # Tables 3–5 report AMMFM's run of Table 2
+        rows = by_table.get(str(table)) or (by_table["2"] if str(table) in ("3", "4", "5") else None)
+        if rows is None:
+            raise MedlibError(f"Paper B has no trained Table {table}; expected one of {list(TABLES)}")
+        configs = list({cfg.name: cfg for _, cfg in rows}.values())
+    if names:
+        known = {c.name: c for c in all_configs(P)}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise MedlibError(f"Paper B has no configuration {unknown}; expected some of {sorted(known)}")
+        configs = [c for c in configs if c.name in names]
+    return configs
+
+
+def _artifacts(P: Profile, config, run: int, data) -> tuple[int, str, Path, Path]:
+    ex = _experiments()
+    B = P.paper_b
+    seed = P.first_seed + run
+    key = ex.run_key(config, B, seed, data, P.max_steps, B.pretrained)
+    weights, predictions = ex._paths(config, seed, key)
+    return seed, key, weights, predictions
+
+
+def runs(P: Profile, *, table: str | None = None, configs=None, n_runs: int | None = None) -> list[Run]:
+    """Every Paper B run of ``table`` (default: all of Tables 2–10), ``n_runs`` each (default: the profile's).
+
+    Decoding derm7pt once is part of planning: the keys hash the decoded content.
+    """
+    ex = _experiments()
+    data = ex._data_for(P)
+    n = P.paper_b.n_runs if n_runs is None else int(n_runs)
+    n_train = len(data.splits["train"])
+    out = []
+    for config in _configs(P, table, configs):
+        for run in range(n):
+            seed, key, weights, predictions = _artifacts(P, config, run, data)
+            out.append(Run(PAPER, config.name, f"run{run}", seed, key, P.label, P.paper_b.epochs, n_train,
+                           (_rel(weights), _rel(predictions)), _rel(weights.with_suffix(".ckpt")),
+                           family=f"b:{config.name}"))
+    return out
+
+
+def execute(run: Run, P: Profile) -> None:
+    """Train and predict ``run`` into its two artifacts (what the tables read)."""
+    ex = _experiments()
+    known = {c.name: c for c in _configs(P, None)}
+    if run.subject not in known:
+        raise MedlibError(f"run {run.id}: no Paper B configuration {run.subject!r} in profile {P.label}")
+    config, index = known[run.subject], int(run.role.removeprefix("run"))
+    data = ex._data_for(P)
+    _, key, _, _ = _artifacts(P, config, index, data)
+    if key != run.key:
+        raise MedlibError(f"run {run.id} was planned with key {run.key} but the data and settings now give "
+                          f"{key}: they changed between plan and execution; plan again")
+    ex.train_config(config, P, index, data=data)

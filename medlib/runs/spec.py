@@ -1,0 +1,115 @@
+"""A run: one training the book needs, named by the key of the artifacts it leaves.
+
+A :class:`Run` is small, frozen and hashable: which paper, which dataset or configuration,
+which site/role, which seed, and the key the paper's own code derives from everything that
+determines the result. Its artifacts are paths *relative to* ``$MEDLIB_HOME``, so a node that
+mounts the shared folder elsewhere still finds them.
+
+Its :class:`RunState` is read from disk only: ``done`` when every artifact exists, ``partial``
+when a training checkpoint exists (with the epochs it holds), else ``missing``. Epoch times come
+from the ``seconds`` column of the history that :func:`medlib.train.fit` records and the papers
+store in the weights' metadata (done) or the checkpoint (partial).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medlib.paths import medlib_home
+
+__all__ = ["Run", "RunState", "read_state", "history_seconds"]
+
+DONE, PARTIAL, MISSING = "done", "partial", "missing"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training: ``paper`` ("a" | "b"), ``subject`` (dataset or configuration name), ``role``."""
+
+    paper: str
+    subject: str
+    role: str  # Paper A: "pretrain", "site1".."siteN", "full"; Paper B: "run0".."run9"
+    seed: int
+    key: str  # the paper's cache key: what determines the result
+    profile: str  # the profile's label ("smoke", "full", "full (dry run)")
+    epochs: int
+    n_train: int  # training items per epoch (scales the cost estimate between runs)
+    artifacts: tuple[str, ...]  # relative to $MEDLIB_HOME; all exist when the run is done
+    checkpoint: str | None = None  # relative to $MEDLIB_HOME; exists while a run is partial
+    needs: tuple[str, ...] = ()  # ids of runs that must be done first (Paper A's θ_pre)
+    family: str = field(default="", compare=False)  # runs whose epoch times predict each other
+
+    @property
+    def id(self) -> str:
+        return f"{self.paper}:{self.subject}:{self.role}:s{self.seed}"
+
+    def paths(self, home: Path | None = None) -> list[Path]:
+        home = medlib_home() if home is None else home
+        return [home / a for a in self.artifacts]
+
+    def checkpoint_path(self, home: Path | None = None) -> Path | None:
+        home = medlib_home() if home is None else home
+        return home / self.checkpoint if self.checkpoint else None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "paper": self.paper, "subject": self.subject, "role": self.role, "seed": self.seed,
+                "key": self.key, "profile": self.profile, "epochs": self.epochs, "n_train": self.n_train,
+                "artifacts": list(self.artifacts), "checkpoint": self.checkpoint, "needs": list(self.needs)}
+
+
+@dataclass(frozen=True)
+class RunState:
+    status: str  # "done" | "partial" | "missing"
+    epochs_done: int = 0
+    epoch_seconds: float | None = None  # mean measured seconds per epoch of this run, if any
+
+    @property
+    def done(self) -> bool:
+        return self.status == DONE
+
+
+def history_seconds(history) -> float | None:
+    """Mean ``seconds`` per epoch of a history (list of per-epoch records), or None."""
+    values = [float(r["seconds"]) for r in history or () if isinstance(r, dict)
+              and isinstance(r.get("seconds"), (int, float)) and math.isfinite(r["seconds"])]
+    return sum(values) / len(values) if values else None
+
+
+def _weights_history(path: Path) -> list:
+    from medlib.io import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except Exception:  # an unreadable header only costs the estimate, not the state
+        return []
+    history = meta.get("history") if isinstance(meta, dict) else None
+    if isinstance(history, str):
+        history = json.loads(history)
+    return history if isinstance(history, list) else []
+
+
+def _checkpoint_progress(path: Path) -> tuple[int, list]:
+    """(epochs done, history) of a training checkpoint, memory-mapped: nothing big is read."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return 0, []
+    history = state.get("history") or []
+    return int(state.get("epoch", len(history))), list(history)
+
+
+def read_state(run: Run, home: Path | None = None) -> RunState:
+    """Done / partial (with epochs done) / missing, from the files under ``home``."""
+    paths = run.paths(home)
+    if paths and all(p.is_file() for p in paths):
+        return RunState(DONE, run.epochs, history_seconds(_weights_history(paths[0])))
+    ckpt = run.checkpoint_path(home)
+    if ckpt is not None and ckpt.is_file():
+        epochs, history = _checkpoint_progress(ckpt)
+        return RunState(PARTIAL, epochs, history_seconds(history))
+    return RunState(MISSING)
