@@ -35,13 +35,13 @@ from .plots import (GLANCE_TABLES, glance_frame, glance_points, plot_attention, 
                     plot_framework, plot_history, plot_lr_schedule, plot_pairs, plot_params, plot_saturation,
                     plot_tradeoff, plot_weight_surface)
 from .runs import (EXPERIMENT_VERSION, RESIZE_FIT, PairBatches, PairData, RunResult, _RUN_CACHE, _eval_batch,
-                   load_model, load_pairs, run_config, run_key, train_config, training_config)
+                   load_model, load_pairs, run_config, run_key, train_config, training_config, training_plan)
 from .tables import (headline_gaps, table1, table2, table3, table4, table5, table6, table7, table8, table9, table10,
                      clinic_is_derm_cases)
 
 __all__ = [
     "Config", "PairData", "PairBatches", "RunResult", "ConfigResult", "load_pairs", "train_config", "run_config",
-    "load_model", "run_key", "training_config", "run_metrics", "branch_metrics", "never_predicted", "table_configs",
+    "load_model", "run_key", "training_config", "training_plan", "run_metrics", "branch_metrics", "never_predicted", "table_configs",
     "all_configs", "with_runs", "HEADLINE", "RESIZE_FIT", "EXPERIMENT_VERSION", "ABBREVIATIONS",
     "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3", "PAPER_TABLE3_COLUMNS", "PAPER_TABLE4", "PAPER_TABLE5",
     "PAPER_ROWS_AVG", "PAPER_TABLE8", "PAPER_SETTINGS", "PAPER_BEST", "PAPER_MEAN", "CATEGORY_COLUMNS",

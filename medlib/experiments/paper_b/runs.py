@@ -48,7 +48,7 @@ from .configs import Config
 from .metrics import ConfigResult
 
 __all__ = ["PairData", "PairBatches", "RunResult", "load_pairs", "train_config", "run_config", "load_model",
-           "run_key", "training_config", "RESIZE_FIT", "EXPERIMENT_VERSION"]
+           "run_key", "training_config", "training_plan", "RESIZE_FIT", "EXPERIMENT_VERSION"]
 
 # 2: whole images squashed to size × size, FusionM4Net's augmentation, one cosine into SWA,
 #    content-keyed data and explicit weights
@@ -406,3 +406,32 @@ def results_of(rows: list[tuple[str, Config]], P: Profile, seed: int | None) -> 
             by_name[cfg.name] = run_config(cfg, P, seed)
         out[label] = by_name[cfg.name]
     return out
+
+
+def training_plan(configs, profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+    """What a page will train before it trains it: per configuration, runs cached and runs to train.
+
+    ``configs``: :class:`Config` s or (label, Config) rows. ``seconds per run`` is the mean
+    training time recorded by the cached runs of that configuration (NaN when none is cached
+    yet, e.g. on a fresh Colab session: then nothing is known about this machine's speed).
+    """
+    P = get_profile(profile)
+    B = P.paper_b
+    data = _data_for(P)
+    rows, seen = [], set()
+    for item in configs:
+        cfg = item[1] if isinstance(item, tuple) else item
+        if cfg.name in seen:
+            continue
+        seen.add(cfg.name)
+        cached, seconds = 0, []
+        base = P.first_seed if seed is None else int(seed)
+        for run in range(B.n_runs):
+            key = run_key(cfg, B, base + run, data, P.max_steps, B.pretrained)
+            weights_path, pred_path = _paths(cfg, base + run, key)
+            if weights_path.is_file() and pred_path.is_file():
+                cached += 1
+                seconds.append(float(load_weights(pred_path)[1]["train_seconds"]))
+        rows.append({"configuration": cfg.label, "runs": B.n_runs, "cached": cached, "to train": B.n_runs - cached,
+                     "seconds per run": float(np.mean(seconds)) if seconds else math.nan})
+    return pd.DataFrame(rows).set_index("configuration")
