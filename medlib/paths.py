@@ -8,7 +8,13 @@ sets it to ``.cache/medlib`` inside the checkout so builds reuse their own artif
 * ``data/real/<dataset>`` — downloads (full profile); ``$MEDLIB_DATA_<NAME>`` overrides one dataset,
   e.g. ``MEDLIB_DATA_DERM7PT=/content/drive/MyDrive/derm7pt`` for the registration-only derm7pt
   (or, in a notebook, ``medlib.paths.set_data_root("derm7pt", "/content/drive/MyDrive/derm7pt")``)
-* ``tensors/`` — decoded, resized image caches; ``artifacts/`` — trained models by config hash
+* ``tensors/`` — decoded, resized image caches; ``artifacts/`` — trained models by config hash,
+  with their checkpoints; ``results/`` — the tables' result files
+
+``$MEDLIB_DATA_HOME`` moves ``data/`` and ``tensors/`` elsewhere: on Colab
+(:func:`medlib.colab.setup`) trained models, checkpoints and results persist on Google Drive
+(``$MEDLIB_HOME``) while datasets and decode caches — large, re-creatable, read often — stay on
+the VM's local disk.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["medlib_home", "data_root", "data_env_var", "set_data_root", "cache_dir", "artifacts_dir",
+__all__ = ["medlib_home", "data_home", "data_root", "data_env_var", "set_data_root", "cache_dir", "artifacts_dir",
            "results_dir"]
 
 
@@ -24,6 +30,12 @@ def medlib_home() -> Path:
     home = os.environ.get("MEDLIB_HOME")
     path = Path(home).expanduser() if home else Path.home() / ".cache" / "medlib"
     return path.resolve()
+
+
+def data_home() -> Path:
+    """Datasets and decoded-image caches: ``$MEDLIB_DATA_HOME``, else :func:`medlib_home`."""
+    home = os.environ.get("MEDLIB_DATA_HOME")
+    return Path(home).expanduser().resolve() if home else medlib_home()
 
 
 def data_env_var(dataset: str) -> str:
@@ -43,11 +55,11 @@ def data_root(dataset: str, source: str) -> Path:
     env = os.environ.get(data_env_var(dataset))
     if env and source == "real":
         return Path(env).expanduser().resolve()
-    return medlib_home() / "data" / source / dataset
+    return data_home() / "data" / source / dataset
 
 
 def cache_dir() -> Path:
-    return medlib_home() / "tensors"
+    return data_home() / "tensors"
 
 
 def artifacts_dir() -> Path:

@@ -139,8 +139,6 @@ def test_setup_on_colab_keeps_artifacts_on_drive_and_data_local(colab_kernel, fr
     assert str(drive_home) in said and "kept across sessions" in said
 
 
-@pytest.mark.xfail(not hasattr(__import__("medlib.paths").paths, "data_home"),
-                   reason="medlib.paths does not read $MEDLIB_DATA_HOME yet (change requested of its owner)")
 def test_setup_on_colab_puts_data_and_caches_on_local_disk(colab_kernel, fresh_env):
     from medlib import paths
 
