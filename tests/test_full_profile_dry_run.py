@@ -1,12 +1,14 @@
 """The `full` profile cannot run here, so it must not rot: drive its code paths on CPU.
 
-Paper A's full profile: timm ResNet50 (random weights standing in for ImageNet's, passed as a
-local safetensors file exactly as an offline user would), 224 px, the paper's lr/batch/seed,
-the hospital workflow end to end — one optimiser step per site on a tiny dataset written in
+Paper A's full profile as a dry run (``MEDLIB_DRY_RUN=1``): timm ResNet50 (random weights
+standing in for ImageNet's, passed as a local safetensors file exactly as an offline user
+would), 224 px, the paper's lr and seed, batches of 4 and at most ``max_steps`` of them per
+epoch and per evaluation — the hospital workflow end to end on a tiny dataset written in
 Retina's real layout.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,7 +18,7 @@ import timm
 from PIL import Image
 from safetensors.torch import save_file
 
-from medlib.profiles import FULL
+from medlib.profiles import FULL, dry_run
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def tiny_retina(tmp_path_factory):
 
 
 def medlib(*args):
-    proc = subprocess.run([sys.executable, "-m", "medlib", *map(str, args)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "medlib", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "MEDLIB_DRY_RUN": "1"})
     assert proc.returncode == 0, f"medlib {args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc
 
@@ -49,7 +52,7 @@ def test_paper_a_full_profile_workflow_on_cpu(tiny_retina, tmp_path):
     for k in (1, 2):
         out = tmp_path / f"site{k}.safetensors"
         log = medlib("finetune", *data, "--site", k, "--epochs", 1, "--pretrained", pre, "--out", out)
-        assert "profile full" in log.stdout
+        assert "profile full (dry run)" in log.stdout
         sites.append(out)
     merged = tmp_path / "merged.safetensors"
     medlib("merge", "--pretrained", pre, "--models", *sites, "--lam", FULL.paper_a.lam, "--out", merged)
@@ -58,3 +61,7 @@ def test_paper_a_full_profile_workflow_on_cpu(tiny_retina, tmp_path):
     report = json.loads(medlib("evaluate", "--model", restored, *data, "--json").stdout)
     assert report["profile"] == "full" and report["n"] >= 4
     assert 0.0 <= report["accuracy"] <= 1.0
+    # 20 images, but the evaluation stops after max_steps batches of the dry run's batch size
+    P = dry_run(FULL)
+    everything = json.loads(medlib("evaluate", "--model", restored, *data, "--split", "all", "--json").stdout)
+    assert everything["n"] == P.max_steps * P.paper_a.batch_size == 8

@@ -68,6 +68,8 @@ class _Local:
         from medlib.runtime import select_device
         from medlib.train import make_loader
 
+        if self.P.max_steps is not None:  # a dry run: every pass (restore-bn's too) reads max_steps batches
+            indices = np.asarray(indices)[:self.P.max_steps * self.P.paper_a.batch_size]
         ds = TensorImageDataset(self.images, self.labels, train_transform() if train else eval_transform(), indices=indices)
         return make_loader(ds, self.P.paper_a.batch_size, shuffle=train, seed=self.seed,
                            num_workers=self.P.num_workers, device=select_device())
@@ -192,6 +194,7 @@ def _cmd_merge(args) -> int:
 def _cmd_restore(args) -> int:
     from medlib.bn import restore_batchnorm
     from medlib.models import save_classifier
+    from medlib.runtime import select_device
     from medlib.train import class_weights_from_labels
 
     P, model, meta, local = _model_and_data(args)
@@ -199,6 +202,7 @@ def _cmd_restore(args) -> int:
     loaders = [local.loader(local.site(k), train=args.method == "finetune-epoch") for k in sites]
     train_idx = np.concatenate([local.site(k) for k in sites])
     restored = restore_batchnorm(model, loaders, _RESTORE[args.method], lr=P.paper_a.lr, seed=args.seed,
+                                 device=select_device(),
                                  class_weights=class_weights_from_labels(local.labels[train_idx], len(local.ds.classes)))
     meta.update(role="restored", restore_method=args.method, restore_sites=sites)
     save_classifier(args.out, restored.cpu(), meta)
@@ -214,7 +218,8 @@ def _cmd_evaluate(args) -> int:
     idx = local.partition.test if args.split == "test" else np.arange(len(local.labels))
     metrics = evaluate(model, local.loader(idx, train=False), select_device(), len(local.ds.classes),
                        max_steps=P.max_steps)
-    report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "n": int(len(idx)),
+    # n: the images evaluated (fewer than the split's in a dry run, which caps the batches)
+    report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "n": int(metrics["n"]),
               "role": meta.get("role"), "profile": P.name, **{k: float(v) for k, v in metrics.items() if k != "n"}}
     if args.json:
         print(json.dumps(report, indent=1))
