@@ -108,3 +108,20 @@ def test_execute_refuses_address_without_ray(capsys):
 
     assert main(["runs", "execute", "--profile", "smoke", "--paper", "a", "--address", "auto"]) == 2
     assert "--executor ray" in capsys.readouterr().err
+
+
+def test_a_paper_b_run_executed_here_is_the_run_the_tables_read(tmp_path, monkeypatch, capsys):
+    from medlib.experiments.paper_b import all_configs, train_config
+    from medlib.profiles import SMOKE
+    from medlib.runs import execute, plan
+
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path))
+    selection = Selection(paper="b", configs=("MN-ST-aab",), n_runs=1)
+    report = execute(SMOKE, selection, executor="local", out=lambda line: None)
+    assert report.trained == ["b:MN-ST-aab:run0:s0"] and not report.failed
+    (planned,) = plan(SMOKE, selection)
+    assert planned.state.status == "done" and planned.state.epoch_seconds > 0
+    capsys.readouterr()
+    ammfm = next(c for c in all_configs(SMOKE) if c.name == "MN-ST-aab")
+    result = train_config(ammfm, SMOKE, 0)  # what Tables 2-10 call: it finds the run, trains nothing
+    assert result.key == planned.run.key and "trained" not in capsys.readouterr().out
