@@ -84,7 +84,9 @@ def test_ray_executes_the_table_with_the_local_executors_weights(ray_home, refer
     assert any("5 runs on Ray" in line and "2 at a time" in line for line in lines)
 
 
-def test_after_ray_every_run_is_done_and_a_second_execute_trains_nothing(ray_home, monkeypatch):
+def test_after_ray_every_run_is_done_and_a_second_execute_trains_nothing(ray_home, monkeypatch, capsys):
+    from medlib.experiments.paper_a import train_sites
+
     home, _, _ = ray_home
     monkeypatch.setenv("MEDLIB_HOME", str(home))
     planned = plan(TINY, TABLE)
@@ -92,6 +94,9 @@ def test_after_ray_every_run_is_done_and_a_second_execute_trains_nothing(ray_hom
     assert all(p.state.epoch_seconds > 0 for p in planned if p.run.role != "pretrain")  # measured, recorded
     again = execute(TINY, TABLE, executor="ray", cpus_per_run=1, poll_s=1.0, out=lambda line: None)
     assert again.trained == [] and not again.failed
+    capsys.readouterr()
+    trained = train_sites("bladder-tissue", TINY, 0)  # what the Part A notebooks call: reads, trains nothing
+    assert len(trained.sites) == 4 and "images," not in capsys.readouterr().out  # no "site1: 47 images, ..." line
 
 
 def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_home, reference, tmp_path, monkeypatch):

@@ -62,6 +62,9 @@ class _Board:
 
 def _task(run, profile: Profile, cpus: int, gpus: float, board, *needs) -> Outcome:
     """Body of one Ray task (in a worker process, possibly on another node)."""
+    if not gpus:
+        # a CPU run stays off the node's GPUs even where Ray leaves them visible to 0-GPU tasks
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
 
     if not gpus:
