@@ -125,3 +125,14 @@ def test_a_paper_b_run_executed_here_is_the_run_the_tables_read(tmp_path, monkey
     ammfm = next(c for c in all_configs(SMOKE) if c.name == "MN-ST-aab")
     result = train_config(ammfm, SMOKE, 0)  # what Tables 2-10 call: it finds the run, trains nothing
     assert result.key == planned.run.key and "trained" not in capsys.readouterr().out
+
+
+def test_planning_without_derm7pt_names_the_paper_and_the_fix(tmp_path, monkeypatch):
+    from medlib.profiles import FULL
+    from medlib.runs import plan
+
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path))
+    monkeypatch.setenv("MEDLIB_DATA_DERM7PT", str(tmp_path / "derm7pt-not-here"))
+    with pytest.raises(MedlibError, match=r"cannot list Paper B's runs: .*derm7pt") as info:
+        plan(FULL, Selection(paper="b"))
+    assert "MEDLIB_DATA_DERM7PT" in str(info.value)

@@ -8,6 +8,7 @@ A run without any measurement anywhere has no estimate (``None``), never an inve
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -57,11 +58,24 @@ def select_runs(profile: Profile | str, selection: Selection = Selection()) -> l
         datasets = selection.datasets
         if selection.table is not None:
             datasets = (paper_a.TABLES[str(selection.table)],)
-        out += paper_a.runs(P, datasets=datasets, seeds=selection.seeds)
+        with _paper_context("A", selection):
+            out += paper_a.runs(P, datasets=datasets, seeds=selection.seeds)
     if selection.paper in (None, "b"):
-        out += paper_b.runs(P, table=selection.table, configs=selection.configs, n_runs=selection.n_runs)
+        with _paper_context("B", selection):
+            out += paper_b.runs(P, table=selection.table, configs=selection.configs, n_runs=selection.n_runs)
     unique = {r.id: r for r in out}
     return list(unique.values())
+
+
+@contextlib.contextmanager
+def _paper_context(paper: str, selection: Selection):
+    """Say which paper's runs could not be listed (e.g. derm7pt not registered yet)."""
+    try:
+        yield
+    except MedlibError as exc:
+        hint = (f" (to plan the other paper alone: --paper {'b' if paper == 'A' else 'a'})"
+                if selection.paper is None else "")
+        raise MedlibError(f"cannot list Paper {paper}'s runs: {exc}{hint}") from exc
 
 
 @dataclass(frozen=True)
