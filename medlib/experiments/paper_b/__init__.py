@@ -18,6 +18,7 @@ One module per concern:
 
 from __future__ import annotations
 
+from medlib.ammfm.tasks import AUC_CATEGORIES, MELANOMA_CATEGORIES
 from medlib.errors import MedlibError
 from medlib.io import load_weights
 from medlib.train import fit
@@ -53,5 +54,6 @@ __all__ = [
     "DISPLAY_SIZE", "compare", "claims_table", "CLAIMS", "CLOSE_TOLERANCE",
     "plot_pairs", "plot_params", "plot_attention", "plot_weight_surface", "plot_history", "plot_claims",
     "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation", "plot_lr_schedule",
-    "GLANCE_TABLES", "glance_frame", "glance_points", "MedlibError", "load_weights", "fit",
+    "GLANCE_TABLES", "glance_frame", "glance_points", "AUC_CATEGORIES", "MELANOMA_CATEGORIES",
+    "MedlibError", "load_weights", "fit",
 ]

@@ -11,6 +11,8 @@ import pandas as pd
 import torch
 
 from medlib.ammfm.model import create_model
+from medlib.ammfm.params import count_parameters
+from medlib.ammfm.weight_search import search_weights
 from medlib.profiles import Profile, get_profile
 
 from .configs import table_configs
