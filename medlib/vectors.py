@@ -268,9 +268,10 @@ class DataVector(Mapping):
         """TIES-merging (Yadav et al., 2023) of ``vectors``, before the scale λ.
 
         Trim: keep each vector's ``int(d · density)`` largest magnitudes over the whole flattened
-        vector of d values (values tied at the threshold all kept; the authors' code keeps one more). Elect: the sign of the sum of the trimmed vectors
-        per coordinate (a zero sum takes the sign of the elected signs' total, as in the authors'
-        code). Disjoint mean: the mean of the trimmed values agreeing with it, 0 where none do.
+        vector of d values (values tied at the threshold all kept; the authors' code keeps one
+        more). Elect: the sign of the sum of the trimmed vectors per coordinate (a zero sum takes
+        the sign of the elected signs' total, as in the authors' code). Disjoint mean: the mean
+        of the trimmed values that agree with the elected sign, 0 where none do.
         """
         if not 0 < density <= 1:
             raise MedlibError(f"TIES density must be in (0, 1] (the fraction of values kept; 0.2 in the paper), got {density}")
@@ -289,9 +290,9 @@ class DataVector(Mapping):
         agree = torch.where(sign > 0, flat > 0, flat < 0)
         merged = (flat * agree).sum(dim=0) / agree.sum(dim=0).clamp_min(1)
         out, start = {}, 0
-        for k in keys:
-            t = vectors[0][k]
-            out[k] = merged[start:start + t.numel()].view_as(t).to(t.dtype)
+        for key in keys:
+            t = vectors[0][key]
+            out[key] = merged[start:start + t.numel()].view_as(t).to(t.dtype)
             start += t.numel()
         return DataVector(out)
 

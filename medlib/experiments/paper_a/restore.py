@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from medlib.bn import restore_batchnorm
 from medlib.experiments.paper_a.runs import Trained
 from medlib.train import class_weights_from_labels
@@ -27,7 +29,7 @@ def restore_on_parts(tr: Trained, model, parts: Sequence[int], method: str = "fi
     indices = [tr.data.partition.sites[p] for p in parts]
     training = method == "finetune_epoch"
     loaders = [tr.part_loader(p, train=training) for p in parts]
-    labels = tr.data.labels[sorted(i for idx in indices for i in idx)]
+    labels = tr.data.labels[np.concatenate(indices)]
     return restore_batchnorm(model, loaders, method, device=tr.device, lr=tr.profile.paper_a.lr, seed=tr.seed,
                              class_weights=class_weights_from_labels(labels, tr.n_classes),
                              cumulative_stats=cumulative_stats)
