@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,7 +33,7 @@ def fit(
     val_loader: Iterable | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
-    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S,
+    checkpoint_every_s: float | None = None,
     batch_to_device: Callable | None = None,
     on_epoch_end: Callable[[int, nn.Module, History], None] | None = None,
 ) -> History:
@@ -41,7 +42,8 @@ def fit(
     ``loss_fn(output, targets)`` defaults to cross-entropy with ``cfg.class_weights``.
     ``batch_to_device(batch, device) -> (inputs, targets)`` defaults to
     :func:`default_batch_to_device`. With ``checkpoint_path`` the state is saved every
-    ``checkpoint_every_s`` seconds (0: after every epoch) and after the last epoch, and
+    ``checkpoint_every_s`` seconds (0: after every epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``,
+    else 600 — a cluster of preemptible nodes may want less) and after the last epoch, and
     ``resume=True`` continues from it, bitwise as if never interrupted (on CPU; CUDA kernels
     are not bitwise deterministic). ``on_epoch_end(epoch, model, history)`` runs after the
     epoch's checkpoint, if one was due (``epoch`` is 0-based). With ``cfg.swa_start`` the SWA
@@ -61,6 +63,8 @@ def fit(
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt is not None:
         _resume(state, ckpt, device)
+    if checkpoint_every_s is None:
+        checkpoint_every_s = float(os.environ.get("MEDLIB_CHECKPOINT_EVERY_S", DEFAULT_CHECKPOINT_EVERY_S))
     cadence = CheckpointCadence(checkpoint_every_s)
     history = state.history
 
