@@ -39,6 +39,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benches/bench_data.py
 	$(BIN)/python benches/bench_merge.py
+	$(BIN)/python benches/bench_checkpoint.py
 
 # On a GPU machine as researchers find one (Colab-like: torch, torchvision and timm preinstalled,
 # no internet, no book stack): medlib from this working tree, nothing created in .venv. Prints the
