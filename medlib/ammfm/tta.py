@@ -94,12 +94,14 @@ def _default_unpack(batch):
 
 def predict(model: torch.nn.Module, loader, device: torch.device | str = "cpu", views: int = 6,
             average: str = "probability", unpack: Callable | None = None):
-    """Run :func:`tta_predict` over a loader; return (branch -> 8 numpy arrays, targets (N, 8)).
+    """Run :func:`tta_predict` over a loader on ``device`` (model and batches are moved there);
+    return (branch -> 8 numpy arrays, targets (N, 8)).
 
     The outputs feed :func:`medlib.ammfm.weight_search.search_weights` and, after
     :func:`~medlib.ammfm.weight_search.fuse`, :func:`medlib.ammfm.metrics.evaluate`.
     """
     unpack = unpack or _default_unpack
+    model.to(device)  # the batches go to ``device``: the model must be there too
     chunks: dict[str, list[list[np.ndarray]]] = {}
     targets = []
     for batch in loader:
