@@ -65,6 +65,8 @@ def test_install_cell_is_valid_ipython_and_follows_the_notebook_rules(tmp_path):
     assert f'%pip install -q "medlib @ git+{URL}"' in source  # %pip: pip's errors show in the cell
     compile(TransformerManager().transform_cell(source), "install-cell", "exec")
     nb = nbformat.read(REPO / "notebooks" / "00_environment.ipynb", as_version=4)
+    old = next(c for c in nb.cells if c.cell_type == "code")  # an install cell of the old kind
+    old.source = 'import subprocess, sys\nsubprocess.run([sys.executable, "-m", "pip", "install", "medlib"])'
     path = tmp_path / "00_environment.ipynb"
     nbformat.write(nb, str(path))
     assert colab.apply_install_cell([path], repository_url(REPO)) == [path]

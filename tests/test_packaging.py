@@ -86,7 +86,7 @@ def test_optional_extras_for_clusters_and_federation_are_ranges():
     extras = _project()["optional-dependencies"]
     ray = Requirement(extras["cluster"][0])
     flwr = Requirement(extras["federated"][0])
-    assert (ray.name, ray.extras, flwr.name, flwr.extras) == ("ray", {"default"}, "flwr", {"simulation"})
+    assert (ray.name, ray.extras, flwr.name, flwr.extras) == ("ray", set(), "flwr", {"simulation"})
     # Flower's simulation extra pins one Ray release: the cluster range must admit it (flwr 1.42 -> ray 2.55.1)
     assert ray.specifier.contains("2.55.1") and flwr.specifier.contains("1.42.0")
     assert "ray" not in _dependencies() and "flwr" not in _dependencies()  # the Colab path never installs them
