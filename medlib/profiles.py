@@ -103,6 +103,14 @@ class Profile:
         """``full``, ``smoke`` or ``full (dry run)``: what a page says made its numbers."""
         return f"{self.name} (dry run)" if self.dry_run else self.name
 
+    @property
+    def result_tag(self) -> str:
+        """What names this profile's result files: ``full``, ``smoke`` or ``full-dry-run``.
+
+        A dry run never writes where a real run's results are read from.
+        """
+        return f"{self.name}-dry-run" if self.dry_run else self.name
+
     def describe(self) -> str:
         """One line saying what made a number: profile, data source, seeds."""
         return f"profile={self.label}, data={self.data_source}, seeds={list(self.seeds)}"

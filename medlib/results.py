@@ -47,14 +47,22 @@ def committed_results_dir(start: Path | None = None) -> Path | None:
     return None
 
 
-def find_result(paper: str, name: str, profile: str) -> ResultFile | None:
-    """The committed full-profile result if there is one, else this build's, else ``None``."""
-    committed = committed_results_dir()
+def find_result(paper: str, name: str, profile) -> ResultFile | None:
+    """The committed full-profile result if there is one, else this build's, else ``None``.
+
+    ``profile`` is a :class:`~medlib.profiles.Profile` or its name; a dry run reads only its own
+    results (``<name>-full-dry-run.json``), never the committed ones.
+    """
+    from medlib.profiles import Profile
+
+    dry = isinstance(profile, Profile) and profile.dry_run
+    tag = profile.result_tag if isinstance(profile, Profile) else str(profile)
+    committed = None if dry else committed_results_dir()
     if committed is not None:
         path = committed / paper / f"{name}-full.json"
         if path.is_file():
             return ResultFile(path, json.loads(path.read_text()), True)
-    path = results_dir() / paper / f"{name}-{profile}.json"
+    path = results_dir() / paper / f"{name}-{tag}.json"
     if path.is_file():
         return ResultFile(path, json.loads(path.read_text()), False)
     return None

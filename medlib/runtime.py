@@ -59,6 +59,7 @@ def provenance(profile, seed: int | None = None, device: torch.device | None = N
         dev_name += f" ({torch.cuda.get_device_name(device)})"
     return {
         "profile": profile.name,
+        "dry_run": profile.dry_run,  # capped steps, random weights: never a result to quote
         "data_source": profile.data_source,
         "seed": seed if seed is not None else list(profile.seeds),
         "device": dev_name,
@@ -73,7 +74,7 @@ def provenance_line(profile, seed: int | None = None, device: torch.device | Non
     p = provenance(profile, seed, device)
     v = p["versions"]
     return (
-        f"Profile **{p['profile']}** · data: {p['data_source']} · seed: {p['seed']} · "
+        f"Profile **{p['profile']}{' (dry run)' if p['dry_run'] else ''}** · data: {p['data_source']} · seed: {p['seed']} · "
         f"device: {p['device']} · medlib {v['medlib']}, torch {v['torch']}, "
         f"torchvision {v['torchvision']}, timm {v['timm']} · {p['date']}"
     )

@@ -208,7 +208,7 @@ def federated_accuracy(h: Hospitals, strategy: str, rounds: int) -> dict:
 
 
 def _save(name: str, frame: pd.DataFrame, P: Profile) -> None:
-    path = results_dir() / "beyond" / f"{name}-{P.name}.json"
+    path = results_dir() / "beyond" / f"{name}-{P.result_tag}.json"
     atomic_write_text(path, frame.reset_index().to_json(orient="records", indent=1) + "\n")
 
 

@@ -94,7 +94,7 @@ def run_table(dataset: str, profile: Profile | str = "auto", seeds=None, restore
     per_seed = {s: table(train_sites(dataset, P, s), restore) for s in seeds}
     result = TableResult(dataset, P.name, seeds, per_seed,
                          {**provenance(P, seeds), "theta_pre": theta_pre_source(P), "dry_run": P.dry_run})
-    path = results_dir() / "paper_a" / f"{dataset}-{P.name}.json"
+    path = results_dir() / "paper_a" / f"{dataset}-{P.result_tag}.json"
     atomic_write_text(path, json.dumps(result.to_json(), indent=1, allow_nan=True) + "\n")
     print(f"[{dataset}] table written to {path.name}", flush=True)
     return result

@@ -74,7 +74,7 @@ def write_result(name: str, P: Profile, seed: int | None, frame: pd.DataFrame, r
         "runs": per_config, "provenance": provenance(P, seed),
         **(extra or {}),
     }
-    path = results_dir() / "paper_b" / f"{name}-{P.name}.json"
+    path = results_dir() / "paper_b" / f"{name}-{P.result_tag}.json"
     atomic_write_text(path, json.dumps(payload, indent=1, default=str) + "\n")
     return path
 
