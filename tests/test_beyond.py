@@ -55,10 +55,16 @@ def test_site_epoch_counts_follow_the_rounds_grid():
     assert beyond.federated_rounds("smoke") == 4 and beyond.federated_rounds("full") == 16
 
 
-def test_book_plan_runs_retina_in_smoke_and_everything_in_full():
-    assert beyond.book_plan("smoke") == {"datasets": ["retina"],
-                                         "partitions": ["equal (paper)", "Dirichlet α=1", "Dirichlet α=0.3"]}
-    assert beyond.book_plan("full")["datasets"] == ["retina", "bladder-tissue", "pad-ufes-20"]
+def test_book_plan_runs_bladder_in_smoke_and_everything_in_full():
+    assert beyond.book_plan("smoke") == {"datasets": ["bladder-tissue"], "rounds": (1, 4),
+                                         "partitions": ["equal (paper)", "Dirichlet α=0.3", "grouped by patient"]}
+    full = beyond.book_plan("full")
+    assert full["datasets"] == ["retina", "bladder-tissue", "pad-ufes-20"]
+    assert full["partitions"] is None and full["rounds"] is None  # every partition, every R of the grid
+    # a dry run goes through the full profile's paths on one dataset
+    from medlib.profiles import dry_run
+
+    assert beyond.book_plan(dry_run("full"))["datasets"] == ["bladder-tissue"]
 
 
 def test_summary_picks_the_numbers_the_conclusion_quotes():

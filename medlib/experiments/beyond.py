@@ -213,14 +213,17 @@ def _save(name: str, frame: pd.DataFrame, P: Profile) -> None:
 
 
 def rounds_study(dataset: str, profile: Profile | str = "auto", seed: int | None = None,
-                 strategies=STRATEGIES) -> pd.DataFrame:
-    """Accuracy vs rounds on the paper's split: rows (method, rounds), columns accuracy and seconds."""
+                 strategies=STRATEGIES, rounds=None) -> pd.DataFrame:
+    """Accuracy vs rounds on the paper's split: rows (method, rounds), columns accuracy and seconds.
+
+    ``rounds`` defaults to every R of :func:`medlib.federated.rounds_grid`.
+    """
     P = get_profile(profile)
     h = hospitals(dataset, P, seed)
     rows = [{"method": name, "rounds": 1, "accuracy": acc, "seconds": np.nan}
             for name, acc in one_shot_accuracies(h).items() if name in ("Params Mean", "Data Vector")]
     for strategy in strategies:
-        for r in rounds_grid(P.paper_a.epochs):
+        for r in rounds_grid(P.paper_a.epochs) if rounds is None else rounds:
             out = federated_accuracy(h, strategy, r)
             rows.append({"method": FEDERATED[strategy], "rounds": r, "accuracy": out["accuracy"], "seconds": out["seconds"]})
     frame = pd.DataFrame(rows)
@@ -266,15 +269,20 @@ def label_skew(dataset: str, profile: Profile | str = "auto", seed: int | None =
 
 
 def book_plan(profile: Profile | str = "auto") -> dict:
-    """What the chapter runs: every dataset and partition in ``full``; Retina and the informative partitions in smoke.
+    """What the chapter runs: every dataset, partition and round count in ``full``; less in smoke.
 
-    Smoke leaves out Dirichlet α=100 (nearly the equal split) and the datasets other than Retina,
-    to keep the book build short; ``full`` runs everything.
+    Smoke keeps the book build short: the Bladder stand-in (the smallest, and it has case ids, so
+    the realistic grouped split is there), the paper's split, the harshest label skew and the
+    grouped split, and R ∈ {1, 4} (the heterogeneity study's R, so its federations on the
+    paper's split are the rounds study's own).
     """
     P = get_profile(profile)
-    if P.name == "full":
-        return {"datasets": list(P.paper_a.datasets), "partitions": None}
-    return {"datasets": ["retina"], "partitions": ["equal (paper)", "Dirichlet α=1", "Dirichlet α=0.3"]}
+    if P.name == "full" and not P.dry_run:
+        return {"datasets": list(P.paper_a.datasets), "partitions": None, "rounds": None}
+    if P.dry_run:  # the full profile's code paths, capped: one dataset, every kind of partition
+        return {"datasets": ["bladder-tissue"], "partitions": ["equal (paper)", "grouped by patient"], "rounds": None}
+    return {"datasets": ["bladder-tissue"], "partitions": ["equal (paper)", "Dirichlet α=0.3", "grouped by patient"],
+            "rounds": (1, federated_rounds(P))}
 
 
 def site_epochs(profile: Profile | str = "auto", n_partitions: int = len(PARTITIONS)) -> int:
