@@ -46,7 +46,7 @@ def test_precision_follows_the_device():
     assert bf16.dtype == torch.bfloat16 and not bf16.needs_scaler and not bf16.grad_scaler().is_enabled()
     if torch.cuda.is_available():
         chosen = choose_precision(torch.device("cuda"))
-        assert chosen.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        assert chosen.dtype == (torch.bfloat16 if torch.cuda.get_device_capability() >= (8, 0) else torch.float16)
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["float32", "float16+scaler"])

@@ -42,7 +42,9 @@ class Precision:
 
 def _bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Native bfloat16 only (Ampere, compute capability 8.0, and newer). ``is_bf16_supported()``
+        # also counts emulation, so it says yes on a T4, where bf16 is slow: there, fp16 + scaler.
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type == "cpu"  # CPU autocast's own default dtype
 
 

@@ -170,7 +170,9 @@ class TrainingState:
     def load(self, path: str | Path, device: torch.device) -> None:
         """Continue from the checkpoint at ``path``, written with the same :class:`TrainConfig`."""
         path = Path(path)
-        state = torch.load(path, map_location=device, weights_only=True)
+        # On the CPU: the saved RNG states must stay CPU byte tensors (torch.set_rng_state), and
+        # load_state_dict copies every weight and optimizer tensor to where the model lives anyway.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise MedlibError(f"{path} is not a medlib training checkpoint; delete it or pass resume=False")
         expected = self.cfg.fingerprint()

@@ -37,18 +37,20 @@ def variants_table(profile: Profile | str = "auto", seed: int | None = None) -> 
     P = get_profile(profile)
     res = _ammfm(P, seed)
     views = P.paper_b.tta_views
+    # (key, label, predictions, weighting); the key is what prose picks a row by, never a position
     variants = [
-        (f"SWA weights, {views}-view TTA, probability-weighted (the tables)", "swa/tta", "probability"),
-        (f"SWA weights, {views}-view TTA, logit-weighted", "swa/tta", "logit"),
-        ("SWA weights, one view (no TTA), probability-weighted", "swa/1", "probability"),
-        ("last-epoch weights, one view (no TTA), probability-weighted", "last/1", "probability"),
+        ("tables", f"SWA weights, {views}-view TTA, probability-weighted (the tables)", "swa/tta", "probability"),
+        ("logit", f"SWA weights, {views}-view TTA, logit-weighted", "swa/tta", "logit"),
+        ("one view", "SWA weights, one view (no TTA), probability-weighted", "swa/1", "probability"),
+        ("last epoch", "last-epoch weights, one view (no TTA), probability-weighted", "last/1", "probability"),
     ]
     rows = {}
-    for label, variant, mode in variants:
+    for key, label, variant, mode in variants:
         rows[label] = {"AVG AUC": res.text("avg_auc", variant, mode), "AVG ACC": res.text("avg_acc", variant, mode),
-                       "_auc": res.mean_std("avg_auc", variant, mode)[0], "_acc": res.mean_std("avg_acc", variant, mode)[0]}
+                       "_key": key, "_auc": res.mean_std("avg_auc", variant, mode)[0],
+                       "_acc": res.mean_std("avg_acc", variant, mode)[0]}
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    write_result("variants", P, seed, frame.drop(columns=["_auc", "_acc"]), {"AMMFM": res})
+    write_result("variants", P, seed, frame.drop(columns=["_key", "_auc", "_acc"]), {"AMMFM": res})
     return frame
 
 
