@@ -11,8 +11,10 @@ pretrained model: data vectors measured from it would mean something else. So th
 
 each image drawn with a random phase, orientation, centre, colour jitter and noise, all
 deterministic given the seed. The task needs colour *and* spatial filters, which is what a
-backbone should bring to the downstream task. The result is cached as safetensors (keyed by
-architecture, image size, epochs, number of images and seed), so it is computed once.
+backbone should bring to the downstream task. The result is a trained artifact, kept as
+safetensors under ``$MEDLIB_HOME/artifacts/pretrained`` (keyed by architecture, image size,
+epochs, number of images and seed): computed once, and found by every node of a cluster and
+every Colab session that shares ``$MEDLIB_HOME`` — not under the node-local data cache.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "N_SOURCE_CLASSES",
     "synthetic_source_task",
     "pretrain_backbone",
+    "pretrain_key",
+    "pretrained_backbone_file",
     "pretrained_backbone_path",
     "pretrained_backbone",
 ]
@@ -113,6 +117,33 @@ def _cache_key(arch: str, image_size: int, epochs: int, n_images: int, seed: int
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def pretrain_key(paper_a, seed: int | None = None) -> str:
+    """The cache key of the smoke θ_pre of ``paper_a`` (a :class:`~medlib.profiles.PaperA`)."""
+    _needs_pretraining(paper_a)
+    seed = paper_a.seed if seed is None else seed
+    return _cache_key(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs, paper_a.pretrain_images, seed)
+
+
+def _needs_pretraining(paper_a) -> None:
+    if not paper_a.pretrain_epochs:
+        raise MedlibError(
+            f"profile arch {paper_a.arch!r} has pretrain_epochs=0: its θ_pre is the downloaded "
+            "ImageNet model (or random weights in a dry run), not a trained file; call pretrained_backbone(...) instead"
+        )
+
+
+def pretrained_backbone_file(paper_a, seed: int | None = None, directory: str | os.PathLike | None = None) -> Path:
+    """Where the smoke θ_pre of ``paper_a`` is (or will be) kept; trains nothing, reads nothing.
+
+    ``directory`` defaults to ``$MEDLIB_HOME/artifacts/pretrained``: a trained artifact, shared
+    like the models fine-tuned from it (the data cache, ``$MEDLIB_DATA_HOME``, may be node-local).
+    """
+    from medlib.paths import artifacts_dir
+
+    directory = artifacts_dir() / "pretrained" if directory is None else Path(directory)
+    return directory / f"pretrain-{paper_a.arch}-{paper_a.image_size}px-{pretrain_key(paper_a, seed)}.safetensors"
+
+
 def pretrain_backbone(arch: str, image_size: int, epochs: int, n_images: int, seed: int,
                       *, lr: float = 2e-3, batch_size: int = 32, log_every: int = 0) -> tuple[nn.Module, dict]:
     """Train timm ``arch`` (with a 24-way output layer) on the synthetic source task.
@@ -146,18 +177,14 @@ def pretrain_backbone(arch: str, image_size: int, epochs: int, n_images: int, se
     return backbone.eval(), info
 
 
-def pretrained_backbone_path(paper_a, cache_dir: str | os.PathLike, seed: int | None = None) -> Path:
-    """The cached safetensors file of the smoke θ_pre; pretrains (once) when it is missing."""
+def pretrained_backbone_path(paper_a, directory: str | os.PathLike | None = None, seed: int | None = None) -> Path:
+    """The smoke θ_pre's safetensors file (:func:`pretrained_backbone_file`), pretrained once when missing."""
     from medlib.io import read_metadata, save_weights
 
-    if not paper_a.pretrain_epochs:
-        raise MedlibError(
-            f"profile arch {paper_a.arch!r} has pretrain_epochs=0: its θ_pre is the downloaded "
-            "ImageNet model, not a cached file; call pretrained_backbone(...) instead"
-        )
+    _needs_pretraining(paper_a)
     seed = paper_a.seed if seed is None else seed
-    key = _cache_key(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs, paper_a.pretrain_images, seed)
-    path = Path(cache_dir) / f"pretrain-{paper_a.arch}-{paper_a.image_size}px-{key}.safetensors"
+    key = pretrain_key(paper_a, seed)
+    path = pretrained_backbone_file(paper_a, seed, directory)
     if path.is_file():
         try:
             read_metadata(path)
@@ -182,7 +209,7 @@ def pretrained_backbone_path(paper_a, cache_dir: str | os.PathLike, seed: int | 
     return path
 
 
-def pretrained_backbone(paper_a, cache_dir: str | os.PathLike, seed: int | None = None) -> nn.Module:
+def pretrained_backbone(paper_a, directory: str | os.PathLike | None = None, seed: int | None = None) -> nn.Module:
     """θ_pre's backbone for a profile.
 
     ``paper_a.weights`` set (full): that explicit timm tag, ``resnet50.tv_in1k`` — torchvision's
@@ -196,4 +223,4 @@ def pretrained_backbone(paper_a, cache_dir: str | os.PathLike, seed: int | None 
     if not paper_a.pretrain_epochs:
         torch.manual_seed(paper_a.seed if seed is None else seed)
         return create_backbone(paper_a.arch, pretrained=False)
-    return create_backbone(paper_a.arch, pretrained_path=pretrained_backbone_path(paper_a, cache_dir, seed))
+    return create_backbone(paper_a.arch, pretrained_path=pretrained_backbone_path(paper_a, directory, seed))

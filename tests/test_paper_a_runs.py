@@ -11,7 +11,7 @@ from torch import nn
 
 from medlib.data.partition import partition_sites
 from medlib.experiments.data import SiteData
-from medlib.experiments.paper_a import (CappedLoader, PAPER_TEST_SIZES, Trained, artifact_key, implied_test_size,
+from medlib.experiments.paper_a import (PAPER_TEST_SIZES, Trained, artifact_key, implied_test_size,
                                         restore_on_parts, sketch_coordinates)
 from medlib.experiments.paper_a import runs
 from medlib.models import Classifier
@@ -47,18 +47,21 @@ def tiny_trained(profile=P, n: int = 80, seed: int = 0) -> Trained:
 def test_accuracy_moves_the_model_to_the_device_the_data_goes_to(monkeypatch):
     tr = tiny_trained()
     cpu_model = copy.deepcopy(tr.pretrained)
+    cpu_batches = tr.test_loader
     expected = tr.accuracy(cpu_model)
     seen = []
     real_predict = runs.predict
 
-    def predict_on(model, loader, device=None, **kw):  # records where the model is, computes on the CPU copy
-        seen.append((next(model.parameters()).device, torch.device(device)))
-        return real_predict(cpu_model, loader, torch.device("cpu"), **kw)
+    def predict_on(model, loader, device=None, **kw):  # records where model and data are, computes on the CPU
+        x, _ = next(iter(loader))
+        seen.append((next(model.parameters()).device, torch.device(device), x.device))
+        return real_predict(cpu_model, cpu_batches, torch.device("cpu"), **kw)
 
     monkeypatch.setattr(runs, "predict", predict_on)
     tr.device = torch.device("meta")  # the data goes to another device than the CPU model's
     assert tr.accuracy(copy.deepcopy(tr.pretrained)) == expected
-    assert seen == [(torch.device("meta"), torch.device("meta"))]
+    meta = torch.device("meta")
+    assert seen == [(meta, meta, meta)]
 
 
 def test_restoring_on_part_i_uses_part_i_alone(monkeypatch):
@@ -103,14 +106,12 @@ def test_artifact_key_follows_what_determines_the_weights():
     assert artifact_key(retrained, idx) != key
 
 
-def test_capped_loader_caps_batches_and_keeps_the_generator():
-    loader = torch.utils.data.DataLoader(list(range(20)), batch_size=3, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    capped = CappedLoader(loader, 2)
-    assert len(list(capped)) == 2 and len(capped) == 2 and capped.generator is loader.generator
-    assert len(list(CappedLoader(loader, None))) == 7
+def test_max_steps_caps_every_loader_and_the_generator_is_reseedable():
     tr = tiny_trained(dataclasses.replace(P, max_steps=1))
-    assert len(list(tr.test_loader)) == 1
+    assert len(list(tr.test_loader)) == 1 and len(tr.test_loader) == 1
+    loader = tiny_trained().loader(np.arange(20), train=True)
+    assert len(list(loader)) == 3 == len(loader)  # 20 images in batches of 8
+    assert isinstance(loader.generator, torch.Generator)  # what fit re-seeds every epoch
 
 
 def test_the_tables_imply_the_test_sizes():

@@ -2,6 +2,8 @@
 
 ``paper``     the paper's Tables 1–3 as printed, and the test-set sizes they imply
 ``runs``      θ_pre, the site models and full training: data split, loaders, cache keys
+``batches``   the batches: images held on the training device, augmented there per batch
+``plan``      what a session will train, what is cached, and the estimated time
 ``restore``   BatchNorm restoration on a hospital's own data (§3.5)
 ``tables``    Tables 1–3 from our runs, over seeds, beside the paper's
 ``analysis``  Figure 2's cosines, the λ sweep, the BN ablation, the 2-D sketch's numbers
@@ -14,14 +16,17 @@ from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, OPEN_CHOICES, PAP
                                               PAPER_TEST_SIZES, implied_test_size, paper_table, settings_table)
 from medlib.experiments.paper_a.plots import method_sketch
 from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
-from medlib.experiments.paper_a.runs import (CappedLoader, Trained, artifact_key, paper_sites, pretrained_classifier,
-                                             theta_pre_source, train_sites)
+from medlib.experiments.paper_a.batches import AUGMENTATION, AUGMENTATION_ID, DeviceBatches
+from medlib.experiments.paper_a.plan import IMAGES_PER_SECOND, format_duration, training_plan
+from medlib.experiments.paper_a.runs import (SPLITS, Trained, artifact_key, model_path, paper_sites,
+                                             pretrained_classifier, theta_pre_source, train_sites)
 from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run_table, side_by_side, table
 
 __all__ = [
     "COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
     "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table",
-    "CappedLoader", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source", "artifact_key", "train_sites",
+    "AUGMENTATION", "AUGMENTATION_ID", "DeviceBatches", "IMAGES_PER_SECOND", "format_duration", "training_plan",
+    "SPLITS", "model_path", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source", "artifact_key", "train_sites",
     "restore_on_parts", "averaged_stats_kept",
     "table", "TableResult", "run_table", "side_by_side", "paper_comparison",
     "data_vectors", "pairwise_cosines", "layer_cosines", "lambda_sweep", "BN_VARIANTS", "bn_ablation",

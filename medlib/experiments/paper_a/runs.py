@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,39 +18,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medlib.data.augment import TensorImageDataset, eval_transform, train_transform
 from medlib.errors import MedlibError
 from medlib.experiments.data import SiteData, ensure_dataset
+from medlib.experiments.paper_a.batches import AUGMENTATION_ID, DeviceBatches
 from medlib.experiments.paper_a.paper import PAPER_TEST_SIZES
 from medlib.models import Classifier, create_backbone, load_classifier, save_classifier
 from medlib.paths import artifacts_dir, cache_dir
 from medlib.pretrain import pretrained_backbone
 from medlib.profiles import Profile, get_profile
 from medlib.runtime import seed_everything, select_device
-from medlib.train import TrainConfig, class_weights_from_labels, fit, make_loader, predict
+from medlib.train import TrainConfig, class_weights_from_labels, fit, predict
 
-__all__ = ["CappedLoader", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source",
-           "artifact_key", "train_sites", "SPLITS"]
+__all__ = ["Trained", "paper_sites", "pretrained_classifier", "theta_pre_source",
+           "artifact_key", "model_path", "train_sites", "SPLITS"]
 
 SPLITS = ("paper", "official")
-_AUGMENTATION = "medlib.data.augment.train_transform/1"  # bump when the training augmentation changes
-
-
-class CappedLoader:
-    """At most ``max_steps`` batches of ``loader`` per pass (a dry run); the loader itself otherwise."""
-
-    def __init__(self, loader, max_steps: int | None):
-        self.loader, self.max_steps = loader, max_steps
-
-    def __iter__(self):
-        return iter(self.loader) if self.max_steps is None else itertools.islice(self.loader, self.max_steps)
-
-    def __len__(self) -> int:
-        n = len(self.loader)
-        return n if self.max_steps is None else min(n, self.max_steps)
-
-    def __getattr__(self, name):  # generator, sampler, dataset: fit re-seeds the loader's generator
-        return getattr(self.loader, name)
 
 
 def paper_sites(name: str, profile: Profile | str = "auto", seed: int | None = None, *,
@@ -107,19 +88,27 @@ class Trained:
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
     device: torch.device = field(default_factory=select_device)
     _digests: dict = field(default_factory=dict, repr=False)  # content hashes, computed once
+    _on_device: dict = field(default_factory=dict, repr=False)  # {device: (images, labels)}, copied once
 
     @property
     def n_classes(self) -> int:
         return len(self.data.classes)
 
-    def loader(self, indices, *, train: bool, seed: int | None = None):
-        """Batches of ``indices``: augmented and shuffled for training, else deterministic."""
-        P = self.profile.paper_a
-        transform = train_transform() if train else eval_transform()
-        ds = TensorImageDataset(self.data.images, self.data.labels, transform, indices=indices)
-        loader = make_loader(ds, P.batch_size, shuffle=train, seed=self.seed if seed is None else seed,
-                             num_workers=self.profile.num_workers, device=self.device)
-        return CappedLoader(loader, self.profile.max_steps)
+    def _images_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+        device = torch.device(self.device)
+        if device not in self._on_device:  # one copy per device, shared by every loader of the dataset
+            self._on_device.clear()
+            self._on_device[device] = (self.data.images.to(device),
+                                       torch.as_tensor(np.asarray(self.data.labels), dtype=torch.int64).to(device))
+        return self._on_device[device]
+
+    def loader(self, indices, *, train: bool, seed: int | None = None) -> DeviceBatches:
+        """Batches of ``indices`` on ``device``: shuffled and augmented there for training, else
+        deterministic and un-augmented (evaluation, BatchNorm statistics); at most ``max_steps``."""
+        images, labels = self._images_on_device()
+        return DeviceBatches(images, labels, indices, self.profile.paper_a.batch_size, train=train,
+                             seed=self.seed if seed is None else seed, device=self.device,
+                             max_steps=self.profile.max_steps)
 
     def part_loader(self, part: int, *, train: bool):
         """Part ``part``'s (0-based) data alone: what hospital ``part + 1`` holds."""
@@ -162,7 +151,7 @@ def pretrained_classifier(P: Profile, n_classes: int, seed: int, pretrained_path
     if pretrained_path is not None:
         backbone = create_backbone(P.paper_a.arch, pretrained_path=pretrained_path)
     else:
-        backbone = pretrained_backbone(P.paper_a, cache_dir())
+        backbone = pretrained_backbone(P.paper_a)
     torch.manual_seed(seed)
     return Classifier(backbone, n_classes, arch=P.paper_a.arch).eval()
 
@@ -187,16 +176,21 @@ def artifact_key(tr: Trained, indices: np.ndarray) -> str:
         "test": _digest(np.asarray(tr.data.partition.test)),  # the validation curve in the history
         "theta_pre": tr._digests["theta_pre"], "weights": P.weights,
         "training": {"arch": P.arch, "image_size": P.image_size, "lr": P.lr, "epochs": P.epochs,
-                     "batch_size": P.batch_size, "augmentation": _AUGMENTATION},
+                     "batch_size": P.batch_size, "augmentation": AUGMENTATION_ID},
         "seed": tr.seed, "max_steps": tr.profile.max_steps,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def model_path(tr: Trained, indices: np.ndarray, role: str):
+    """Where the model fine-tuned on ``indices`` as ``role`` (``site1``…, ``full``) is cached."""
+    return artifacts_dir() / "paper_a" / f"{tr.dataset}-{role}-{artifact_key(tr, indices)}.safetensors"
+
+
 def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, pd.DataFrame]:
     """Fine-tune θ_pre on ``indices`` (a site, or all of them); cached by :func:`artifact_key`."""
     P = tr.profile.paper_a
-    path = artifacts_dir() / "paper_a" / f"{tr.dataset}-{role}-{artifact_key(tr, indices)}.safetensors"
+    path = model_path(tr, indices, role)
     if path.is_file():
         model, meta = load_classifier(path)
         return model.eval(), pd.DataFrame(meta["history"])
@@ -213,7 +207,8 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
     print(f"  {tr.dataset} {role:>6}: {len(indices):4d} images, {P.epochs} epochs, "
           f"test acc {100 * last.get('val_accuracy', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
     save_classifier(path, model.cpu(), {"history": frame.to_dict("records"), "role": role, "dataset": tr.dataset,
-                                        "profile": tr.profile.label, "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile)})
+                                        "profile": tr.profile.label, "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile),
+                                        "images": len(indices), "device": str(tr.device)})
     path.with_suffix(".ckpt").unlink(missing_ok=True)
     return model.eval(), frame
 
