@@ -87,14 +87,21 @@ class TableResult:
         }
 
 
-def run_table(dataset: str, profile: Profile | str = "auto", seeds=None, restore: str = "finetune_epoch") -> TableResult:
-    """The whole Table for ``dataset`` over ``seeds``; writes ``results/paper_a/<dataset>-<profile>.json``."""
+def run_table(dataset: str, profile: Profile | str = "auto", seeds=None, restore: str = "finetune_epoch", *,
+              split: str = "paper") -> TableResult:
+    """The whole Table for ``dataset`` over ``seeds``; writes ``results/paper_a/<dataset>-<profile>.json``.
+
+    ``split="official"`` (Bladder's ``sub_dataset`` test split) writes ``<dataset>-<profile>-official.json``
+    beside it: the paper-sized split's table is never overwritten by another split's.
+    """
     P = get_profile(profile)
     seeds = list(P.seeds if seeds is None else seeds)
-    per_seed = {s: table(train_sites(dataset, P, s), restore) for s in seeds}
+    per_seed = {s: table(train_sites(dataset, P, s, split=split), restore) for s in seeds}
     result = TableResult(dataset, P.name, seeds, per_seed,
-                         {**provenance(P, seeds), "theta_pre": theta_pre_source(P), "dry_run": P.dry_run})
-    path = results_dir() / "paper_a" / f"{dataset}-{P.result_tag}.json"
+                         {**provenance(P, seeds), "theta_pre": theta_pre_source(P), "dry_run": P.dry_run,
+                          "split": split})
+    suffix = "" if split == "paper" else f"-{split}"
+    path = results_dir() / "paper_a" / f"{dataset}-{P.result_tag}{suffix}.json"
     atomic_write_text(path, json.dumps(result.to_json(), indent=1, allow_nan=True) + "\n")
     print(f"[{dataset}] table written to {path.name}", flush=True)
     return result
