@@ -30,13 +30,12 @@ def _rel(path: Path) -> str:
 
 def _pretrain_run(P: Profile) -> Run | None:
     from medlib import pretrain
-    from medlib.paths import cache_dir
 
     A = P.paper_a
     if not A.pretrain_epochs:
         return None  # θ_pre is downloaded (full) or random (dry run): nothing to train
-    key = pretrain._cache_key(A.arch, A.image_size, A.pretrain_epochs, A.pretrain_images, A.seed)
-    path = cache_dir() / f"pretrain-{A.arch}-{A.image_size}px-{key}.safetensors"
+    key = pretrain.pretrain_key(A)
+    path = pretrain.pretrained_backbone_file(A)
     return Run(PAPER, "theta_pre", "pretrain", A.seed, key, P.label, A.pretrain_epochs, A.pretrain_images,
                (_rel(path),), None, (), family="a:pretrain")
 
@@ -101,11 +100,10 @@ def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
 
 def execute(run: Run, P: Profile) -> None:
     """Train ``run`` (θ_pre, or one site / the full model of one dataset and seed) into its artifacts."""
-    from medlib.paths import cache_dir
     from medlib.pretrain import pretrained_backbone_path
 
     if run.role == "pretrain":
-        pretrained_backbone_path(P.paper_a, cache_dir())
+        pretrained_backbone_path(P.paper_a)
         return
     tr = _trained(P, run.subject, run.seed)
     indices = dict(_roles(tr.data)).get(run.role)
