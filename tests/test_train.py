@@ -21,13 +21,7 @@ from medlib.train import (
     make_loader,
     predict,
 )
-
-
-def learnable(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 6, generator=g)
-    y = (x @ torch.randn(6, 3, generator=g)).argmax(1)
-    return torch.utils.data.TensorDataset(x, y)
+from toy_training import learnable
 
 
 def mlp(seed=0, dropout=0.2):

@@ -3,15 +3,9 @@
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy_training import learnable
 
 from medlib.train import CheckpointCadence, TrainConfig, evaluate, fit, make_loader, predict
-
-
-def learnable(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 6, generator=g)
-    y = (x @ torch.randn(6, 3, generator=g)).argmax(1)
-    return torch.utils.data.TensorDataset(x, y)
 
 
 def mlp(seed=0):

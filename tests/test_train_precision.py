@@ -6,16 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy_training import learnable
 
 from medlib.errors import MedlibError
 from medlib.train import TrainConfig, choose_precision, fit, make_loader
-
-
-def learnable(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 6, generator=g)
-    y = (x @ torch.randn(6, 3, generator=g)).argmax(1)
-    return torch.utils.data.TensorDataset(x, y)
 
 
 def mlp(seed=0):
