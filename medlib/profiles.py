@@ -206,8 +206,9 @@ def dry_run(profile: "Profile | str") -> Profile:
         # batch 4: the real architectures at the real image size, but a CPU can afford the steps
         paper_a=dataclasses.replace(P.paper_a, epochs=1, batch_size=4, weights="", pretrain_epochs=min(P.paper_a.pretrain_epochs, 1),
                                     lam_grid=(0.0, 1 / P.paper_a.n_sites, P.paper_a.lam), synth_sizes=()),
+        # two TTA views: the same loop over views as six, a third of the forward passes
         paper_b=dataclasses.replace(P.paper_b, epochs=2, swa_epochs=1, batch_size=4, n_runs=1, weight_grid=4,
-                                    pretrained=False),
+                                    tta_views=2, pretrained=False),
     )
 
 
