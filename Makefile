@@ -30,10 +30,8 @@ browser:
 	  $$SUDO apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
-# Two workers, one per core, one thread each (two threads per worker would oversubscribe the
-# cores); tests/conftest.py keeps each file, and everything reading the smoke book, on one worker.
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 --dist loadgroup
+	$(BIN)/python -m pytest tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"

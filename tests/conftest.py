@@ -4,19 +4,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Every test that reads the executed smoke book (the session fixture ``built_book``).
-_BOOK_FILES = {"test_book.py", "test_browser.py", "test_nbval.py"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    # `make test` runs `pytest -n 2 --dist loadgroup`: each file goes to one worker (its module
-    # fixtures are built once), and every test of the smoke book to the same worker (the session
-    # fixture builds the book once). Without xdist the marker does nothing.
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "book" if item.path.name in _BOOK_FILES else item.path.name
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,9 @@ from medlib.paths import results_dir
 
 pytestmark = pytest.mark.slow
 
-# Issue 9 asks for <= 15 min on 2 cores. Under `make test` the dry run shares the machine with the
-# smoke book (two xdist workers, one thread each) and takes longer than alone; this bound catches a
-# dry run that has stopped being capped, not noise. The measured time is printed.
+# Issue 9 asks for <= 15 min on 2 cores; today's dry run takes longer (the full profile's 20 Paper B
+# configurations at 224 px dominate; see the session note). This bound catches a dry run that has
+# stopped being capped, not machine noise; the measured time is printed.
 BUDGET_S = 45 * 60
 NOTEBOOKS = [p.relative_to(REPO) for p in toc_notebooks(REPO)]
 
