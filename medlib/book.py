@@ -13,6 +13,11 @@ cells (``parameters`` and papermill's ``injected-parameters``) get myst-nb's ``r
 folded behind a "show" toggle. ``_static/medlib.css`` wraps long output lines instead of
 cutting them off at the right edge.
 
+Notebooks run in **lanes** (:func:`notebook_lanes`): the ``0x`` notebooks (environment, datasets)
+first, then one lane per chapter group (``1x`` Part A and beyond it, ``2x`` Part B) side by side
+in separate processes, then the ``9x`` results page. ``jobs`` lanes run at once: on a CPU each
+lane's kernels get ``cores // jobs`` threads, on CUDA each lane gets its own GPU.
+
 A **dry run** (``build_book(..., dry_run=True)``, ``medlib book --dry-run``) executes the same
 notebooks with ``MEDLIB_DRY_RUN=1`` in the kernels' environment (the profile's code paths with
 capped work, see :mod:`medlib.profiles`), into its own build folder (``_build/dry-run``), and
@@ -21,8 +26,11 @@ every rendered page carries a banner saying that its numbers come from a dry run
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import html
+import multiprocessing
+import re
 import os
 import shutil
 import subprocess
@@ -40,6 +48,8 @@ from medlib.offline import vendor_assets
 __all__ = [
     "toc_files",
     "toc_notebooks",
+    "notebook_lanes",
+    "default_jobs",
     "execute_notebooks",
     "present_for_readers",
     "mark_dry_run",
@@ -147,6 +157,39 @@ def _kernel_environment(**variables: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def notebook_lanes(notebooks: list[Path]) -> tuple[list[Path], list[list[Path]], list[Path]]:
+    """Split toc-ordered notebooks into (first, lanes, last) by the tens digit of their number.
+
+    ``0x`` notebooks (environment, datasets) run first: every chapter reads what they prepare.
+    ``9x`` (results at a glance) run last: they read every chapter's results. Each other tens digit
+    is a lane (``1x`` Part A and the Beyond chapter, ``2x`` Part B): its notebooks read each other's
+    trained models in order, and nothing of another lane, so lanes can run side by side.
+    A notebook without a ``NN_`` number runs first, in toc order (the safe place).
+    """
+    first: list[Path] = []
+    last: list[Path] = []
+    lanes: dict[str, list[Path]] = {}
+    for nb in notebooks:
+        match = re.match(r"(\d)\d_", nb.name)
+        group = match.group(1) if match else None
+        if group in (None, "0"):
+            first.append(nb)
+        elif group == "9":
+            last.append(nb)
+        else:
+            lanes.setdefault(group, []).append(nb)
+    return first, list(lanes.values()), last
+
+
+def default_jobs() -> int:
+    """How many lanes run at once by default: one per GPU on CUDA, else one per CPU core."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return os.cpu_count() or 1
+
+
 def execute_notebooks(
     book_root: Path,
     staging: Path,
@@ -156,50 +199,124 @@ def execute_notebooks(
     log_output: bool = False,
     kernel_name: str = "python3",
     dry_run: bool = False,
+    jobs: int = 1,
 ) -> list[ExecutedNotebook]:
     """Execute every toc notebook of ``book_root`` into ``staging`` (same relative paths).
 
     Kernels inherit ``MEDLIB_PROFILE=profile`` (nbval reads the same variable) and, for a dry run,
-    ``MEDLIB_DRY_RUN=1``; both are restored afterwards. Each executed copy is then prepared for
-    readers (:func:`present_for_readers`).
+    ``MEDLIB_DRY_RUN=1``; both are restored afterwards. With ``jobs > 1`` the lanes of
+    :func:`notebook_lanes` run side by side. Each executed copy is then prepared for readers
+    (:func:`present_for_readers`).
     """
     book_root = Path(book_root).resolve()
     notebooks = toc_notebooks(book_root)
     if only:
         notebooks = [nb for nb in notebooks if any(key in nb.name for key in only)]
+    if jobs < 1:
+        raise MedlibError(f"jobs must be at least 1, got {jobs}")
+    numbered = {nb: i for i, nb in enumerate(notebooks, 1)}
+    task = _Task(book_root, Path(staging), profile, log_output, kernel_name, len(notebooks))
     with _kernel_environment(MEDLIB_PROFILE=profile, MEDLIB_DRY_RUN="1" if dry_run else None):
-        return _execute(book_root, Path(staging), notebooks, profile, log_output, kernel_name)
+        first, lanes, last = notebook_lanes(notebooks)
+        jobs = min(jobs, len(lanes))
+        if jobs <= 1:
+            return _execute(task, [(numbered[nb], nb) for nb in notebooks])
+        done = _execute(task, [(numbered[nb], nb) for nb in first])
+        done += _execute_lanes(task, [[(numbered[nb], nb) for nb in lane] for lane in lanes], jobs)
+        return done + _execute(task, [(numbered[nb], nb) for nb in last])
 
 
-def _execute(book_root: Path, staging: Path, notebooks: list[Path], profile: str, log_output: bool,
-             kernel_name: str) -> list[ExecutedNotebook]:
+@dataclass(frozen=True)
+class _Task:
+    """What every notebook execution of one build shares (picklable: lanes run in processes)."""
+
+    book_root: Path
+    staging: Path
+    profile: str
+    log_output: bool
+    kernel_name: str
+    total: int
+
+
+def _execute(task: _Task, notebooks: list[tuple[int, Path]], stop=None) -> list[ExecutedNotebook]:
     import papermill as pm
 
     done: list[ExecutedNotebook] = []
-    for i, nb in enumerate(notebooks, 1):
-        rel = nb.relative_to(book_root)
-        out = Path(staging) / rel
+    for i, nb in notebooks:
+        if stop is not None and stop.is_set():  # another lane failed: start nothing new
+            break
+        rel = nb.relative_to(task.book_root)
+        out = task.staging / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{i}/{len(notebooks)}] executing {rel} (profile={profile}) ...", flush=True)
+        print(f"[{i}/{task.total}] executing {rel} (profile={task.profile}) ...", flush=True)
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(
                 str(nb),
                 str(out),
-                parameters={"profile": profile},
+                parameters={"profile": task.profile},
                 cwd=str(nb.parent),
-                kernel_name=kernel_name,
+                kernel_name=task.kernel_name,
                 progress_bar=False,
-                log_output=log_output,
+                log_output=task.log_output,
                 stdout_file=None,
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's details
+            if stop is not None:
+                stop.set()
             raise NotebookFailed(_failure_message(rel, exc)) from None
         present_for_readers(out)
         dt = time.perf_counter() - t0
-        print(f"[{i}/{len(notebooks)}] {rel} done in {dt:.1f} s", flush=True)
+        print(f"[{i}/{task.total}] {rel} done in {dt:.1f} s", flush=True)
         done.append(ExecutedNotebook(nb, out, dt))
     return done
+
+
+_LANE_STOP = None  # set in each lane process: the build's shared "a lane failed" event
+
+
+def _init_lane_process(stop) -> None:
+    global _LANE_STOP
+    _LANE_STOP = stop
+
+
+def _run_lane(task: _Task, notebooks: list[tuple[int, Path]], environment: dict[str, str]) -> list[ExecutedNotebook]:
+    os.environ.update(environment)  # this lane's kernels inherit it: their threads or their GPU
+    return _execute(task, notebooks, _LANE_STOP)
+
+
+def _lane_environments(jobs: int) -> list[dict[str, str]]:
+    """Per lane: on CUDA one visible GPU each (round robin), on a CPU ``cores // jobs`` threads each."""
+    import torch
+
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(torch.cuda.device_count())))
+        gpus = [g for g in visible.split(",") if g.strip()]
+        return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(jobs)]
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    return [{"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)} for _ in range(jobs)]
+
+
+def _execute_lanes(task: _Task, lanes: list[list[tuple[int, Path]]], jobs: int) -> list[ExecutedNotebook]:
+    # Processes, not threads: each lane owns its environment (threads, GPU) and its kernels. A failing
+    # lane sets ``stop``; the others finish the notebook they are running and start no other, so no
+    # kernel is left computing behind the error.
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    environments = _lane_environments(jobs)
+    names = ", ".join(f"{lane[0][1].name[:2]}–{lane[-1][1].name[:2]}" for lane in lanes)
+    print(f"{len(lanes)} lanes ({names}) on {jobs} processes: {environments[0]} each", flush=True)
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_lane_process,
+                                                initargs=(stop,)) as pool:
+        futures = [pool.submit(_run_lane, task, lane, environments[i % jobs]) for i, lane in enumerate(lanes)]
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        if stop.is_set():
+            print("a notebook failed: the other lanes finish the notebook they are running and stop", flush=True)
+        concurrent.futures.wait(futures)
+    done: list[ExecutedNotebook] = []
+    for future in futures:
+        done.extend(future.result())  # re-raises the first lane's NotebookFailed, if any
+    return sorted(done, key=lambda d: d.source.name)
 
 
 def _coalesce_streams(outputs: list) -> list:
@@ -353,11 +470,13 @@ def build_book(
     execute: bool = True,
     log_output: bool = False,
     dry_run: bool = False,
+    jobs: int | None = None,
 ) -> Path:
     """Stage, execute and render the book; returns the path of ``_build/html/index.html``.
 
     ``dry_run=True`` runs every notebook as a dry run of ``profile`` (``MEDLIB_DRY_RUN=1``), builds
     into ``_build/dry-run`` unless ``build_dir`` is given, and labels every page as a dry run.
+    ``jobs`` lanes of notebooks run at once (None: :func:`default_jobs`; see :func:`notebook_lanes`).
     """
     book_root = Path(book_root).resolve()
     build_dir = Path(build_dir or book_root / (DRY_RUN_BUILD if dry_run else "_build")).resolve()
@@ -373,7 +492,8 @@ def build_book(
     # Before executing, so a missing registry fails in seconds, not after hours of notebooks.
     vendor_assets(book_root, staging)
     if execute:
-        done = execute_notebooks(book_root, staging, profile, only=only, log_output=log_output, dry_run=dry_run)
+        done = execute_notebooks(book_root, staging, profile, only=only, log_output=log_output, dry_run=dry_run,
+                                 jobs=default_jobs() if jobs is None else jobs)
         if only:  # a partial build renders the prose and the notebooks it executed, nothing stale
             prune_toc(staging / "_toc.yml", {nb.source.relative_to(book_root).with_suffix("").as_posix() for nb in done})
     # ``--path-output X`` writes to X/_build/html, so hand the build folder's parent

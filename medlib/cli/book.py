@@ -2,7 +2,7 @@
 
 ::
 
-    medlib book [--profile smoke|full|auto] [--dry-run] [--only NAME ...] [--no-execute] [--log-output]
+    medlib book [--profile smoke|full|auto] [--dry-run] [--only NAME ...] [--jobs N] [--no-execute] [--log-output]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
         os.environ["MEDLIB_DRY_RUN"] = "1"
     profile = get_profile(args.profile).name
     build_book(root, profile, only=args.only, execute=not args.no_execute, log_output=args.log_output,
-               dry_run=args.dry_run)
+               dry_run=args.dry_run, jobs=args.jobs)
     return 0
 
 
@@ -47,6 +47,7 @@ def register(subparsers) -> None:
         description=(
             "Execute every notebook listed in _toc.yml, in order, into _build/staging with "
             "papermill, then render the executed copies with jupyter-book into _build/html. "
+            "Part A's and Part B's notebooks run side by side (--jobs). "
             "Stops at the first failing notebook, naming the notebook and the cell."
         ),
     )
@@ -56,6 +57,9 @@ def register(subparsers) -> None:
                         "and synthetic data at the real image sizes; every page says dry run")
     p.add_argument("--book-root", help="folder holding _config.yml and _toc.yml (default: found from cwd)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="execute only notebooks whose file name contains NAME")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="lanes of notebooks run at once: Part A and Part B side by side (default: one per GPU "
+                        "on CUDA, else one per CPU core; 1 = one notebook at a time, in toc order)")
     p.add_argument("--no-execute", action="store_true", help="render the staged sources without executing")
     p.add_argument("--log-output", action="store_true", help="stream every cell's output while executing")
     p.set_defaults(func=_cmd_book)
