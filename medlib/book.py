@@ -16,7 +16,7 @@ cutting them off at the right edge.
 Notebooks run in **lanes** (:func:`notebook_lanes`): the ``0x`` notebooks (environment, datasets)
 first, then one lane per chapter group (``1x`` Part A and beyond it, ``2x`` Part B) side by side
 in separate processes, then the ``9x`` results page. ``jobs`` lanes run at once: on a CPU each
-lane's kernels get ``cores // jobs`` threads, on CUDA each lane gets its own GPU.
+notebook's kernel gets ``cores // lanes still running`` threads, on CUDA each lane gets its own GPU.
 
 A **dry run** (``build_book(..., dry_run=True)``, ``medlib book --dry-run``) executes the same
 notebooks with ``MEDLIB_DRY_RUN=1`` in the kernels' environment (the profile's code paths with
@@ -238,13 +238,15 @@ class _Task:
     total: int
 
 
-def _execute(task: _Task, notebooks: list[tuple[int, Path]], stop=None) -> list[ExecutedNotebook]:
+def _execute(task: _Task, notebooks: list[tuple[int, Path]], stop=None, before_each=None) -> list[ExecutedNotebook]:
     import papermill as pm
 
     done: list[ExecutedNotebook] = []
     for i, nb in notebooks:
         if stop is not None and stop.is_set():  # another lane failed: start nothing new
             break
+        if before_each is not None:
+            before_each()
         rel = nb.relative_to(task.book_root)
         out = task.staging / rel
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -272,29 +274,43 @@ def _execute(task: _Task, notebooks: list[tuple[int, Path]], stop=None) -> list[
     return done
 
 
-_LANE_STOP = None  # set in each lane process: the build's shared "a lane failed" event
+_LANE = None  # set in each lane process: (the build's "a lane failed" event, the count of running lanes)
 
 
-def _init_lane_process(stop) -> None:
-    global _LANE_STOP
-    _LANE_STOP = stop
+def _init_lane_process(stop, running) -> None:
+    global _LANE
+    _LANE = (stop, running)
 
 
-def _run_lane(task: _Task, notebooks: list[tuple[int, Path]], environment: dict[str, str]) -> list[ExecutedNotebook]:
-    os.environ.update(environment)  # this lane's kernels inherit it: their threads or their GPU
-    return _execute(task, notebooks, _LANE_STOP)
+def _run_lane(task: _Task, notebooks: list[tuple[int, Path]], environment: dict[str, str], cores: int | None,
+              jobs: int) -> list[ExecutedNotebook]:
+    """One lane, in its own process. ``cores``: share this many CPU cores (None: leave threads be)."""
+    os.environ.update(environment)  # this lane's kernels inherit it (its GPU on CUDA)
+    stop, running = _LANE
+
+    def before_each() -> None:
+        # A kernel's threads are fixed when it starts: each notebook gets its share of the cores
+        # among the lanes still running, so the last lane's notebooks get every core.
+        if cores:
+            os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, min(jobs, running.value))))
+
+    try:
+        return _execute(task, notebooks, stop, before_each)
+    finally:
+        with running.get_lock():
+            running.value -= 1
 
 
 def _lane_environments(jobs: int) -> list[dict[str, str]]:
-    """Per lane: on CUDA one visible GPU each (round robin), on a CPU ``cores // jobs`` threads each."""
+    """Per lane: on CUDA one visible GPU each (round robin); on a CPU nothing fixed (cores are shared
+    among the lanes still running, notebook by notebook)."""
     import torch
 
     if torch.cuda.is_available():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(torch.cuda.device_count())))
         gpus = [g for g in visible.split(",") if g.strip()]
         return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(jobs)]
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    return [{"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)} for _ in range(jobs)]
+    return [{} for _ in range(jobs)]
 
 
 def _execute_lanes(task: _Task, lanes: list[list[tuple[int, Path]]], jobs: int) -> list[ExecutedNotebook]:
@@ -302,13 +318,16 @@ def _execute_lanes(task: _Task, lanes: list[list[tuple[int, Path]]], jobs: int) 
     # lane sets ``stop``; the others finish the notebook they are running and start no other, so no
     # kernel is left computing behind the error.
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
+    stop, running = context.Event(), context.Value("i", len(lanes))
     environments = _lane_environments(jobs)
     names = ", ".join(f"{lane[0][1].name[:2]}–{lane[-1][1].name[:2]}" for lane in lanes)
-    print(f"{len(lanes)} lanes ({names}) on {jobs} processes: {environments[0]} each", flush=True)
+    print(f"{len(lanes)} lanes ({names}) side by side in {jobs} processes", flush=True)
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_lane_process,
-                                                initargs=(stop,)) as pool:
-        futures = [pool.submit(_run_lane, task, lane, environments[i % jobs]) for i, lane in enumerate(lanes)]
+                                                initargs=(stop, running)) as pool:
+        # threads are shared out on a CPU unless the user fixed them (OMP_NUM_THREADS) or lanes have GPUs
+        cores = None if "OMP_NUM_THREADS" in os.environ or environments[0] else (os.cpu_count() or 1)
+        futures = [pool.submit(_run_lane, task, lane, environments[i % jobs], cores, jobs)
+                   for i, lane in enumerate(lanes)]
         concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         if stop.is_set():
             print("a notebook failed: the other lanes finish the notebook they are running and stop", flush=True)

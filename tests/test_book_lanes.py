@@ -57,10 +57,11 @@ def _record(log: Path, name: str, extra: str = "") -> str:
 
 def test_lanes_run_in_their_own_processes_between_the_setup_and_the_results(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # the lane environments are computed in this process
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # the cores to share are counted in this process
     log = tmp_path / "log.jsonl"
     names = ["00_setup", "10_a", "11_a", "20_b", "90_results"]
-    _book(tmp_path / "book", {name: _record(log, name) for name in names})
+    # 10_a outlasts the whole of lane 2, so 11_a starts when its lane is the only one left
+    _book(tmp_path / "book", {name: _record(log, name, "time.sleep(15)" if name == "10_a" else "") for name in names})
     done = execute_notebooks(tmp_path / "book", tmp_path / "staging", "smoke", jobs=2)
     assert sorted(d.source.stem for d in done) == sorted(names)
     runs = {e["nb"]: e for e in map(json.loads, log.read_text().splitlines())}
@@ -69,11 +70,21 @@ def test_lanes_run_in_their_own_processes_between_the_setup_and_the_results(tmp_
     assert runs["00_setup"]["kernel_parent"] == here == runs["90_results"]["kernel_parent"]
     assert runs["10_a"]["kernel_parent"] == runs["11_a"]["kernel_parent"] != runs["20_b"]["kernel_parent"]
     assert here not in (runs["10_a"]["kernel_parent"], runs["20_b"]["kernel_parent"])
-    assert runs["10_a"]["threads"] == runs["20_b"]["threads"] == "2"  # 4 cores shared by 2 lanes
+    # 4 cores shared by the 2 running lanes; all 4 once lane 2 is done
+    assert (runs["10_a"]["threads"], runs["20_b"]["threads"], runs["11_a"]["threads"]) == ("2", "2", "4")
+    assert runs["00_setup"]["threads"] is None and runs["90_results"]["threads"] is None  # left to torch
     assert runs["00_setup"]["t0"] < min(runs[n]["t0"] for n in ("10_a", "20_b"))
     assert runs["10_a"]["t0"] < runs["11_a"]["t0"]
     assert runs["90_results"]["t0"] > max(runs[n]["t0"] for n in ("11_a", "20_b"))
     assert (tmp_path / "staging" / "notebooks" / "90_results.ipynb").is_file()
+
+
+def test_threads_the_user_fixed_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    log = tmp_path / "log.jsonl"
+    _book(tmp_path / "book", {name: _record(log, name) for name in ("10_a", "20_b")})
+    execute_notebooks(tmp_path / "book", tmp_path / "staging", "smoke", jobs=2)
+    assert {json.loads(line)["threads"] for line in log.read_text().splitlines()} == {"3"}
 
 
 def test_one_job_runs_every_notebook_in_toc_order_in_this_process(tmp_path):
