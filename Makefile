@@ -30,11 +30,14 @@ browser:
 	  $$SUDO apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
+# Two runs: the fast tests spread over every core (one test file per worker), then the slow ones
+# (book builds, nbval) in one process, where each already runs its notebooks side by side.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not slow" -n auto --dist loadfile
+	$(BIN)/python -m pytest tests -m slow
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow" -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benches/bench_data.py

@@ -105,7 +105,7 @@ def batchnorm_keys(model: nn.Module) -> set[str]:
 def rounds_grid(epochs: int) -> tuple[int, ...]:
     """Round counts R that split ``epochs`` local epochs evenly: 1, 4, 16, … and ``epochs`` itself.
 
-    The paper's 64 epochs give (1, 4, 16, 64); smoke's 8 give (1, 4, 8); a dry run's 1 gives (1,).
+    The paper's 64 epochs give (1, 4, 16, 64); smoke's 4 give (1, 4); a dry run's 1 gives (1,).
     """
     if epochs < 1:
         raise MedlibError(f"epochs must be >= 1 to split into rounds, got {epochs}")

@@ -44,9 +44,9 @@ def test_repartition_keeps_the_test_set_and_the_training_pool(method, alpha):
 
 
 def test_site_epoch_counts_follow_the_rounds_grid():
-    # smoke: 8 epochs → R ∈ {1, 4, 8}: 3 strategies × 3 = 9 federations, 4 more partitions × (sites + 3) = 16 runs,
-    # each 4 sites × 8 epochs
-    assert beyond.site_epochs("smoke") == (9 + 16) * 32
+    # smoke: 4 epochs → R ∈ {1, 4}: 3 strategies × 2 = 6 federations, 4 more partitions × (sites + 3) = 16 runs,
+    # each 4 sites × 4 epochs
+    assert beyond.site_epochs("smoke") == (6 + 16) * 16
     # full: 64 epochs → R ∈ {1, 4, 16, 64}: 12 federations + 16 runs, each 4 × 64 site-epochs
     assert beyond.site_epochs("full") == (12 + 16) * 256
     est = beyond.cost_estimate("full", seconds_per_site_epoch=2.0)

@@ -64,4 +64,4 @@ def test_paper_a_full_profile_workflow_on_cpu(tiny_retina, tmp_path):
     # 20 images, but the evaluation stops after max_steps batches of the dry run's batch size
     P = dry_run(FULL)
     everything = json.loads(medlib("evaluate", "--model", restored, *data, "--split", "all", "--json").stdout)
-    assert everything["n"] == P.max_steps * P.paper_a.batch_size == 8
+    assert everything["n"] == P.max_steps * P.paper_a.batch_size == 4

@@ -143,7 +143,11 @@ def nbval_run(built_book, tmp_path_factory):
     root = tmp_path_factory.mktemp("colab")
     env = colab_like_environment(root)
     (root / "home").mkdir()
+    # one notebook per xdist worker at a time (loadscope keeps a notebook's cells in order, in one kernel)
+    workers = max(1, min(len(NOTEBOOKS), os.cpu_count() or 1))
+    env["OMP_NUM_THREADS"] = "1"  # the workers share the cores; what they run is cached
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900",
+           "-n", str(workers), "--dist", "loadscope",
            "-p", "nbval_recorder", "-p", "no:cacheprovider", "-o", "addopts=", "-q", *NOTEBOOKS]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     record = [json.loads(line) for line in (root / "record.jsonl").read_text().splitlines()] \
