@@ -64,15 +64,20 @@ class _Local:
         return self.partition.sites[k - 1]
 
     def loader(self, indices, train: bool):
-        from medlib.data.augment import TensorImageDataset, eval_transform, train_transform
-        from medlib.runtime import select_device
-        from medlib.train import make_loader
+        """The book's Part A batches (:class:`~medlib.experiments.paper_a.DeviceBatches`): the images on
+        the training device, augmented there, so a hospital trains exactly as the notebooks do; a dry
+        run reads ``max_steps`` batches per pass (restore-bn's too)."""
+        import torch
 
-        if self.P.max_steps is not None:  # a dry run: every pass (restore-bn's too) reads max_steps batches
-            indices = np.asarray(indices)[:self.P.max_steps * self.P.paper_a.batch_size]
-        ds = TensorImageDataset(self.images, self.labels, train_transform() if train else eval_transform(), indices=indices)
-        return make_loader(ds, self.P.paper_a.batch_size, shuffle=train, seed=self.seed,
-                           num_workers=self.P.num_workers, device=select_device())
+        from medlib.experiments.paper_a.batches import DeviceBatches
+        from medlib.runtime import select_device
+
+        device = select_device()
+        if getattr(self, "_on_device", None) is None:  # one copy on the device, shared by every loader
+            self._on_device = (self.images.to(device), torch.as_tensor(self.labels, dtype=torch.int64).to(device))
+        images, labels = self._on_device
+        return DeviceBatches(images, labels, indices, self.P.paper_a.batch_size, train=train,
+                             seed=self.seed, device=device, max_steps=self.P.max_steps)
 
 
 def _check_classes(meta: dict, ds, path) -> None:
