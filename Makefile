@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.medlib-installed
 # Data, caches and trained models stay inside the checkout, reused between builds.
 export MEDLIB_HOME ?= $(CURDIR)/.cache/medlib
 
-.PHONY: book book-full test test-fast bench gpu-check venv browser clean
+.PHONY: book book-full test test-fast bench gpu-check venv assets browser clean
 
 venv: $(STAMP)
 
@@ -17,10 +17,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
-book: $(STAMP)
+# The book's pinned JavaScript (MathJax, widgets), downloaded once into $(MEDLIB_HOME)/npm and
+# verified: book builds, and the tests that build the book, need no network after this.
+assets: $(STAMP)
+	$(BIN)/medlib book --fetch-assets
+
+book: assets
 	$(BIN)/medlib book --profile smoke
 
-book-full: $(STAMP)
+book-full: assets
 	$(BIN)/medlib book --profile full
 
 # Headless Chromium + ChromeDriver for tests/test_browser.py (Debian packages; sudo when not root).
@@ -32,7 +37,7 @@ browser:
 
 # Two runs: the fast tests spread over every core (one test file per worker), then the slow ones
 # (book builds, nbval) in one process, where each already runs its notebooks side by side.
-test: $(STAMP) browser
+test: assets browser
 	$(BIN)/python -m pytest tests -m "not slow" -n auto --dist loadfile
 	$(BIN)/python -m pytest tests -m slow
 

@@ -42,6 +42,7 @@ from medlib.errors import MedlibError
 from medlib.paths import medlib_home
 
 __all__ = [
+    "fetch_assets",
     "LOCK_FILE",
     "OFFLINE_DIR",
     "VENDOR_URL_PREFIX",
@@ -224,6 +225,17 @@ def check_config(config_yml: Path, offline_dir: Path) -> None:
         if not local.is_file():
             raise MedlibError(f"{config_yml} points at {path!r} but {LOCK_FILE} provides no such file; "
                               "fix the path or the package's 'files' patterns")
+
+
+def fetch_assets(book_root: Path, cache_dir: Path | None = None) -> list[Path]:
+    """Download (once) and verify every tarball of the lock file into ``cache_dir``; returns their paths.
+
+    ``make venv`` runs it (``medlib book --fetch-assets``), so building the book — and ``make test``,
+    which builds it — needs no network afterwards.
+    """
+    registry, packages = read_lock(Path(book_root))
+    cache_dir = Path(cache_dir) if cache_dir else medlib_home() / "npm"
+    return [fetch_tarball(pkg, cache_dir, lock_registry=registry) for pkg in packages]
 
 
 def vendor_assets(book_root: Path, staging: Path, cache_dir: Path | None = None) -> Path:

@@ -176,3 +176,25 @@ def test_repository_lock_provides_every_configured_asset():
             continue  # written by vendor_assets itself
         dest, _, rel = inner.partition("/")
         assert any(fnmatch.fnmatchcase(rel, pattern) for pattern in by_dest[dest].files), path
+
+
+def test_fetch_assets_fills_the_cache_a_later_build_reads_offline(registry, tmp_path, monkeypatch):
+    # `make venv` runs `medlib book --fetch-assets`: afterwards the book builds with no registry at all
+    from medlib.cli import main
+
+    base, pkg, data = registry
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "_toc.yml").write_text("format: jb-book\nroot: index\n")
+    (book / "_config.yml").write_text("title: t\n")
+    lock = {"registry": base, "packages": [{
+        "name": "fake", "version": "1.0.0", "tarball": pkg.tarball, "integrity": pkg.integrity,
+        "dest": "fake", "files": ["es5/*"]}]}
+    (book / LOCK_FILE).write_text(json.dumps(lock))
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path / "home"))
+    assert main(["book", "--fetch-assets", "--book-root", str(book)]) == 0
+    cached = tmp_path / "home" / "npm" / pkg.cache_name
+    assert cached.read_bytes() == data
+    # the registry is gone (port 9 refuses): the cached, verified tarball serves the build
+    assert fetch_tarball(VendoredPackage("fake", "1.0.0", "http://127.0.0.1:9/fake/-/fake-1.0.0.tgz", pkg.integrity,
+                                         "fake", ("es5/*",)), tmp_path / "home" / "npm") == cached

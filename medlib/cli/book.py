@@ -2,7 +2,7 @@
 
 ::
 
-    medlib book [--profile smoke|full|auto] [--dry-run] [--only NAME ...] [--jobs N] [--no-execute] [--log-output]
+    medlib book [--profile smoke|full|auto] [--dry-run] [--only NAME ...] [--jobs N] [--no-execute] [--log-output] [--fetch-assets]
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from medlib.profiles import get_profile
 
     root = Path(args.book_root).resolve() if args.book_root else _find_book_root(Path.cwd())
+    if args.fetch_assets:
+        from medlib.offline import fetch_assets
+
+        for path in fetch_assets(root):
+            print(f"offline assets: {path.name} verified in {path.parent}")
+        return 0
     if args.dry_run:
         # read by get_profile in this process and in every notebook kernel it starts
         os.environ["MEDLIB_DRY_RUN"] = "1"
@@ -60,6 +66,9 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="lanes of notebooks run at once: Part A and Part B side by side (default: one per GPU "
                         "on CUDA, else one per CPU core; 1 = one notebook at a time, in toc order)")
+    p.add_argument("--fetch-assets", action="store_true",
+                   help="only download and verify the book's pinned JavaScript (MathJax, widgets) into "
+                        "$MEDLIB_HOME/npm, so later builds need no network (`make venv` does this)")
     p.add_argument("--no-execute", action="store_true", help="render the staged sources without executing")
     p.add_argument("--log-output", action="store_true", help="stream every cell's output while executing")
     p.set_defaults(func=_cmd_book)
