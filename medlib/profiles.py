@@ -200,7 +200,7 @@ def dry_run(profile: "Profile | str") -> Profile:
     return dataclasses.replace(
         P,
         dry_run=True,
-        max_steps=2,
+        max_steps=1,
         data_source="synthetic",  # the real layouts at the real image sizes, written locally
         synth_size="real-size",  # a few images per class at the real datasets' image sizes
         seeds=P.seeds[:1],

@@ -59,9 +59,9 @@ def test_paper_a_full_profile_workflow_on_cpu(tiny_retina, tmp_path):
     restored = tmp_path / "restored.safetensors"
     medlib("restore-bn", "--model", merged, *data, "--method", "finetune-epoch", "--out", restored)
     report = json.loads(medlib("evaluate", "--model", restored, *data, "--json").stdout)
-    assert report["profile"] == "full" and report["n"] >= 4
+    assert report["profile"] == "full" and report["n"] >= 2
     assert 0.0 <= report["accuracy"] <= 1.0
     # 20 images, but the evaluation stops after max_steps batches of the dry run's batch size
     P = dry_run(FULL)
     everything = json.loads(medlib("evaluate", "--model", restored, *data, "--split", "all", "--json").stdout)
-    assert everything["n"] == P.max_steps * P.paper_a.batch_size == 4
+    assert everything["n"] == P.max_steps * P.paper_a.batch_size == 2

@@ -46,7 +46,7 @@ def test_a_dry_run_keeps_the_code_paths_and_caps_the_work(monkeypatch):
     assert (d.paper_b.clinical, d.paper_b.dermoscopy, d.paper_b.backbone_size, d.paper_b.image_size) == \
         (FULL.paper_b.clinical, FULL.paper_b.dermoscopy, "full", 224)
     # what it caps: steps, epochs, seeds, runs; nothing downloaded
-    assert d.max_steps == 2 and FULL.max_steps is None
+    assert d.max_steps == 1 and FULL.max_steps is None
     assert (d.paper_a.epochs, d.paper_b.epochs, d.paper_b.n_runs, d.seeds) == (1, 2, 1, (FULL.seeds[0],))
     assert d.paper_a.weights == "" and not d.paper_b.pretrained and d.data_source == "synthetic"
     # it says so everywhere, and never writes where a real full run's results are read
