@@ -30,8 +30,8 @@ import concurrent.futures
 import contextlib
 import html
 import multiprocessing
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys

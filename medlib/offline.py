@@ -227,26 +227,24 @@ def check_config(config_yml: Path, offline_dir: Path) -> None:
                               "fix the path or the package's 'files' patterns")
 
 
-def fetch_assets(book_root: Path, cache_dir: Path | None = None) -> list[Path]:
-    """Download (once) and verify every tarball of the lock file into ``cache_dir``; returns their paths.
+def fetch_assets(book_root: Path, cache_dir: Path | None = None) -> list[tuple[VendoredPackage, Path]]:
+    """Download (once) and verify every package of the lock file into ``cache_dir`` (default
+    ``$MEDLIB_HOME/npm``); returns each package with its cached tarball.
 
-    ``make venv`` runs it (``medlib book --fetch-assets``), so building the book — and ``make test``,
+    ``make assets`` runs it (``medlib book --fetch-assets``), so building the book — and ``make test``,
     which builds it — needs no network afterwards.
     """
     registry, packages = read_lock(Path(book_root))
     cache_dir = Path(cache_dir) if cache_dir else medlib_home() / "npm"
-    return [fetch_tarball(pkg, cache_dir, lock_registry=registry) for pkg in packages]
+    return [(pkg, fetch_tarball(pkg, cache_dir, lock_registry=registry)) for pkg in packages]
 
 
 def vendor_assets(book_root: Path, staging: Path, cache_dir: Path | None = None) -> Path:
     """Unpack the pinned, verified JavaScript into ``<staging>/_offline/_vendor``; returns ``_offline``."""
-    registry, packages = read_lock(Path(book_root))
-    cache_dir = Path(cache_dir) if cache_dir else medlib_home() / "npm"
     offline = Path(staging) / OFFLINE_DIR
     if offline.exists():
         shutil.rmtree(offline)
-    for pkg in packages:
-        tarball = fetch_tarball(pkg, cache_dir, lock_registry=registry)
+    for pkg, tarball in fetch_assets(book_root, cache_dir):
         files = unpack(tarball, pkg, offline / "_vendor")
         print(f"offline assets: {pkg.name}@{pkg.version} ({len(files)} files) → _vendor/{pkg.dest}", flush=True)
     (offline / "_vendor" / WIDGETS_SETUP_JS).write_text(_WIDGETS_SETUP_SOURCE)

@@ -118,3 +118,19 @@ def test_jobs_must_be_positive(tmp_path):
     _book(tmp_path / "book", {"00_setup": "pass"})
     with pytest.raises(Exception, match="jobs must be at least 1"):
         execute_notebooks(tmp_path / "book", tmp_path / "staging", "smoke", jobs=0)
+
+
+def test_on_cuda_each_lane_gets_its_own_gpu(monkeypatch):
+    # the path a lab machine with several GPUs takes (no GPU here: torch.cuda answers as on one)
+    import torch
+
+    from medlib.book import _lane_environments, default_jobs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert default_jobs() == 2
+    assert _lane_environments(2) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    # the GPUs the user made visible, round robin when lanes outnumber them
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in _lane_environments(3)] == ["3", "5", "3"]

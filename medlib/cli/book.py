@@ -34,8 +34,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     if args.fetch_assets:
         from medlib.offline import fetch_assets
 
-        for path in fetch_assets(root):
-            print(f"offline assets: {path.name} verified in {path.parent}")
+        for pkg, path in fetch_assets(root):
+            print(f"offline assets: {pkg.name}@{pkg.version} verified in {path}")
         return 0
     if args.dry_run:
         # read by get_profile in this process and in every notebook kernel it starts

@@ -52,6 +52,7 @@ class _Local:
         self.images = cached_images(self.ds.image_paths, profile.paper_a.image_size, cache_dir(),
                                     progress=not getattr(args, "json", False))
         self.labels = np.asarray(self.ds.labels)
+        self._on_device = None  # (images, labels) on the training device, copied by the first loader
         self.seed = args.seed
         self.partition = partition_sites(self.labels, args.n_sites, method=args.partition, groups=self.ds.groups,
                                          seed=args.seed, test_fraction=profile.paper_a.test_fraction)
@@ -73,7 +74,7 @@ class _Local:
         from medlib.runtime import select_device
 
         device = select_device()
-        if getattr(self, "_on_device", None) is None:  # one copy on the device, shared by every loader
+        if self._on_device is None:  # one copy on the device, shared by every loader
             self._on_device = (self.images.to(device), torch.as_tensor(self.labels, dtype=torch.int64).to(device))
         images, labels = self._on_device
         return DeviceBatches(images, labels, indices, self.P.paper_a.batch_size, train=train,
