@@ -15,7 +15,9 @@ What ``download_dataset`` does, per dataset (URLs are the official ones, see ``S
 The machinery is pooch's (the download manager of SciPy and scikit-image): a registry of
 known hashes (Zenodo's published md5; retina and PAD publish none, so their sha256 is recorded
 at the first download and checked on later runs), ``retry_if_failed``, hash check before the
-file gets its final name, and the ``Unzip``/``Untar`` processors.
+file gets its final name. Archives are unpacked by :mod:`medlib.data.unpack`, which checks
+every member first on every Python we support (pooch's ``Untar`` filters tar members only on
+Python 3.12+).
 
 One piece pooch lacks is kept, :class:`ResumableDownloader` (~60 lines): pooch streams into a
 temporary file that it deletes on any failure, so a connection that drops at 3.4 of the PAD
@@ -50,6 +52,7 @@ from pooch.hashes import hash_matches
 import requests
 
 from medlib.errors import MedlibError
+from medlib.data.unpack import UnsafeArchiveError, extract_tar, extract_zip
 from medlib.io import atomic_write_text
 
 __all__ = [
@@ -276,17 +279,8 @@ def _digests(path: Path) -> dict[str, str]:
 # ----------------------------------------------------------------------------- unpacking
 
 
-def _check_zip_members(archive: Path, target: Path) -> None:
-    root = target.resolve()
-    with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            resolved = (target / name).resolve()
-            if resolved != root and root not in resolved.parents:
-                raise DownloadError(f"archive member {name!r} would unpack outside {target}; refusing.")
-
-
 def extract_archive(archive: Path, dest: Path) -> Path:
-    """Unpack ``archive`` (zip or tar, with pooch's processors) into the new folder ``dest``, atomically.
+    """Unpack ``archive`` (zip or tar, every member checked first) into the new folder ``dest``, atomically.
 
     Everything is unpacked into a temporary folder beside ``dest`` that is renamed to
     ``dest`` at the end, so an interrupted unpack never leaves a half-filled ``dest``.
@@ -302,19 +296,18 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
     try:
         if zipfile.is_zipfile(archive):
-            _check_zip_members(archive, tmp)
-            processor = pooch.Unzip(extract_dir=str(tmp))
+            extract_zip(archive, tmp)
         elif tarfile.is_tarfile(archive):
-            processor = pooch.Untar(extract_dir=str(tmp))  # tarfile's "data" filter refuses unsafe members
+            extract_tar(archive, tmp)
         else:
             raise DownloadError(f"{archive} is neither a zip nor a tar archive; delete it and rerun.")
-        with _quiet_pooch():
-            processor(str(archive), "download", None)
         entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
         source = entries[0] if len(entries) == 1 and entries[0].is_dir() and entries[0].name == dest.name else tmp
         if source == tmp:
             os.chmod(tmp, 0o755)  # mkdtemp made it private; the data folder is an ordinary one
         os.replace(source, dest)
+    except UnsafeArchiveError as exc:
+        raise DownloadError(f"{exc} (the archive {archive} is kept for inspection; nothing was unpacked)") from exc
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise DownloadError(f"{archive} is damaged ({exc}); delete it and rerun to download it again.") from exc
     finally:
@@ -432,6 +425,9 @@ def _zenodo_files(api_url: str) -> list[dict]:
                             "'key', 'size', 'checksum' and 'links.self'.")
     entries = []
     for entry in files:
+        if not isinstance(entry, dict):
+            raise DownloadError(f"refusing the Zenodo file entry {entry!r} from {api_url}: expected an object "
+                                "with 'key' and 'links.self'.")
         key = entry.get("key") or entry.get("filename")
         link = (entry.get("links") or {}).get("self") or (entry.get("links") or {}).get("content")
         if not key or not link or "/" in key or key.startswith("."):
