@@ -7,6 +7,7 @@ visible). Everything else — IPython executing the cell, ``%pip``, medlib's pat
 
 import importlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -125,6 +126,13 @@ def test_every_notebook_opens_with_the_same_short_pinned_install_cell():
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         assert first.source == want, f"{path.name}: run python -m medlib.colab --apply-install-cell notebooks/*.ipynb"
+
+
+def test_the_pinned_release_is_pyprojects_version():
+    # the tag the install cell names is v<pyproject's version>: bumping one without the other breaks here
+    declared = re.search(r'^version = "([^"]+)"$', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert __version__ == declared
+    assert f"@v{declared}\"" in colab.install_cell_source(URL)
 
 
 @pytest.mark.parametrize("fault, expected", [
