@@ -14,15 +14,18 @@ derm7pt needs a registration, so it cannot be downloaded: unpack it once on Driv
 ``MyDrive/medlib/derm7pt`` and :func:`setup` points ``$MEDLIB_DATA_DERM7PT`` at it.
 
 The first code cell of every notebook is :func:`install_cell_source` of the repository URL in
-``_config.yml``; ``python -m medlib.colab --apply-install-cell notebooks/*.ipynb`` writes it.
+``_config.yml`` and this release's tag; ``python -m medlib.colab --apply-install-cell notebooks/*.ipynb``
+writes it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from medlib import __version__
 
 __all__ = ["on_colab", "setup", "ColabSetup", "INSTALL_CELL", "install_cell_source", "repository_url",
            "apply_install_cell", "DRIVE_MOUNT", "DRIVE_FOLDER", "LOCAL_HOME"]
@@ -39,11 +42,8 @@ DERM7PT_VAR = "MEDLIB_DATA_DERM7PT"
 
 
 def on_colab() -> bool:
-    """True when ``google.colab`` is importable (a Colab kernel, or a Colab-like test kernel)."""
-    try:
-        return importlib.util.find_spec("google") is not None and importlib.util.find_spec("google.colab") is not None
-    except (ImportError, ValueError):
-        return False
+    """True in a Colab kernel (it imports ``google.colab`` before any cell runs), as the install cell decides."""
+    return "google.colab" in sys.modules
 
 
 @dataclass(frozen=True)
@@ -115,41 +115,36 @@ def _mount(mount_point: Path, say) -> bool:
 
 # ---------------------------------------------------------------------------- the install cell
 
-# The first code cell of every notebook. It must stay valid IPython (``%pip`` shows pip's errors in
-# the cell, unlike a captured subprocess), must never name Colab's deep-learning packages (pip keeps
-# them because medlib's ranges accept them; tests/test_packaging.py checks those ranges) and must
-# do nothing where medlib is already installed (the book build, nbval, a local checkout).
-INSTALL_CELL = '''\
-# On Colab: install medlib from the book's repository, then keep trained models on Google Drive.
-# pip leaves Colab's preinstalled packages as they are (medlib's version ranges accept them).
-# Elsewhere medlib is already installed (`make venv`, or `pip install -e .` in a checkout).
-import importlib.util
-
-ON_COLAB = importlib.util.find_spec("google") is not None and importlib.util.find_spec("google.colab") is not None
-if ON_COLAB and importlib.util.find_spec("medlib") is None:
-    %pip install -q "medlib @ git+{url}"
-    importlib.invalidate_caches()
-    if importlib.util.find_spec("medlib") is None:
-        raise RuntimeError(
-            "medlib could not be installed from {url} (pip's error is above). If that repository "
-            "cannot be reached (private, renamed, no network), copy it another way: "
-            "`!git clone <URL of your copy> /content/medlib-book`, or upload it as a zip and `!unzip` it "
-            "into /content; then run `%pip install -e /content/medlib-book` and run this notebook again.")
-if ON_COLAB:
-    import medlib.colab
-
-    medlib.colab.setup()  # Drive for trained models, local disk for data; setup(drive=False) skips Drive
-'''
+# The first code cell of every notebook, the same in all of them. It installs the book's *release*
+# (``git+URL@v<version>``), so a page and the code it runs agree. A release is cut by raising
+# ``version`` in pyproject.toml and ``medlib.__version__`` together, running
+# ``python -m medlib.colab --apply-install-cell notebooks/*.ipynb``, committing, and pushing the tag
+# ``v<version>`` on that commit (``git tag v0.2.0 && git push origin v0.2.0``).
+# ``%pip`` shows pip's errors in the cell (a captured subprocess would hide them); the cell never names
+# Colab's deep-learning packages, which pip keeps because medlib's ranges accept them
+# (tests/test_packaging.py checks those ranges); it does nothing where medlib is installed already.
+# ``google.colab`` is imported by Colab's own kernel before any cell runs, so ``sys.modules`` says
+# where we are without importing anything. If pip fails (no network, a private or renamed
+# repository), clone or upload a copy of the repository and ``%pip install -e`` it instead.
+INSTALL_CELL = """\
+# Colab only: install this book's release of medlib (pip's errors show here), keep trained models on Drive.
+import importlib.util, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("medlib") is None:
+    %pip install -q "medlib @ git+{url}@{release}"
+if "google.colab" in sys.modules:
+    import medlib.colab; medlib.colab.setup()  # medlib/colab.py: Drive setup, and how a release is cut
+"""
 
 
-def install_cell_source(repo_url: str) -> str:
-    """The install cell for the repository at ``repo_url`` (``repository.url`` of ``_config.yml``)."""
+def install_cell_source(repo_url: str, release: str = f"v{__version__}") -> str:
+    """The install cell for the ``release`` tag of the repository at ``repo_url`` (``_config.yml``)."""
     url = repo_url.strip().rstrip("/")
-    if not url.startswith(("https://", "http://")) or any(c in url for c in "\"' {}"):
+    if not url.startswith(("https://", "http://")) or any(c in url + release for c in "\"' {}@"):
         from medlib.errors import MedlibError
 
-        raise MedlibError(f"repository url {repo_url!r} is not a plain http(s) URL; set repository.url in _config.yml")
-    return INSTALL_CELL.format(url=url).rstrip("\n")
+        raise MedlibError(f"repository url {repo_url!r} is not a plain http(s) URL, or release {release!r} not a "
+                          "plain tag; set repository.url in _config.yml")
+    return INSTALL_CELL.format(url=url, release=release).rstrip("\n")
 
 
 def repository_url(config_yml: str | os.PathLike = "_config.yml") -> str:
@@ -166,29 +161,27 @@ def repository_url(config_yml: str | os.PathLike = "_config.yml") -> str:
 
 
 def apply_install_cell(notebooks, repo_url: str) -> list[Path]:
-    """Replace the first code cell of each notebook by the install cell; return those that changed.
+    """Replace the first code cell's source of each notebook by the install cell; return those that changed.
 
-    The cell keeps its metadata (the book hides it with the ``hide-cell`` tag); the notebook is
-    written back stripped of nothing else, atomically.
+    Only that cell's source changes (read and written as plain JSON, in nbformat's layout): its
+    metadata (the book hides it with the ``hide-cell`` tag) and every other cell stay as they are.
     """
-    import nbformat
+    import json
 
-    from medlib.io import atomic_path
+    from medlib.errors import MedlibError
+    from medlib.io import atomic_write_text
 
-    source = install_cell_source(repo_url)
+    source = install_cell_source(repo_url).splitlines(keepends=True)
     changed = []
     for path in map(Path, notebooks):
-        nb = nbformat.read(path, as_version=4)
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        if not code:
-            from medlib.errors import MedlibError
-
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        first = next((c for c in nb.get("cells", []) if c.get("cell_type") == "code"), None)
+        if first is None:
             raise MedlibError(f"{path} has no code cell to hold the install cell")
-        if code[0].source == source:
+        if "".join(first["source"]) == "".join(source):
             continue
-        code[0].source = source
-        with atomic_path(path) as tmp:
-            nbformat.write(nb, str(tmp))
+        first["source"] = source
+        atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         changed.append(path)
     return changed
 

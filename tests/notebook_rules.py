@@ -20,18 +20,28 @@ def logic_lines(source: str) -> int:
     return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
+MAX_INSTALL_LINES = 6  # the install cell is the same everywhere: the rest lives in medlib.colab
+
+
 def install_cell_problems(source: str, repo_url: str) -> list[str]:
     """What is wrong with a notebook's first code cell, the one that installs medlib on Colab.
 
-    It must ``%pip install "medlib @ git+<repository.url of _config.yml>"`` (the magic shows pip's
-    errors in the cell; a captured subprocess hides them), only on Colab (it names ``google.colab``),
-    and never name Colab's torch/torchvision (pip keeps them because medlib's ranges accept them).
+    It must ``%pip install "medlib @ git+<repository.url of _config.yml>@v<medlib's version>"`` (the
+    book's release; the magic shows pip's errors in the cell, a captured subprocess hides them), only
+    on Colab (it names ``google.colab``), in at most :data:`MAX_INSTALL_LINES` lines, and never name
+    Colab's torch/torchvision (pip keeps them because medlib's ranges accept them).
     """
+    from medlib import __version__
+
     out = []
+    if len(source.strip().splitlines()) > MAX_INSTALL_LINES:
+        out.append(f"the install cell has {len(source.strip().splitlines())} lines (> {MAX_INSTALL_LINES}): "
+                   "move the rest into medlib.colab")
     code_lines = [l for l in source.splitlines() if l.strip() and not l.strip().startswith("#")]
     installs = [l for l in code_lines if re.match(r"\s*%pip\s+install\b", l)]
-    if not any(f"medlib @ git+{repo_url}" in l.replace("'", '"') for l in installs):
-        out.append(f'the first code cell must `%pip install "medlib @ git+{repo_url}"` (the URL of _config.yml)')
+    pinned = f"medlib @ git+{repo_url}@v{__version__}"
+    if not any(f'{pinned}"' in l.replace("'", '"') for l in installs):
+        out.append(f'the first code cell must `%pip install "{pinned}"` (the URL of _config.yml, the release tag)')
     if not any("google.colab" in l for l in code_lines):
         out.append("the first code cell must install medlib only on Colab (check for google.colab)")
     if any(re.search(r"\bsubprocess\b|^\s*!\s*pip\b|pip\.main", l) for l in code_lines):

@@ -5,15 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-pytest.importorskip("flwr")
-
-from medlib.data.base import ImageDataset  # noqa: E402
-from medlib.data.partition import partition_sites  # noqa: E402
-from medlib.errors import MedlibError  # noqa: E402
-from medlib.experiments import beyond  # noqa: E402
-from medlib.experiments.data import SiteData  # noqa: E402
-from medlib.experiments.paper_a import Trained  # noqa: E402
-from medlib.profiles import get_profile  # noqa: E402
+from medlib.data.base import ImageDataset
+from medlib.data.partition import partition_sites
+from medlib.errors import MedlibError
+from medlib.experiments import beyond
+from medlib.experiments.data import SiteData
+from medlib.experiments.paper_a import Trained
+from medlib.profiles import get_profile
 
 
 def _trained(groups=None, n=200, seed=3):

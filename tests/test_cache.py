@@ -15,15 +15,11 @@ import medlib.data.cache as cache_module
 from medlib.data.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    PairedTensorDataset,
     TensorImageDataset,
     affine_theta,
     apply_affine,
-    eval_transform,
     gpu_augment,
-    gpu_augment_pair,
     normalize,
-    paired_train_transform,
     random_affine_theta,
     train_transform,
 )
@@ -194,12 +190,8 @@ def test_progress_lines(images, tmp_path, capsys):
 # ----------------------------------------------------------------------------- augmentation
 
 
-def test_eval_transform_is_imagenet_normalisation():
-    image = torch.full((3, 4, 4), 255, dtype=torch.uint8)
-    out = eval_transform()(image)
+def test_normalize_is_imagenet_normalisation():
     expected = [(1.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
-    assert out.dtype == torch.float32
-    assert torch.allclose(out[:, 0, 0], torch.tensor(expected), atol=1e-6)
     assert torch.allclose(normalize(torch.ones(1, 3, 2, 2))[0, :, 0, 0], torch.tensor(expected), atol=1e-6)
 
 
@@ -220,35 +212,6 @@ def test_tensor_dataset_selects_indices_without_copying():
     assert image[0, 0, 0] == 4 and label.item() == 1 and label.dtype == torch.int64
     with pytest.raises(ValueError, match="3 labels for 5 images"):
         TensorImageDataset(images, [0, 1, 2])
-
-
-def test_paired_transform_applies_the_same_geometry_to_both_images():
-    # Distinct, asymmetric patterns: if the pair got different flips/affines, the
-    # dermoscopy image would no longer equal the clinical image's geometry.
-    torch.manual_seed(0)
-    base = torch.zeros(3, 24, 24, dtype=torch.uint8)
-    base[:, 2:8, 3:18] = 200
-    base[:, 15:22, 5:9] = 100
-    transform = paired_train_transform(brightness=0.0)
-    dataset = PairedTensorDataset(base[None], base[None].clone(), np.zeros((1, 8), np.int64), transform)
-    outputs = [dataset[0] for _ in range(12)]
-    for (clinical, dermoscopy), labels in outputs:
-        assert torch.equal(clinical, dermoscopy)
-        assert labels.shape == (8,)
-    assert len({o[0][0].sum().item() for o in outputs}) > 1  # it did transform, randomly
-
-
-def test_paired_brightness_touches_only_the_clinical_image():
-    torch.manual_seed(1)
-    base = torch.full((3, 8, 8), 100, dtype=torch.uint8)
-    transform = paired_train_transform(flips=False, degrees=0.0, translate=0.0, scale=(1.0, 1.0), brightness=0.5)
-    reference = eval_transform()(base)
-    changed = 0
-    for _ in range(8):
-        clinical, dermoscopy = transform(base, base)
-        assert torch.allclose(dermoscopy, reference)
-        changed += not torch.allclose(clinical, reference)
-    assert changed >= 6
 
 
 def test_gpu_augment_flip_only_is_exact_per_sample():
@@ -288,15 +251,3 @@ def test_affine_theta_rotation_and_shift_by_hand():
     wide = torch.arange(8, dtype=torch.float32).view(1, 1, 2, 4)
     half_turn = affine_theta(_one(180), _one(1), _one(0), _one(0), _one(1), _one(1), 2, 4)
     assert torch.allclose(apply_affine(wide, half_turn), wide.flip(2, 3), atol=1e-5)
-
-
-def test_gpu_augment_pair_shares_geometry_and_brightens_clinical_only():
-    torch.manual_seed(0)
-    clinical = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
-    generator = torch.Generator().manual_seed(3)
-    c, d = gpu_augment_pair(clinical, clinical.clone(), brightness=0.0, generator=generator)
-    assert torch.allclose(c, d)
-    generator = torch.Generator().manual_seed(3)
-    c2, d2 = gpu_augment_pair(clinical, clinical.clone(), brightness=0.5, generator=generator)
-    assert torch.allclose(d2, d)  # same draws for the geometry; dermoscopy not brightened
-    assert not torch.allclose(c2, c)

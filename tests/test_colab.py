@@ -5,7 +5,9 @@ package whose ``drive.mount`` creates ``MyDrive`` under the mount point (what th
 visible). Everything else — IPython executing the cell, ``%pip``, medlib's paths — is real.
 """
 
+import importlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,8 +21,8 @@ from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from medlib import colab
-from notebook_rules import problems, repository_url
+from medlib import __version__, colab
+from notebook_rules import MAX_INSTALL_LINES, install_cell_problems, problems, repository_url
 
 REPO = Path(__file__).resolve().parents[1]
 URL = "https://github.com/medlib-book/medlib-book"
@@ -38,7 +40,7 @@ def fresh_env(monkeypatch):
 
 @pytest.fixture
 def colab_kernel(tmp_path, monkeypatch):
-    """``google.colab`` importable, with a ``drive.mount`` that makes ``<mount>/MyDrive`` appear."""
+    """``google.colab`` imported (as Colab's kernel does), with a ``drive.mount`` that makes ``<mount>/MyDrive`` appear."""
     pkg = tmp_path / "standin" / "google" / "colab"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -48,6 +50,7 @@ def colab_kernel(tmp_path, monkeypatch):
         "    print('Mounted at', mountpoint)\n")
     before = {k for k in sys.modules if k == "google" or k.startswith("google.")}
     monkeypatch.syspath_prepend(str(tmp_path / "standin"))
+    importlib.import_module("google.colab")
     yield tmp_path
     for k in [k for k in sys.modules if (k == "google" or k.startswith("google.")) and k not in before]:
         del sys.modules[k]
@@ -62,7 +65,7 @@ def shell():
 
 def test_install_cell_is_valid_ipython_and_follows_the_notebook_rules(tmp_path):
     source = colab.install_cell_source(URL + "/")
-    assert f'%pip install -q "medlib @ git+{URL}"' in source  # %pip: pip's errors show in the cell
+    assert f'%pip install -q "medlib @ git+{URL}@v{__version__}"' in source  # %pip: pip's errors show in the cell
     compile(TransformerManager().transform_cell(source), "install-cell", "exec")
     nb = nbformat.read(REPO / "notebooks" / "00_environment.ipynb", as_version=4)
     old = next(c for c in nb.cells if c.cell_type == "code")  # an install cell of the old kind
@@ -87,16 +90,14 @@ def test_install_cell_does_nothing_outside_colab(shell, fresh_env):
     assert not colab.on_colab()
     with capture_output() as cap:
         result = shell.run_cell(colab.install_cell_source(URL))
-    assert result.success and cap.stdout == ""
-    assert shell.user_ns["ON_COLAB"] is False
+    assert result.success and cap.stdout == "" and "medlib.colab" not in shell.user_ns
 
 
 def test_install_cell_on_colab_with_medlib_installed_runs_setup_only(shell, colab_kernel, fresh_env):
     fresh_env.setenv("MEDLIB_HOME", str(colab_kernel / "home"))  # e.g. a test harness's shared home
     with capture_output() as cap:
         result = shell.run_cell(colab.install_cell_source(URL))
-    assert result.success and shell.user_ns["ON_COLAB"] is True
-    assert "MEDLIB_HOME is already set" in cap.stdout
+    assert result.success and "MEDLIB_HOME is already set" in cap.stdout
     assert not (colab_kernel / "content").exists()
 
 
@@ -107,16 +108,43 @@ def _closed_port() -> int:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="pip needs git for a git+ URL")
-def test_unreachable_repository_stops_with_instructions(shell, colab_kernel, fresh_env, monkeypatch):
+def test_unreachable_repository_shows_pips_error_and_stops(shell, colab_kernel, fresh_env, monkeypatch):
     monkeypatch.setitem(sys.modules, "medlib", None)  # as on a fresh Colab VM: medlib not importable
     url = f"http://127.0.0.1:{_closed_port()}/medlib-book"
     started = time.perf_counter()
-    with capture_output():
+    with capture_output() as cap:
         result = shell.run_cell(colab.install_cell_source(url))
-    assert isinstance(result.error_in_exec, RuntimeError)
-    message = str(result.error_in_exec)
-    assert url in message and "%pip install -e /content/medlib-book" in message and "git clone" in message
+    assert "ERROR" in cap.stdout + cap.stderr and "127.0.0.1" in cap.stdout + cap.stderr  # pip's own error, in the cell
+    assert isinstance(result.error_in_exec, ModuleNotFoundError) and "medlib" in str(result.error_in_exec)
     assert time.perf_counter() - started < 120
+
+
+def test_every_notebook_opens_with_the_same_short_pinned_install_cell():
+    url = repository_url(REPO)
+    want = colab.install_cell_source(url)
+    assert len(want.splitlines()) <= MAX_INSTALL_LINES and f"git+{url}@v{__version__}\"" in want
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert first.source == want, f"{path.name}: run python -m medlib.colab --apply-install-cell notebooks/*.ipynb"
+
+
+def test_the_pinned_release_is_pyprojects_version():
+    # the tag the install cell names is v<pyproject's version>: bumping one without the other breaks here
+    declared = re.search(r'^version = "([^"]+)"$', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert __version__ == declared
+    assert f"@v{declared}\"" in colab.install_cell_source(URL)
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (lambda s: s.replace("@v", "@main#v"), "the release tag"),  # a branch: the page and its code drift apart
+    (lambda s: s.replace(f"@v{__version__}", ""), "the release tag"),  # unpinned
+    (lambda s: s + "\nprint('one line too many')", "move the rest into medlib.colab"),
+])
+def test_an_unpinned_or_long_install_cell_is_caught(fault, expected):
+    url = repository_url(REPO)
+    assert install_cell_problems(colab.install_cell_source(url), url) == []
+    found = install_cell_problems(fault(colab.install_cell_source(url)), url)
+    assert any(expected in p for p in found), found
 
 
 def test_setup_outside_colab_changes_nothing(fresh_env, capsys):

@@ -1,4 +1,5 @@
-"""Flower federated baselines (medlib.federated): FedAvg is Params Mean at one round; FedBN keeps BN home."""
+"""Federated baselines (medlib.federated): the server step is Flower's FedAvg; FedAvg is Params Mean at one round;
+FedBN keeps BN home."""
 
 import copy
 
@@ -7,13 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("flwr")
-
-from medlib.errors import MedlibError  # noqa: E402
-from medlib.federated import FederatedSite, batchnorm_keys, rounds_grid, run_federated  # noqa: E402
-from medlib.runtime import seed_everything  # noqa: E402
-from medlib.train import TrainConfig, class_weights_from_labels, fit, make_loader  # noqa: E402
-from medlib.vectors import merge  # noqa: E402
+from medlib.errors import MedlibError
+from medlib.federated import FederatedSite, average, batchnorm_keys, rounds_grid, run_federated
+from medlib.runtime import seed_everything
+from medlib.train import TrainConfig, class_weights_from_labels, fit, make_loader
+from medlib.vectors import merge
 
 
 class Net(nn.Module):
@@ -31,10 +30,10 @@ class Net(nn.Module):
         return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
 
 
-def _sites(n_sites=4, per_site=16, seed=0, shift=True):
+def _sites(n_sites=4, per_site=16, seed=0, shift=True, sizes=None):
     g = torch.Generator().manual_seed(seed)
     sites = []
-    for k in range(n_sites):
+    for k, per_site in enumerate(sizes or [per_site] * n_sites):
         x = torch.randn(per_site, 3, 6, 6, generator=g) + (float(k) if shift else 0.0)  # per-site acquisition shift
         y = torch.randint(0, 3, (per_site,), generator=g)
         y[:3] = torch.arange(3)  # every class present at every site
@@ -54,20 +53,24 @@ def _pretrained():
     return Net().eval()
 
 
-def test_fedavg_one_round_all_epochs_equals_params_mean():
-    pre, sites = _pretrained(), _sites()
-    epochs, lr, seed = 3, 1e-2, 5
-    fed = run_federated("fedavg", pre, sites, rounds=1, local_epochs=epochs, lr=lr, seed=seed)
-
-    # the one-shot path, written independently: each site fine-tunes θ_pre alone, then the parameters are averaged
-    finetuned = []
+def _finetuned(pre, sites, epochs, lr, seed):
+    """Each site fine-tunes θ_pre alone, as Paper A's sites do (written independently of medlib.federated)."""
+    out = []
     for site in sites:
         model = copy.deepcopy(pre)
         seed_everything(seed)
         fit(model, site.loader(seed), TrainConfig(lr=lr, epochs=epochs, seed=seed, class_weights=site.class_weights,
                                                   device="cpu", log_every=0))
-        finetuned.append(model.eval())
-    mean = merge(pre, finetuned, "params_mean")
+        out.append(model.eval())
+    return out
+
+
+def test_fedavg_one_round_all_epochs_equals_params_mean():
+    pre, sites = _pretrained(), _sites()
+    epochs, lr, seed = 3, 1e-2, 5
+    fed = run_federated("fedavg", pre, sites, rounds=1, local_epochs=epochs, lr=lr, seed=seed)
+
+    mean = merge(pre, _finetuned(pre, sites, epochs, lr, seed), "params_mean")  # the one-shot path
 
     moved = max(float((a - b).abs().max()) for a, b in zip(mean.state_dict().values(), pre.state_dict().values())
                 if a.is_floating_point())
@@ -107,7 +110,7 @@ def test_fedprox_proximal_term_holds_sites_near_the_global_model():
     pre, sites = _pretrained(), _sites()
 
     def distance(model):
-        return sum(float((a - b).square().sum()) for (k, a), b in zip(model.named_parameters(), pre.parameters()))
+        return sum(float((a.detach() - b).square().sum()) for a, b in zip(model.parameters(), pre.parameters()))
 
     kw = dict(rounds=1, local_epochs=3, lr=3e-2, seed=1)
     plain = run_federated("fedavg", pre, sites, **kw)
@@ -130,10 +133,35 @@ def test_bad_requests_are_clear_errors():
     pre, sites = _pretrained(), _sites(n_sites=2)
     with pytest.raises(MedlibError, match="unknown federated strategy 'fedsgd'"):
         run_federated("fedsgd", pre, sites, rounds=1, local_epochs=1, lr=1e-3)
-    with pytest.raises(MedlibError, match="unknown Flower backend"):
-        run_federated("fedavg", pre, sites, rounds=1, local_epochs=1, lr=1e-3, backend="grpc")
     with pytest.raises(MedlibError, match="rounds and local_epochs must be >= 1"):
         run_federated("fedavg", pre, sites, rounds=0, local_epochs=1, lr=1e-3)
     no_test = [FederatedSite(s.loader, s.n_examples) for s in sites]
     with pytest.raises(MedlibError, match="test_loader"):
         run_federated("fedbn", pre, no_test, rounds=1, local_epochs=1, lr=1e-3)
+
+
+def test_server_average_is_flowers_fedavg_aggregate():
+    # hand-computed: counts 1, 3 weigh the sites 1/4 and 3/4
+    a = {"w": torch.tensor([0.0, 4.0]), "n": torch.tensor(2)}
+    b = {"w": torch.tensor([8.0, -4.0]), "n": torch.tensor(6)}
+    got = average([a, b], [1, 3])
+    assert torch.equal(got["w"], torch.tensor([6.0, -2.0])) and got["n"].dtype == torch.int64 and int(got["n"]) == 5
+
+    # a whole round with unequal sites: our FedAvg model against Flower's public aggregation of the site models
+    aggregate = pytest.importorskip("flwr.server.strategy.aggregate").aggregate
+    pre, sites = _pretrained(), _sites(sizes=[8, 16, 24, 40])
+    fed = run_federated("fedavg", pre, sites, rounds=1, local_epochs=2, lr=1e-2, seed=3)
+    keys = [k for k, v in pre.state_dict().items() if v.is_floating_point()]
+    finetuned = _finetuned(pre, sites, 2, 1e-2, 3)
+    results = [([m.state_dict()[k].numpy() for k in keys], s.n_examples) for m, s in zip(finetuned, sites)]
+    unweighted = merge(pre, finetuned, "params_mean").state_dict()
+    for key, want in zip(keys, aggregate(results)):
+        torch.testing.assert_close(fed.model.state_dict()[key], torch.from_numpy(want), atol=1e-6, rtol=0, msg=key)
+    # the weighting matters here: the unweighted mean is a different model
+    assert max(float((fed.model.state_dict()[k] - unweighted[k]).abs().max()) for k in keys) > 1e-4
+
+
+def test_a_diverged_site_stops_the_average_with_the_key_named():
+    good, bad = {"conv.weight": torch.ones(2)}, {"conv.weight": torch.tensor([1.0, float("nan")])}
+    with pytest.raises(MedlibError, match="'conv.weight' is not finite"):
+        average([good, bad], [1, 1])

@@ -4,15 +4,12 @@ Paper B, Section 4.1: "Data augmentations, including flipping, shifting, scaling
 and brightening operations" — and its predecessor code (FusionM4Net) applies the *same*
 geometric transform to the clinical and the dermoscopic image of a pair. Here:
 
-* :func:`train_transform` / :func:`eval_transform` — per-sample v2 pipelines for one image
-  (flips, ``RandomAffine`` for shift/scale/rotate, brightness jitter, then ImageNet
-  normalisation). Paper A does not describe augmentation; its runs use the same pipeline.
-* :class:`PairedTransform` (:func:`paired_train_transform`) — v2 transforms called on two
-  ``tv_tensors.Image`` at once draw their random parameters once, so both images get the
-  same flip/affine; brightness jitter then touches the clinical image only.
-* :func:`gpu_augment` / :func:`gpu_augment_pair` — the same augmentations for a whole
-  batch in one ``affine_grid``/``grid_sample`` call, each sample with its own random
-  parameters, on whatever device the batch is on (v2 on a batch would share one draw).
+* :func:`train_transform` with :class:`TensorImageDataset` — the per-sample v2 pipeline for one
+  image (flips, ``RandomAffine`` for shift/scale/rotate, brightness jitter, then ImageNet
+  normalisation): the baseline of ``benches/bench_data.py``.
+* :func:`gpu_augment` — the same augmentations for a whole batch in one
+  ``affine_grid``/``grid_sample`` call, each sample with its own random parameters, on
+  whatever device the batch is on (v2 on a batch would share one draw).
 * :func:`fusion_augment_pair` — Paper B's training augmentation with the magnitudes of
   FusionM4Net's code (:data:`FUSION_RECIPE`), as batch operations on the GPU.
 
@@ -30,26 +27,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "train_transform",
-    "eval_transform",
-    "PairedTransform",
-    "paired_train_transform",
-    "paired_eval_transform",
     "TensorImageDataset",
-    "PairedTensorDataset",
     "to_float",
     "normalize",
     "affine_theta",
     "random_affine_theta",
     "apply_affine",
     "gpu_augment",
-    "gpu_augment_pair",
     "FusionRecipe",
     "FUSION_RECIPE",
     "draw_fusion_params",
@@ -99,52 +89,6 @@ def train_transform(
     )
 
 
-def eval_transform(size: int | None = None) -> v2.Compose:
-    """No randomness: (optional resize), float, ImageNet normalisation."""
-    return v2.Compose(_resize(size) + _to_normalized_float())
-
-
-class PairedTransform:
-    """Call with ``(clinical, dermoscopy)``; returns both transformed.
-
-    ``geometric`` runs on both images in one call, so its random parameters are drawn once
-    and both images get the same flip/affine (the pair stays aligned, as in FusionM4Net).
-    ``clinical_only`` (brightness) runs on the clinical image alone; ``finish`` on each.
-    """
-
-    def __init__(self, geometric: Callable, clinical_only: Callable | None, finish: Callable):
-        self.geometric, self.clinical_only, self.finish = geometric, clinical_only, finish
-
-    def __call__(self, clinical: torch.Tensor, dermoscopy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Both must be tv_tensors.Image: with plain tensors v2 would transform only the first.
-        clinical, dermoscopy = self.geometric(tv_tensors.Image(clinical), tv_tensors.Image(dermoscopy))
-        if self.clinical_only is not None:
-            clinical = self.clinical_only(clinical)
-        return (self.finish(clinical).as_subclass(torch.Tensor),
-                self.finish(dermoscopy).as_subclass(torch.Tensor))
-
-
-def paired_train_transform(
-    size: int | None = None,
-    *,
-    flips: bool = True,
-    degrees: float = DEGREES,
-    translate: float = TRANSLATE,
-    scale: tuple[float, float] = SCALE,
-    brightness: float = BRIGHTNESS,
-) -> PairedTransform:
-    """Training transform for derm7pt pairs (Paper B, Section 4.1)."""
-    return PairedTransform(
-        v2.Compose(_resize(size) + _geometric(flips, degrees, translate, scale)),
-        v2.ColorJitter(brightness=brightness) if brightness else None,
-        v2.Compose(_to_normalized_float()),
-    )
-
-
-def paired_eval_transform(size: int | None = None) -> PairedTransform:
-    return PairedTransform(v2.Compose(_resize(size) or [v2.Identity()]), None, v2.Compose(_to_normalized_float()))
-
-
 def _labels_tensor(labels, n: int) -> torch.Tensor:
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     if labels.shape[0] != n:
@@ -185,31 +129,6 @@ class TensorImageDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, self.labels[j]
-
-
-class PairedTensorDataset(Dataset):
-    """``((clinical, dermoscopy), labels)`` for derm7pt: both images of a case share one transform call."""
-
-    def __init__(self, clinical: torch.Tensor, dermoscopy: torch.Tensor, labels,
-                 transform: Callable | None = None, indices=None):
-        if clinical.shape[0] != dermoscopy.shape[0] or clinical.ndim != 4 or dermoscopy.ndim != 4:
-            raise ValueError(
-                f"clinical {tuple(clinical.shape)} and dermoscopy {tuple(dermoscopy.shape)} must both be "
-                "(N, 3, H, W) with the same N (one pair per case)."
-            )
-        self.clinical, self.dermoscopy, self.transform = clinical, dermoscopy, transform
-        self.labels = _labels_tensor(labels, clinical.shape[0])
-        self.indices = _indices(indices, clinical.shape[0])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        j = int(self.indices[i])
-        clinical, dermoscopy = self.clinical[j], self.dermoscopy[j]
-        if self.transform is not None:
-            clinical, dermoscopy = self.transform(clinical, dermoscopy)
-        return (clinical, dermoscopy), self.labels[j]
 
 
 # ----------------------------------------------------------------------------- batched
@@ -325,33 +244,6 @@ def gpu_augment(
     theta = random_affine_theta(x.shape[0], x.shape[2], x.shape[3], hflip=hflip, vflip=vflip, degrees=degrees,
                                 translate=translate, scale=scale, generator=generator, device=x.device)
     return _brighten(apply_affine(x, theta), brightness, generator)
-
-
-def gpu_augment_pair(
-    clinical: torch.Tensor,
-    dermoscopy: torch.Tensor,
-    *,
-    hflip: float = 0.5,
-    vflip: float = 0.5,
-    degrees: float = DEGREES,
-    translate: float = TRANSLATE,
-    scale: Sequence[float] = SCALE,
-    brightness: float = BRIGHTNESS,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`gpu_augment` for pairs: sample k of both batches gets the same geometry;
-    brightness jitter touches the clinical batch only."""
-    if clinical.shape[0] != dermoscopy.shape[0]:
-        raise ValueError(f"batch sizes differ: clinical {clinical.shape[0]} vs dermoscopy {dermoscopy.shape[0]}.")
-    c, d = to_float(clinical), to_float(dermoscopy)
-    theta = random_affine_theta(c.shape[0], c.shape[2], c.shape[3], hflip=hflip, vflip=vflip, degrees=degrees,
-                                translate=translate, scale=scale, generator=generator, device=c.device)
-    if d.shape[2:] != c.shape[2:]:
-        # Same relative geometry at another resolution: theta is in normalised grid units,
-        # valid for any size with the same aspect ratio.
-        if d.shape[2] * c.shape[3] != d.shape[3] * c.shape[2]:
-            raise ValueError("clinical and dermoscopy batches must share an aspect ratio for paired warps.")
-    return _brighten(apply_affine(c, theta), brightness, generator), apply_affine(d, theta)
 
 
 # ----------------------------------------------------------------------------- FusionM4Net's recipe

@@ -3,7 +3,7 @@
 Everything starts from Paper A's θ_pre (:func:`medlib.experiments.paper_a.train_sites`) with
 Paper A's optimiser settings, and every site spends the same local compute — the profile's
 ``epochs`` local epochs — whether it trains once and sends a data vector, or trains ``R`` rounds
-of ``epochs / R`` epochs inside a Flower federation (:mod:`medlib.federated`).
+of ``epochs / R`` epochs inside a federation (:mod:`medlib.federated`).
 
 Two studies:
 
@@ -186,7 +186,7 @@ def _federated_key(h: Hospitals, strategy: str, rounds: int) -> str:
 
 
 def federated_accuracy(h: Hospitals, strategy: str, rounds: int) -> dict:
-    """One Flower federation (cached): ``{"accuracy", "seconds", "sites"}``; accuracy after BN restoration."""
+    """One federation (cached): ``{"accuracy", "seconds", "sites"}``; accuracy after BN restoration."""
     tr, P = h.trained, h.profile.paper_a
     if P.epochs % rounds:
         raise MedlibError(f"{rounds} rounds do not split {P.epochs} local epochs evenly; use one of {rounds_grid(P.epochs)}")

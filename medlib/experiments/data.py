@@ -16,10 +16,10 @@ import torch
 from medlib.data import load_dataset
 from medlib.data.base import ImageDataset
 from medlib.errors import DataError, MedlibError
-from medlib.paths import cache_dir, data_env_var, data_root
+from medlib.paths import data_env_var, data_root
 from medlib.profiles import Profile, get_profile
 
-__all__ = ["ensure_dataset", "load_available", "synthetic_root", "SiteData", "prepare_sites"]
+__all__ = ["ensure_dataset", "load_available", "synthetic_root", "SiteData"]
 
 SYNTH_SEED = 0  # the stand-in data is one fixed dataset; experiment seeds vary the splits and training
 
@@ -91,22 +91,3 @@ class SiteData:
     @property
     def classes(self) -> list[str]:
         return self.dataset.classes
-
-
-def prepare_sites(name: str, profile: Profile | str = "auto", seed: int = 0, *, method: str | None = None) -> SiteData:
-    """Dataset ``name`` split into ``n_sites`` hospitals plus a held-out test set (Paper A §4.1)."""
-    from medlib.data.cache import cached_images
-    from medlib.data.partition import partition_sites
-
-    P = get_profile(profile)
-    ds = ensure_dataset(name, P)
-    images = cached_images(ds.image_paths, P.paper_a.image_size, cache_dir(), progress=False)
-    part = partition_sites(
-        ds.labels,
-        P.paper_a.n_sites,
-        method=method or P.paper_a.partition,
-        groups=ds.groups,
-        seed=seed,
-        test_fraction=P.paper_a.test_fraction,
-    )
-    return SiteData(ds, images, np.asarray(ds.labels), part)

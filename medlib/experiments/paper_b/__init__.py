@@ -33,7 +33,7 @@ from .paper import (CATEGORY_COLUMNS, MELANOMA_COLUMNS, PAPER_BEST, PAPER_MEAN, 
                     PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE3_COLUMNS, PAPER_TABLE4, PAPER_TABLE5,
                     PAPER_TABLE8, paper_avg_auc_check)
 from .plots import (GLANCE_TABLES, glance_frame, glance_points, plot_attention, plot_attention_block, plot_claims,
-                    plot_framework, plot_history, plot_lr_schedule, plot_pairs, plot_params, plot_saturation,
+                    plot_framework, plot_history, plot_pairs, plot_params, plot_saturation,
                     plot_tradeoff, plot_weight_surface)
 from .runs import (EXPERIMENT_VERSION, RESIZE_FIT, PairBatches, PairData, RunResult, _RUN_CACHE, _eval_batch,
                    load_model, load_pairs, run_config, run_key, train_config, training_config, training_plan)
@@ -53,7 +53,7 @@ __all__ = [
     "branch_table", "tradeoff", "example_cases", "framework_shapes", "attention_logits_at_init", "augmentation_text",
     "DISPLAY_SIZE", "compare", "claims_table", "CLAIMS", "CLOSE_TOLERANCE",
     "plot_pairs", "plot_params", "plot_attention", "plot_weight_surface", "plot_history", "plot_claims",
-    "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation", "plot_lr_schedule",
+    "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation",
     "GLANCE_TABLES", "glance_frame", "glance_points", "AUC_CATEGORIES", "MELANOMA_CATEGORIES",
     "MedlibError", "load_weights", "fit",
 ]

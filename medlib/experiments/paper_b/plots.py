@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["plot_pairs", "plot_params", "plot_attention", "plot_weight_surface", "plot_history", "plot_claims",
-           "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation", "plot_lr_schedule",
+           "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation",
            "GLANCE_TABLES", "glance_frame", "glance_points"]
 
 def plot_pairs(data, indices, per_row: int = 3):
@@ -118,22 +118,6 @@ def plot_history(result):
         a.set_xlabel("epoch")
     ax.set_ylabel("L_total (Eq. 3)"), ax_lr.set_ylabel("learning rate")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_lr_schedule(lrs, swa_start: int | None):
-    """The learning rate of every epoch (a replayed schedule), with the SWA epochs shaded."""
-    import matplotlib.pyplot as plt
-
-    lrs = np.asarray(lrs, dtype=float)
-    epochs = np.arange(1, len(lrs) + 1)
-    fig, ax = plt.subplots(figsize=(6.5, 3.0))
-    ax.plot(epochs, lrs, color="tab:green")
-    if swa_start is not None:
-        ax.axvspan(swa_start + 0.5, len(lrs) + 0.5, color="grey", alpha=0.15, label="SWA averaging")
-        ax.legend(fontsize=9)
-    ax.set_xlabel("epoch"), ax.set_ylabel("learning rate")
     fig.tight_layout()
     return fig
 
