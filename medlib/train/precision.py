@@ -34,7 +34,14 @@ class Precision:
         return self.enabled and self.dtype == torch.float16
 
     def grad_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
+        """float16: a loss-scaling scaler. Other precisions on CUDA: a scaler at scale 1 that never
+        grows, kept for its rule of skipping a step with non-finite gradients, decided on the device
+        (the training step reads nothing back). Elsewhere: disabled (the loop masks such steps itself)."""
+        if self.needs_scaler:
+            return torch.amp.GradScaler(self.device_type)
+        if self.device_type == "cuda":
+            return torch.amp.GradScaler("cuda", init_scale=1.0, growth_interval=2**30)
+        return torch.amp.GradScaler(self.device_type, enabled=False)
 
     def __str__(self) -> str:
         return str(self.dtype).removeprefix("torch.") if self.enabled else "float32"
