@@ -18,7 +18,7 @@ from collections import Counter
 
 import torch
 
-__all__ = ["SYNC_METHODS", "count_host_syncs"]
+__all__ = ["SYNC_METHODS", "count_host_syncs", "syncs_per_step"]
 
 # every way Python code reads a tensor's value on the host
 SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
@@ -46,3 +46,25 @@ def count_host_syncs():
     finally:
         for name, method in originals.items():
             setattr(torch.Tensor, name, method)
+
+
+def syncs_per_step(model, loader, loss_fn, *, to_device, cfg) -> float:
+    """Host reads per training step over one epoch of ``loader`` (after one epoch of warm-up).
+
+    The steps of :func:`medlib.train.train_one_epoch` with the state :func:`medlib.train.fit`
+    would make from ``cfg``: what ``benches/gpu_check.py --cpu-smoke`` prints and the tests bound.
+    """
+    from medlib.train.batches import as_device
+    from medlib.train.loop import train_one_epoch
+    from medlib.train.precision import choose_precision
+    from medlib.train.state import TrainingState
+
+    device = as_device(cfg.device)
+    precision = choose_precision(device, cfg.amp, cfg.amp_dtype)
+    state = TrainingState.create(model.to(device), cfg, precision)
+    epoch = {"device": device, "precision": precision, "to_device": to_device}
+    train_one_epoch(state, loader, loss_fn, **epoch)  # first-call costs (lazy optimizer state) aside
+    with count_host_syncs() as counts:
+        train_one_epoch(state, loader, loss_fn, **epoch)
+    steps = len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps)
+    return sum(counts.values()) / steps
