@@ -38,7 +38,9 @@ def test_precision_follows_the_device():
     fp16 = choose_precision(torch.device("cpu"), amp=True, dtype="float16")
     assert fp16.dtype == torch.float16 and fp16.needs_scaler and fp16.grad_scaler().is_enabled()
     bf16 = choose_precision(torch.device("cpu"), amp=True)
-    assert bf16.dtype == torch.bfloat16 and not bf16.needs_scaler and not bf16.grad_scaler().is_enabled()
+    assert bf16.dtype == torch.bfloat16 and not bf16.needs_scaler
+    keeper = bf16.grad_scaler()  # kept for its skip rule only: scale 1, never grown
+    assert keeper.is_enabled() and keeper.get_scale() == 1.0 and keeper.get_growth_interval() == 2**30
     if torch.cuda.is_available():
         chosen = choose_precision(torch.device("cuda"))
         assert chosen.dtype == (torch.bfloat16 if torch.cuda.get_device_capability() >= (8, 0) else torch.float16)

@@ -161,14 +161,14 @@ def train_one_epoch(state: TrainingState, loader: Iterable, loss_fn, *, device: 
                     precision: Precision, to_device=default_batch_to_device, net: nn.Module | None = None) -> dict:
     """One pass over ``loader`` (at most ``cfg.max_steps`` batches); the epoch's record.
 
-    A batch whose loss is not finite is skipped (no step), and so is one whose gradients are
-    not finite where a gradient scaler runs (float16, and every CUDA run: the scaler's rule):
+    A batch whose loss or gradients are not finite is skipped (no step: the gradient scaler's rule):
     ``train_loss`` averages the batches with a finite loss and ``skipped_steps`` counts the
     rest. Training has diverged — and stops with an explanation — when ``cfg.max_nonfinite_steps``
     steps in a row were skipped, when no batch of the epoch had a finite loss, or when a weight
     became non-finite. ``net`` is what the steps call (``state.model`` compiled, or itself).
 
-    No step reads a value back to the host: the counters live on the device and are read every
+    The step's own code reads no value back to the host (the gradient scaler's check aside, see
+    :func:`_guarded_step`): the counters live on the device and are read every
     :data:`READ_EVERY` steps (the run-of-skips rule is checked there) and at the end of the epoch.
     """
     cfg, model, optimizer, scaler = state.cfg, state.model, state.optimizer, state.scaler
@@ -232,45 +232,21 @@ def _read_counters(state: TrainingState, skips: Tensor, sums: Tensor | None = No
 def _guarded_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: Tensor) -> tuple[Tensor, Tensor]:
     """Backward and optimizer step, skipped where the loss or the gradients are not finite.
 
-    Returns two device booleans: the loss was finite; the step was taken. Nothing is read back:
-    with a gradient scaler, the scaler skips (its own rule, on the device where the optimizer
-    supports it); without one, the step is taken and undone on the device (:func:`_masked_step`).
+    Returns two device booleans: the loss was finite; the step was taken. The gradient scaler
+    (:meth:`Precision.grad_scaler`: at scale 1 except in float16) skips the step — its own check,
+    which waits for the GPU only where the optimizer cannot take the decision on the device
+    (a fused Adam can) — and this step reads nothing back.
     """
     optimizer.zero_grad(set_to_none=True)
     finite_loss = torch.isfinite(loss.detach())
-    if scaler.is_enabled():
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        # the scaler skips exactly when an unscaled gradient is not finite: the same test, on the device
-        stepped = finite_loss & torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
-        scaler.step(optimizer)
-        scaler.update()
-        return finite_loss, stepped
-    loss.backward()
-    _masked_step(optimizer, finite_loss)
-    return finite_loss, finite_loss
-
-
-@torch.no_grad()
-def _masked_step(optimizer: torch.optim.Optimizer, take: Tensor) -> None:
-    """``optimizer.step()`` where ``take`` (a device boolean) is True, else no change at all.
-
-    The step always runs, then weights and optimizer state are put back where ``take`` is
-    False: bitwise what skipping the step does, without reading ``take``. State created by
-    this step (Adam's, at its first) is put back to zeros, which is Adam's fresh state.
-    """
-    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    before = {id(t): t.clone() for p in params for t in [p, *_state_tensors(optimizer, p)]}
-    optimizer.step()
-    for p in params:
-        for t in [p, *_state_tensors(optimizer, p)]:
-            old = before.get(id(t))
-            t.copy_(torch.where(take.to(t.device), t, old if old is not None else torch.zeros_like(t)))
-
-
-def _state_tensors(optimizer: torch.optim.Optimizer, p: Tensor) -> list[Tensor]:
-    return [v for v in optimizer.state.get(p, {}).values() if isinstance(v, Tensor)]
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    # the scaler skips exactly when an unscaled gradient is not finite: the same test, on the device
+    stepped = finite_loss & torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
+    scaler.step(optimizer)
+    scaler.update()
+    return finite_loss, stepped
 
 
 def finish_swa(state: TrainingState, loader: Iterable, *, device: torch.device, to_device=default_batch_to_device) -> nn.Module:
