@@ -131,7 +131,8 @@ def paper_a_bench(P, size: int, batch_size: int) -> Bench:
         images = torch.randint(0, 256, (n_train + n_val, 3, size, size), dtype=torch.uint8, generator=g).to(device)
         labels = torch.randint(0, 4, (n_train + n_val,), generator=g).to(device)
         train = DeviceBatches(images, labels, range(n_train), bs, train=True, seed=0, device=device)
-        return train, DeviceBatches(images, labels, range(n_train, n_train + n_val), bs, train=False, seed=0, device=device)
+        val = DeviceBatches(images, labels, range(n_train, n_train + n_val), bs, train=False, seed=0, device=device)
+        return train, val
 
     def same(batch, device):
         return batch
@@ -181,7 +182,8 @@ def _state(bench: Bench, device):
 # --------------------------------------------------------------------------- part 2: throughput
 
 
-def step_seconds(bench: Bench, device, *, steps: int, compile_choice: str = "off", warmup: int = 3) -> tuple[float, int]:
+def step_seconds(bench: Bench, device, *, steps: int, compile_choice: str = "off",
+                 warmup: int = 3) -> tuple[float, int]:
     """Seconds per training step (forward, backward, Adam) on one batch already on ``device``; peak bytes.
 
     The step of :func:`medlib.train.train_one_epoch` (same precision, scaler, skip rule) without
@@ -243,8 +245,8 @@ def throughput(benches: list[Bench], device, steps: int) -> tuple[list[dict], li
         rate = b.batch_size / seconds
         mfu = rate * flops / peak if peak else None
         fits = device.type != "cuda" or memory <= T4_BYTES
-        rows.append({"configuration": b.name, "batch": b.batch_size, "images_per_s": rate, "train_flops_per_image": flops,
-                     "mfu": mfu, "peak_memory_bytes": memory, "fits_t4": fits})
+        rows.append({"configuration": b.name, "batch": b.batch_size, "images_per_s": rate,
+                     "train_flops_per_image": flops, "mfu": mfu, "peak_memory_bytes": memory, "fits_t4": fits})
         print(f"  {b.name:<22} {b.batch_size:>5} {rate:>8.1f} {'' if mfu is None else f'{100 * mfu:.0f}%':>6} "
               f"{memory / 1024**3:>9.2f} GiB{'' if fits else '  > 15 GiB: does not fit a T4'}", flush=True)
         if not fits:
@@ -364,7 +366,8 @@ def main(argv=None) -> int:
     configs = all_configs(bench_profile)
     fusion = next(c for c in configs if not c.single_modal)
     bench_a = paper_a_bench(bench_profile, size, batch_a)
-    benches = [bench_a] + [paper_b_bench(c, bench_profile, size, batch_b) for c in (configs[:3] if args.cpu_smoke else configs)]
+    benches = [bench_a] + [paper_b_bench(c, bench_profile, size, batch_b)
+                           for c in (configs[:3] if args.cpu_smoke else configs)]
     bench_b = next(b for b in benches if b.name == f"B {fusion.name}")
 
     print(f"\n[2] training throughput and peak memory ({steps} timed steps each)", flush=True)

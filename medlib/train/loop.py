@@ -45,9 +45,12 @@ def fit(
     :func:`default_batch_to_device`; ``val_batch_to_device`` is the evaluation path of the
     validation batches (no training augmentation; default: :func:`default_batch_to_device`, or
     ``batch_to_device`` when only that is given). Validation runs every ``cfg.eval_every``
-    epochs and after the last; the records of the other epochs have no ``val_*`` keys. With ``checkpoint_path`` the state is saved every
-    ``checkpoint_every_s`` seconds (0: after every epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``,
-    else 600 — a cluster of preemptible nodes may want less) and after the last epoch, and
+    epochs and after the last; the records of the other epochs have no ``val_*`` keys
+    (:meth:`History.evaluated_epochs` lists the points of a validation curve). On CUDA, cuDNN
+    autotunes and the steps run compiled (:func:`compiled_for_training`). With
+    ``checkpoint_path`` the state is saved every ``checkpoint_every_s`` seconds (0: after every
+    epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``, else 600 — a cluster of preemptible nodes
+    may want less) and after the last epoch, and
     ``resume=True`` continues from it, bitwise as if never interrupted (on CPU; CUDA kernels
     are not bitwise deterministic). ``on_epoch_end(epoch, model, history)`` runs after the
     epoch's checkpoint, if one was due (``epoch`` is 0-based). With ``cfg.swa_start`` the SWA
@@ -57,8 +60,7 @@ def fit(
     device = as_device(cfg.device)
     precision = choose_precision(device, cfg.amp, cfg.amp_dtype)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    default = (lambda b, d: default_batch_to_device(b, d, channels_last))  # noqa: E731
-    to_device = batch_to_device or default
+    to_device = batch_to_device or (lambda b, d: default_batch_to_device(b, d, channels_last))
     val_to_device = val_batch_to_device or to_device
     tune_for(device)
     model.to(device)
@@ -191,7 +193,8 @@ def train_one_epoch(state: TrainingState, loader: Iterable, loss_fn, *, device: 
         n = batch_size(y, x)
         hits, counted = _correct(out, y)
         ok = finite_loss.double()  # Python numbers enter as kernel arguments: no copy to the device
-        sums += torch.stack([torch.where(finite_loss, loss.detach().double(), 0.0) * n, ok * n, ok * hits, ok * counted])
+        finite_sum = torch.where(finite_loss, loss.detach().double(), 0.0) * n
+        sums += torch.stack([finite_sum, ok * n, ok * hits, ok * counted])
         in_a_row = torch.where(stepped, 0, skips[1] + 1)
         skips = torch.stack([skips[0] + (~stepped).long(), in_a_row, torch.maximum(skips[2], in_a_row)])
     if steps == 0:
@@ -229,7 +232,8 @@ def _read_counters(state: TrainingState, skips: Tensor, sums: Tensor | None = No
     return values[3:7], total, torch.stack([skips[0], skips[1], skips[1]])
 
 
-def _guarded_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: Tensor) -> tuple[Tensor, Tensor]:
+def _guarded_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                  loss: Tensor) -> tuple[Tensor, Tensor]:
     """Backward and optimizer step, skipped where the loss or the gradients are not finite.
 
     Returns two device booleans: the loss was finite; the step was taken. The gradient scaler
@@ -272,7 +276,9 @@ def _diverged(state: TrainingState, why: str) -> MedlibError:
 def _finite_weights(model: nn.Module) -> Tensor:
     """Whether every floating-point weight is finite: a device boolean (read with the epoch's counters)."""
     params = [p.detach() for p in model.parameters() if p.is_floating_point()]
-    return torch.isfinite(torch.nn.utils.get_total_norm(params, norm_type=math.inf)) if params else torch.ones((), dtype=torch.bool)
+    if not params:
+        return torch.ones((), dtype=torch.bool)
+    return torch.isfinite(torch.nn.utils.get_total_norm(params, norm_type=math.inf))
 
 
 class _Splat(nn.Module):
