@@ -244,13 +244,18 @@ def _guarded_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
     optimizer.zero_grad(set_to_none=True)
     finite_loss = torch.isfinite(loss.detach())
     scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    # the scaler skips exactly when an unscaled gradient is not finite: the same test, on the device
-    stepped = finite_loss & torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
+    # whether the step was taken: Adam's step counter of a parameter it updates moved
+    p = next(p for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
+    before = _adam_steps(optimizer, p)
+    before = before.clone() if isinstance(before, Tensor) else before
     scaler.step(optimizer)
     scaler.update()
-    return finite_loss, stepped
+    return finite_loss, finite_loss & (_adam_steps(optimizer, p) > before)
+
+
+def _adam_steps(optimizer: torch.optim.Optimizer, p: Tensor) -> Tensor | int:
+    """Adam's step counter of ``p`` (a tensor, on the device when Adam is fused); 0 before its first step."""
+    return optimizer.state.get(p, {}).get("step", 0)
 
 
 def finish_swa(state: TrainingState, loader: Iterable, *, device: torch.device, to_device=default_batch_to_device) -> nn.Module:
