@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
+import inspect
 from collections import Counter
 
 import torch
@@ -33,7 +33,7 @@ def count_host_syncs():
     def counting(name, method):
         @functools.wraps(method)
         def wrapper(*args, **kwargs):
-            caller = sys._getframe(1).f_globals.get("__name__", "")
+            caller = inspect.currentframe().f_back.f_globals.get("__name__", "")
             if caller != "torch" and not caller.startswith("torch."):
                 counts[name] += 1
             return method(*args, **kwargs)
