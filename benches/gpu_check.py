@@ -221,28 +221,19 @@ def step_seconds(bench: Bench, device, *, steps: int, compile_choice: str = "off
     return seconds, peak
 
 
-def forward_flops(bench: Bench) -> int:
-    """FLOPs of one image's forward pass (``torch.utils.flop_counter``, on the CPU)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from medlib.train.batches import forward
-
-    model = bench.build().eval()
-    train, _ = bench.loaders(1, 1, 1, torch.device("cpu"))
-    x, _ = bench.val_to_device(next(iter(train)), torch.device("cpu"))
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        forward(model, x)
-    return counter.get_total_flops()
-
-
 def throughput(benches: list[Bench], device, steps: int) -> tuple[list[dict], list[str]]:
+    from medlib.estimates import forward_flops
+
     failures, rows = [], []
     peak = peak_flops(device)
     print(f"  {'configuration':<22} {'batch':>5} {'img/s':>8} {'MFU':>6} {'peak memory':>12}", flush=True)
     for b in benches:
         seconds, memory = step_seconds(b, device, steps=steps)
-        flops = 3 * forward_flops(b)  # a training image: forward + backward (2 forwards' worth)
         rate = b.batch_size / seconds
+        # the FLOPs medlib.estimates counts (full-size models; meta device): a training image is
+        # forward + backward, three forwards' worth
+        kind, name = b.name.split(" ", 1)
+        flops = 3 * forward_flops(kind, name, b.size) if peak else None
         mfu = rate * flops / peak if peak else None
         fits = device.type != "cuda" or memory <= T4_BYTES
         rows.append({"configuration": b.name, "batch": b.batch_size, "images_per_s": rate,
