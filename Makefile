@@ -50,11 +50,13 @@ bench: $(STAMP)
 	$(BIN)/python benches/bench_checkpoint.py
 
 # On a GPU machine as researchers find one (Colab-like: torch, torchvision and timm preinstalled,
-# no internet, no book stack): medlib from this working tree, nothing created in .venv. Prints the
-# full profile's dry run on CUDA, images/s ratios and peak memory; ≤ 8 minutes. Without CUDA it
-# says so and exits 0 (`--require-cuda` makes that exit 3).
+# no internet, no book stack): medlib from this working tree, nothing created in .venv. The full
+# profile's dry run on CUDA, images/s, model-FLOPs utilisation, peak memory with the CUDA context,
+# host syncs and real epochs' overhead (exit 1 over 10 %); numbers in benches/results/. Without
+# CUDA it says so and exits 0 (`--require-cuda` makes that exit 3).
 gpu-check:
-	PYTHONPATH=$(CURDIR) $(PYTHON) benches/gpu_check.py
+	mkdir -p benches/results
+	PYTHONPATH=$(CURDIR) $(PYTHON) benches/gpu_check.py --json benches/results/gpu_check.json
 
 clean:
 	rm -rf _build

@@ -39,11 +39,22 @@ def test_smoke_without_theta_pre_plans_the_pretraining_first(monkeypatch, tmp_pa
 def test_estimates_follow_measured_epoch_times(monkeypatch):
     monkeypatch.setattr(plan, "IMAGES_PER_SECOND", {"full": (100.0, 200.0)})
     seconds, basis = plan._estimate(FULL, "retina", 300, 100, {})
-    assert seconds == pytest.approx(64 * (300 / 100 + 100 / 200)) and basis.startswith("estimated")
+    # 64 epochs of training; the test set evaluated at epochs 16, 32, 48 and 64
+    assert seconds == pytest.approx(64 * 300 / 100 + 4 * 100 / 200) and basis.startswith("estimated")
     seconds, basis = plan._estimate(FULL, "retina", 300, 100, {"retina": 0.01})  # 10 ms per image-epoch
     assert seconds == pytest.approx(0.01 * 300 * 64) and basis.startswith("measured")
     capped = dataclasses.replace(FULL, max_steps=2)  # a dry run: 2 batches of 32 per pass
-    assert plan._estimate(capped, "retina", 300, 100, {})[0] == pytest.approx(64 * (64 / 100 + 64 / 200))
+    assert plan._estimate(capped, "retina", 300, 100, {})[0] == pytest.approx(64 * 64 / 100 + 4 * 64 / 200)
+
+
+def test_full_estimates_come_from_flops_at_a_t4s_rate():
+    """ResNet50 is 4.09 GMACs (8.18 GFLOPs) a 224-px image; a T4 is assumed to train 250 of them a second."""
+    from medlib.estimates import GPU_IMAGES_PER_SECOND, forward_flops, gpu_seconds
+
+    assert forward_flops("A", "resnet50") == pytest.approx(8.18e9, rel=0.01)
+    assert gpu_seconds(3 * forward_flops("A", "resnet50"), "T4") == pytest.approx(1 / GPU_IMAGES_PER_SECOND["T4"])
+    seconds, basis = plan._estimate(FULL, "retina", 250, 0, {})  # 64 epochs of 250 images, nothing evaluated
+    assert seconds == pytest.approx(64 * 250 / GPU_IMAGES_PER_SECOND["T4"]) and basis == "estimated (T4, from FLOPs)"
 
 
 def test_bad_choices_are_named():

@@ -9,6 +9,7 @@ from torch import nn
 from toy_training import learnable
 
 from medlib.errors import MedlibError
+from medlib.train import loop
 from medlib.train import TrainConfig, choose_precision, fit, make_loader
 
 
@@ -37,7 +38,9 @@ def test_precision_follows_the_device():
     fp16 = choose_precision(torch.device("cpu"), amp=True, dtype="float16")
     assert fp16.dtype == torch.float16 and fp16.needs_scaler and fp16.grad_scaler().is_enabled()
     bf16 = choose_precision(torch.device("cpu"), amp=True)
-    assert bf16.dtype == torch.bfloat16 and not bf16.needs_scaler and not bf16.grad_scaler().is_enabled()
+    assert bf16.dtype == torch.bfloat16 and not bf16.needs_scaler
+    keeper = bf16.grad_scaler()  # kept for its skip rule only: scale 1, never grown
+    assert keeper.is_enabled() and keeper.get_scale() == 1.0 and keeper.get_growth_interval() == 2**30
     if torch.cuda.is_available():
         chosen = choose_precision(torch.device("cuda"))
         assert chosen.dtype == (torch.bfloat16 if torch.cuda.get_device_capability() >= (8, 0) else torch.float16)
@@ -62,12 +65,25 @@ def test_one_infinite_loss_is_skipped_not_fatal(amp):
 
 
 def test_a_loss_that_stays_non_finite_is_a_divergence():
+    """The run of skipped steps is read at the epoch's end (6 steps here): steps 5-12 skipped, then the stop."""
     model = mlp()
     cfg = TrainConfig(lr=1e-2, epochs=3, seed=0, device="cpu", log_every=0, max_nonfinite_steps=4)
     loss_fn = PlantedLoss(model, bad=range(5, 100), value=math.nan)  # from the fifth step on
-    with pytest.raises(MedlibError, match="diverged.*4 steps in a row"):
+    with pytest.raises(MedlibError, match="epoch 2: training diverged .8 steps in a row"):
         fit(model, make_loader(learnable(), 16, shuffle=True), cfg, loss_fn=loss_fn)
-    assert loss_fn.calls == 8  # four good steps, then four skipped ones, then the stop
+    assert loss_fn.calls == 12
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the skipped steps changed nothing
+
+
+def test_the_run_of_skips_is_also_read_within_an_epoch(monkeypatch):
+    """Every READ_EVERY steps (here 3): the run of 4 reaches the rule at the read before step 10."""
+    monkeypatch.setattr(loop, "READ_EVERY", 3)
+    model = mlp()
+    cfg = TrainConfig(lr=1e-2, epochs=3, seed=0, device="cpu", log_every=0, max_nonfinite_steps=4)
+    loss_fn = PlantedLoss(model, bad=range(5, 100), value=math.nan)
+    with pytest.raises(MedlibError, match="epoch 2: training diverged .5 steps in a row"):
+        fit(model, make_loader(learnable(), 16, shuffle=True), cfg, loss_fn=loss_fn)
+    assert loss_fn.calls == 9  # reads after steps 3, 6 (epoch end: a run of 2) and 9 (run of 5)
 
 
 def test_a_non_finite_weight_is_a_divergence():

@@ -19,6 +19,7 @@ leave as float32, normalised with the ImageNet mean/std the pretrained backbones
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -141,9 +142,17 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
     """ImageNet normalisation of a float ``(B, 3, H, W)`` batch in [0, 1], on its device."""
-    mean = torch.tensor(IMAGENET_MEAN, device=batch.device, dtype=batch.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=batch.device, dtype=batch.dtype).view(1, 3, 1, 1)
+    mean, std = _imagenet_stats(batch.device, batch.dtype)
     return (batch - mean) / std
+
+
+@functools.lru_cache(maxsize=None)
+def _imagenet_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    # built once per device: a tensor made from Python numbers is a copy to the GPU, which waits for its queue
+    def stat(values):
+        return torch.tensor(values, device=device, dtype=dtype).view(1, 3, 1, 1)
+
+    return stat(IMAGENET_MEAN), stat(IMAGENET_STD)
 
 
 def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
@@ -315,8 +324,9 @@ def fusion_theta(params: dict[str, torch.Tensor]) -> torch.Tensor:
 
     Forward map on the [-1, 1] grid of a square image: flips, then rotate by ``angle`` and
     scale about the centre and shift (2 × the fraction of the side), then ``quarter_turns`` ×
-    90°. ``affine_grid`` wants the inverse (output → input), computed exactly by
-    ``torch.linalg.inv`` on the 3 × 3 matrices.
+    90°. ``affine_grid`` wants the inverse (output → input): of ``[[A, t], [0, 1]]`` it is
+    ``[[A⁻¹, -A⁻¹ t]]``, with the 2 × 2 ``A⁻¹`` in closed form (``torch.linalg.inv`` checks
+    its result on the host, a sync per batch on a GPU).
     """
     n = params["angle"].shape[0]
     device = params["angle"].device
@@ -334,7 +344,9 @@ def fusion_theta(params: dict[str, torch.Tensor]) -> torch.Tensor:
     turn = torch.zeros(n, 3, 3, device=device)
     turn[:, 0, 0], turn[:, 0, 1], turn[:, 1, 0], turn[:, 1, 1], turn[:, 2, 2] = c, -si, si, c, 1.0
     forward = turn @ ssr @ flips @ forward
-    return torch.linalg.inv(forward)[:, :2, :]
+    a, b, c, d = forward[:, 0, 0], forward[:, 0, 1], forward[:, 1, 0], forward[:, 1, 1]
+    inverse = torch.stack([d, -b, -c, a], 1).view(n, 2, 2) / (a * d - b * c).view(n, 1, 1)
+    return torch.cat([inverse, -inverse @ forward[:, :2, 2:]], 2)
 
 
 def _photometric(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

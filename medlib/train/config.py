@@ -15,7 +15,7 @@ from medlib.errors import MedlibError
 __all__ = ["TrainConfig", "History"]
 
 # settings that change neither the weights nor the order of the work: a resume may change them
-_NOT_FINGERPRINTED = ("device", "log_every", "max_nonfinite_steps")
+_NOT_FINGERPRINTED = ("device", "log_every", "max_nonfinite_steps", "eval_every", "compile")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class TrainConfig:
     # a step with a non-finite loss (or, in float16, overflowing gradients) is skipped; this
     # many skipped steps in a row mean the training diverged
     max_nonfinite_steps: int = 25
+    eval_every: int = 1  # validate every this many epochs, and after the last one
+    # "auto": compiled on CUDA (CUDA graphs), eager elsewhere; "off"; or a torch.compile backend
+    # (see medlib.train.loop.compiled_for_training)
+    compile: str = "auto"
 
     def __post_init__(self):
         if self.epochs < 0 or self.lr <= 0 or not math.isfinite(self.lr):
@@ -54,6 +58,8 @@ class TrainConfig:
             raise MedlibError(f"amp_dtype={self.amp_dtype!r}: expected None, 'float16' or 'bfloat16'")
         if self.max_steps is not None and self.max_steps < 1:
             raise MedlibError(f"max_steps={self.max_steps}: expected None (no cap) or a positive number of batches")
+        if self.eval_every < 1:
+            raise MedlibError(f"eval_every={self.eval_every} must be at least 1 (epochs between validations)")
         if self.max_nonfinite_steps < 1:
             raise MedlibError(f"max_nonfinite_steps={self.max_nonfinite_steps} must be at least 1")
 
@@ -84,6 +90,10 @@ class History:
     checkpoint: Path | None = None  # the file resumed from, if any
     checkpoints_written: int = 0  # by this call of fit
     checkpoint_bytes: int = 0  # bytes written by this call of fit
+
+    def evaluated_epochs(self) -> list[int]:
+        """The (1-based) epochs whose records have validation numbers: the points of a validation curve."""
+        return [r["epoch"] for r in self.records if "val_loss" in r]
 
     def last(self) -> dict:
         return self.records[-1] if self.records else {}

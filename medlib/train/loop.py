@@ -21,7 +21,7 @@ from medlib.train.metrics import classification_metrics
 from medlib.train.precision import Precision, choose_precision
 from medlib.train.state import DEFAULT_CHECKPOINT_EVERY_S, CheckpointCadence, TrainingState, seed_epoch
 
-__all__ = ["fit", "train_one_epoch", "finish_swa", "weighted_cross_entropy"]
+__all__ = ["fit", "train_one_epoch", "finish_swa", "weighted_cross_entropy", "tune_for", "compiled_for_training"]
 
 
 def fit(
@@ -35,15 +35,22 @@ def fit(
     resume: bool = False,
     checkpoint_every_s: float | None = None,
     batch_to_device: Callable | None = None,
+    val_batch_to_device: Callable | None = None,
     on_epoch_end: Callable[[int, nn.Module, History], None] | None = None,
 ) -> History:
     """Train ``model`` in place (on ``cfg.device``) for ``cfg.epochs`` epochs; return the :class:`History`.
 
     ``loss_fn(output, targets)`` defaults to cross-entropy with ``cfg.class_weights``.
     ``batch_to_device(batch, device) -> (inputs, targets)`` defaults to
-    :func:`default_batch_to_device`. With ``checkpoint_path`` the state is saved every
-    ``checkpoint_every_s`` seconds (0: after every epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``,
-    else 600 — a cluster of preemptible nodes may want less) and after the last epoch, and
+    :func:`default_batch_to_device`; ``val_batch_to_device`` is the evaluation path of the
+    validation batches (no training augmentation; default: :func:`default_batch_to_device`, or
+    ``batch_to_device`` when only that is given). Validation runs every ``cfg.eval_every``
+    epochs and after the last; the records of the other epochs have no ``val_*`` keys
+    (:meth:`History.evaluated_epochs` lists the points of a validation curve). On CUDA, cuDNN
+    autotunes and the steps run compiled (:func:`compiled_for_training`). With
+    ``checkpoint_path`` the state is saved every ``checkpoint_every_s`` seconds (0: after every
+    epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``, else 600 — a cluster of preemptible nodes
+    may want less) and after the last epoch, and
     ``resume=True`` continues from it, bitwise as if never interrupted (on CPU; CUDA kernels
     are not bitwise deterministic). ``on_epoch_end(epoch, model, history)`` runs after the
     epoch's checkpoint, if one was due (``epoch`` is 0-based). With ``cfg.swa_start`` the SWA
@@ -54,9 +61,12 @@ def fit(
     precision = choose_precision(device, cfg.amp, cfg.amp_dtype)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     to_device = batch_to_device or (lambda b, d: default_batch_to_device(b, d, channels_last))
+    val_to_device = val_batch_to_device or to_device
+    tune_for(device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    net = compiled_for_training(model, device, cfg.compile)
     loss_fn = loss_fn or weighted_cross_entropy(cfg.class_weights, device)
 
     state = TrainingState.create(model, cfg, precision)
@@ -74,13 +84,13 @@ def fit(
         started = time.perf_counter()
         lr = state.optimizer.param_groups[0]["lr"]
         record = {"epoch": epoch + 1, **train_one_epoch(state, train_loader, loss_fn, device=device,
-                                                         precision=precision, to_device=to_device), "lr": lr}
+                                                         precision=precision, to_device=to_device, net=net), "lr": lr}
         if state.swa_model is not None and epoch >= cfg.swa_start:
             state.swa_model.update_parameters(model)
         state.epoch += 1
         state.step_schedules()
-        if val_loader is not None:
-            record.update(_validate(model, val_loader, device, to_device, loss_fn, precision, cfg.max_steps))
+        if val_loader is not None and (state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs):
+            record.update(_validate(model, val_loader, device, val_to_device, loss_fn, precision, cfg.max_steps))
         record["seconds"] = time.perf_counter() - started
         history.records.append(record)
         if ckpt is not None and cadence.due(state.epoch, cfg.epochs):
@@ -109,6 +119,34 @@ def weighted_cross_entropy(class_weights: Tensor | None, device) -> Callable[[Te
     return loss_fn
 
 
+def tune_for(device: torch.device) -> None:
+    """Backend settings of a training on ``device``: cuDNN autotuning on CUDA.
+
+    Autotuning picks the fastest convolution algorithms for the fixed shapes of a training (the
+    first steps pay for the search); bitwise reproducibility is promised on the CPU only.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def compiled_for_training(model: nn.Module, device: torch.device, choice: str = "auto") -> nn.Module:
+    """What the training steps call: ``model`` itself, or compiled where that pays.
+
+    ``choice`` (:attr:`TrainConfig.compile`): ``"auto"`` follows ``$MEDLIB_COMPILE`` when set,
+    else compiles on CUDA with ``mode="reduce-overhead"`` (CUDA graphs: one launch replays a
+    step's hundreds of kernels, which otherwise cost more host time than the GPU's math) and
+    stays eager elsewhere (on a CPU, compiling an AMMFM took minutes and ran slower); ``"off"``
+    is eager; any other value is a ``torch.compile`` backend (``"aot_eager"`` in the tests).
+    The compiled module shares ``model``'s parameters; compiled code is cached per process and
+    in torch's on-disk cache, so the runs of one configuration compile once.
+    """
+    if choice == "auto":
+        choice = os.environ.get("MEDLIB_COMPILE", "").strip() or "auto"
+    if choice == "off" or (choice == "auto" and device.type != "cuda"):
+        return model
+    return torch.compile(model, mode="reduce-overhead") if choice == "auto" else torch.compile(model, backend=choice)
+
+
 def _resume(state: TrainingState, ckpt: Path, device: torch.device) -> None:
     epochs = state.cfg.epochs
     if not ckpt.exists():
@@ -122,59 +160,102 @@ def _resume(state: TrainingState, ckpt: Path, device: torch.device) -> None:
 
 
 def train_one_epoch(state: TrainingState, loader: Iterable, loss_fn, *, device: torch.device,
-                    precision: Precision, to_device=default_batch_to_device) -> dict:
+                    precision: Precision, to_device=default_batch_to_device, net: nn.Module | None = None) -> dict:
     """One pass over ``loader`` (at most ``cfg.max_steps`` batches); the epoch's record.
 
-    A batch whose loss is not finite is skipped (no step), and so, in float16, is one whose
-    gradients overflow (the gradient scaler's rule): ``train_loss`` averages the batches with a
-    finite loss and ``skipped_steps`` counts the rest. Training has diverged — and stops with
-    an explanation — when ``cfg.max_nonfinite_steps`` steps in a row were skipped, when no
-    batch of the epoch had a finite loss, or when a weight became non-finite.
+    A batch whose loss or gradients are not finite is skipped (no step: the gradient scaler's rule):
+    ``train_loss`` averages the batches with a finite loss and ``skipped_steps`` counts the
+    rest. Training has diverged — and stops with an explanation — when ``cfg.max_nonfinite_steps``
+    steps in a row were skipped, when no batch of the epoch had a finite loss, or when a weight
+    became non-finite. ``net`` is what the steps call (``state.model`` compiled, or itself).
+
+    The step's own code reads no value back to the host (the gradient scaler's check aside, see
+    :func:`_guarded_step`): the counters live on the device and are read every
+    :data:`READ_EVERY` steps (the run-of-skips rule is checked there) and at the end of the epoch.
     """
     cfg, model, optimizer, scaler = state.cfg, state.model, state.optimizer, state.scaler
+    net = model if net is None else net
     model.train()
-    # running sums stay on the device; the one host synchronisation per step is the finiteness test
-    total_loss = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen, counted, steps, skipped = 0, 0, 0, 0
+    # loss·n and n of the batches with a finite loss, correct predictions and labels counted,
+    # skipped steps, the current run of skipped steps and the longest run since the last read
+    sums = torch.zeros(4, device=device, dtype=torch.float64)
+    skips = torch.tensor([0, state.skipped_in_a_row, state.skipped_in_a_row], device=device)
+    steps = 0
     for batch in capped(loader, cfg.max_steps):
+        if steps and steps % READ_EVERY == 0:  # before the step: an epoch's last read is the one below
+            skips = _read_counters(state, skips)[2]
         steps += 1
         x, y = to_device(batch, device)
         with precision.autocast():
-            out = forward(model, x)
+            out = forward(net, x)
             loss = loss_fn(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss.detach()).all())
-        stepped = False
-        if finite:
-            scale = scaler.get_scale() if scaler.is_enabled() else None
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            stepped = scale is None or scaler.get_scale() >= scale  # the scaler lowers its scale when it skips
-            n = batch_size(y, x)
-            total_loss += loss.detach().double() * n
-            seen += n
-            hits = _correct(out, y)
-            if hits is not None:
-                correct += hits
-                counted += y.numel()
-        if stepped:
-            state.skipped_in_a_row = 0
-        else:
-            skipped += 1
-            state.skipped_in_a_row += 1
-            if state.skipped_in_a_row >= cfg.max_nonfinite_steps:
-                raise _diverged(state, f"{state.skipped_in_a_row} steps in a row had a non-finite loss or gradients")
+        finite_loss, stepped = _guarded_step(optimizer, scaler, loss)
+        n = batch_size(y, x)
+        hits, counted = _correct(out, y)
+        ok = finite_loss.double()  # Python numbers enter as kernel arguments: no copy to the device
+        finite_sum = torch.where(finite_loss, loss.detach().double(), 0.0) * n
+        sums += torch.stack([finite_sum, ok * n, ok * hits, ok * counted])
+        in_a_row = torch.where(stepped, 0, skips[1] + 1)
+        skips = torch.stack([skips[0] + (~stepped).long(), in_a_row, torch.maximum(skips[2], in_a_row)])
     if steps == 0:
         raise MedlibError("the training loader yielded no batches")
+    # the epoch's one read: running sums, skip counters and the finiteness of the weights together
+    (loss_sum, seen, correct, counted), skipped, _ = _read_counters(state, skips, sums, _finite_weights(model))
     if seen == 0:
         raise _diverged(state, f"the loss was not finite in any of the epoch's {steps} batches")
-    if not _finite_weights(model):
-        raise _diverged(state, "a weight became non-finite")
-    return {"train_loss": float(total_loss) / seen,
-            "train_accuracy": int(correct) / counted if counted else math.nan,
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / counted if counted else math.nan,
             "skipped_steps": skipped}
+
+
+# steps between two host reads of an epoch's counters; a read costs a sync (the GPU's queue
+# drains), so a run of skipped steps is noticed up to this many steps late — harmless, since a
+# skipped step changes no weight
+READ_EVERY = 100
+
+
+def _read_counters(state: TrainingState, skips: Tensor, sums: Tensor | None = None,
+                   weights_finite: Tensor | None = None) -> tuple[list[float], int, Tensor]:
+    """One host read of the epoch's counters; raises if training diverged.
+
+    Returns ``sums`` as numbers, the steps skipped so far and the skip counters with the longest
+    run reset to the current one.
+    """
+    parts = [skips.double()] + ([sums] if sums is not None else []) + (
+        [weights_finite.double().view(1)] if weights_finite is not None else [])
+    values = torch.cat(parts).tolist()
+    total, in_a_row, longest = (int(v) for v in values[:3])
+    state.skipped_in_a_row = in_a_row
+    if longest >= state.cfg.max_nonfinite_steps:
+        raise _diverged(state, f"{longest} steps in a row had a non-finite loss or gradients")
+    if weights_finite is not None and not values[-1]:
+        raise _diverged(state, "a weight became non-finite")
+    return values[3:7], total, torch.stack([skips[0], skips[1], skips[1]])
+
+
+def _guarded_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                  loss: Tensor) -> tuple[Tensor, Tensor]:
+    """Backward and optimizer step, skipped where the loss or the gradients are not finite.
+
+    Returns two device booleans: the loss was finite; the step was taken. The gradient scaler
+    (:meth:`Precision.grad_scaler`: at scale 1 except in float16) skips the step — its own check,
+    which waits for the GPU only where the optimizer cannot take the decision on the device
+    (a fused Adam can) — and this step reads nothing back.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    finite_loss = torch.isfinite(loss.detach())
+    scaler.scale(loss).backward()
+    # whether the step was taken: Adam's step counter of a parameter it updates moved
+    p = next(p for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
+    before = _adam_steps(optimizer, p)
+    before = before.clone() if isinstance(before, Tensor) else before
+    scaler.step(optimizer)
+    scaler.update()
+    return finite_loss, finite_loss & (_adam_steps(optimizer, p) > before)
+
+
+def _adam_steps(optimizer: torch.optim.Optimizer, p: Tensor) -> Tensor | int:
+    """Adam's step counter of ``p`` (a tensor, on the device when Adam is fused); 0 before its first step."""
+    return optimizer.state.get(p, {}).get("step", 0)
 
 
 def finish_swa(state: TrainingState, loader: Iterable, *, device: torch.device, to_device=default_batch_to_device) -> nn.Module:
@@ -197,9 +278,12 @@ def _diverged(state: TrainingState, why: str) -> MedlibError:
     )
 
 
-def _finite_weights(model: nn.Module) -> bool:
+def _finite_weights(model: nn.Module) -> Tensor:
+    """Whether every floating-point weight is finite: a device boolean (read with the epoch's counters)."""
     params = [p.detach() for p in model.parameters() if p.is_floating_point()]
-    return not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+    if not params:
+        return torch.ones((), dtype=torch.bool)
+    return torch.isfinite(torch.nn.utils.get_total_norm(params, norm_type=math.inf))
 
 
 class _Splat(nn.Module):
@@ -229,31 +313,32 @@ def _single_label(out, y) -> bool:
             and not y.is_floating_point())
 
 
-def _correct(out, y) -> Tensor | None:
-    """Number of correct argmax predictions (a device tensor), or None for other outputs."""
-    return (out.detach().argmax(1) == y).sum() if _single_label(out, y) else None
+def _correct(out, y) -> tuple[Tensor | int, int]:
+    """Correct argmax predictions (a device tensor) and labels counted; (0, 0) for other outputs."""
+    return ((out.detach().argmax(1) == y).sum(), y.numel()) if _single_label(out, y) else (0, 0)
 
 
 def _validate(model, loader, device, to_device, loss_fn, precision: Precision, max_steps) -> dict:
+    """Validation loss and metrics; the loss and probabilities stay on the device until the one read at the end."""
     model.eval()
-    total, seen, probs, labels, single = 0.0, 0, [], [], True
+    total, seen, probs, labels, single = torch.zeros((), device=device, dtype=torch.float64), 0, [], [], True
     with torch.no_grad(), precision.autocast():
         for batch in capped(loader, max_steps):
             x, y = to_device(batch, device)
             out = forward(model, x)
             n = batch_size(y, x)
             if y is not None:
-                total += float(loss_fn(out, y)) * n
+                total += loss_fn(out, y).detach().double() * n
                 seen += n
             if single and _single_label(out, y):
-                probs.append(out.float().softmax(1).cpu())
-                labels.append(y.cpu())
+                probs.append(out.float().softmax(1))
+                labels.append(y)
             else:
                 single = False
     model.train()
-    result = {"val_loss": total / seen if seen else math.nan}
+    result = {"val_loss": total.item() / seen if seen else math.nan}
     if single and probs:
-        p, y = torch.cat(probs).numpy(), torch.cat(labels).numpy()
+        p, y = torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy()
         metrics = classification_metrics(p, y, p.shape[1])
         result.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
     return result

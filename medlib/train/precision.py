@@ -2,7 +2,8 @@
 
 bfloat16 keeps float32's exponent range, so nothing overflows and no loss scaling is needed
 (A100, L4, H100). A T4 has no bfloat16: float16 autocast with :class:`torch.amp.GradScaler`,
-which skips the optimizer step of any batch whose gradients overflow and lowers its scale.
+which skips the optimizer step of any batch whose gradients overflow and lowers its scale. Every
+other precision keeps a scaler at scale 1 for that skip rule alone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ class Precision:
         return self.enabled and self.dtype == torch.float16
 
     def grad_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
+        """float16: a loss-scaling scaler. Otherwise a scaler at scale 1 that never grows (scaling
+        and unscaling by 1 change no bit), kept for its rule: a step whose gradients are not finite
+        is skipped, decided by torch's one multi-tensor check instead of a read in our step."""
+        if self.needs_scaler:
+            return torch.amp.GradScaler(self.device_type)
+        return torch.amp.GradScaler(self.device_type, init_scale=1.0, growth_interval=2**30)
 
     def __str__(self) -> str:
         return str(self.dtype).removeprefix("torch.") if self.enabled else "float32"

@@ -8,7 +8,9 @@ models exactly as :func:`~medlib.experiments.paper_a.runs.train_sites` will.)
 
 Times: a cached model's own measured epoch times (its history); for a model still to train,
 the measured epoch time of a cached model of the same dataset and profile scaled by image
-count; else the profile's throughput constant (:data:`IMAGES_PER_SECOND`).
+count; else, in ``full``, the model's FLOPs at a T4's assumed sustained rate
+(:mod:`medlib.estimates`, the numbers README and ``book/running.md`` show), and in ``smoke`` the
+CPU's measured constant (:data:`IMAGES_PER_SECOND`).
 """
 
 from __future__ import annotations
@@ -21,19 +23,16 @@ import torch
 import pandas as pd
 
 from medlib.errors import DataError, MedlibError
+from medlib.estimates import evaluations, forward_flops, gpu_seconds
 from medlib.paths import artifacts_dir
 from medlib.profiles import Profile, get_profile
 
 __all__ = ["IMAGES_PER_SECOND", "training_plan", "format_duration"]
 
-# (training, evaluation) images per second when no cached model has measured them.
-# full: ResNet50 at 224 px, batch 32, float16 with channels-last on a Colab T4 — estimates from
-#   public T4 ResNet50 training/inference benchmarks (~190 and ~600 img/s); replaced by the
-#   measured times of the first cached model.
-# smoke: test_resnet at 48 px on one core of this project's 2-core CPU machines, from the smoke
-#   book's Retina stand-in (4 s for a 120-image site's 8 epochs with its 120 test images: ~250/s and ~800/s).
-IMAGES_PER_SECOND = {"full": (190.0, 600.0), "smoke": (250.0, 800.0)}
-_DEVICE = {"full": "T4", "smoke": "CPU"}
+# smoke's (training, evaluation) images per second when no cached model has measured them:
+# test_resnet at 48 px on one core of this project's 2-core CPU machines, from the smoke book's
+# Retina stand-in (4 s for a 120-image site's 8 epochs with its 120 test images: ~250/s and ~800/s).
+IMAGES_PER_SECOND = {"smoke": (250.0, 800.0)}
 
 
 def format_duration(seconds: float) -> str:
@@ -78,8 +77,12 @@ def _estimate(P: Profile, dataset: str, n_train: int, n_test: int, rates: dict) 
         n_train, n_test = (min(n, P.max_steps * A.batch_size) for n in (n_train, n_test))
     if dataset in rates:
         return rates[dataset] * n_train * A.epochs, "measured (cached models)"
-    train_rate, eval_rate = IMAGES_PER_SECOND.get(P.name, IMAGES_PER_SECOND["full"])
-    return A.epochs * (n_train / train_rate + n_test / eval_rate), f"estimated ({_DEVICE.get(P.name, 'GPU')})"
+    evaluated = evaluations(A.epochs, A.eval_every) * n_test
+    if P.name in IMAGES_PER_SECOND:
+        train_rate, eval_rate = IMAGES_PER_SECOND[P.name]
+        return A.epochs * n_train / train_rate + evaluated / eval_rate, "estimated (CPU)"
+    flops = forward_flops("A", A.arch, A.image_size) * (3 * A.epochs * n_train + evaluated)
+    return gpu_seconds(flops, "T4"), "estimated (T4, from FLOPs)"
 
 
 def _on_disk(name: str, P: Profile):
