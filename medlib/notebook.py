@@ -13,6 +13,7 @@ displayed, a number appears as one ``name = value`` line. The book's pages are u
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +71,19 @@ def in_jupyter_book() -> bool:
     return _myst_glue() is not None
 
 
+class _GluedText(str):
+    """A glued string that reads as text on the page, not as its Python repr.
+
+    ``myst_nb.glue`` stores what IPython displays: for a str that is only its repr (text/plain
+    ``'55.0%'``), which ``{glue:}`` pastes quotes and all. This adds a text/markdown twin, which
+    ``{glue:}`` prefers, with every ASCII punctuation mark backslash-escaped (CommonMark) so the
+    text is shown verbatim; text/plain stays the repr that ``{glue:text}`` unquotes itself.
+    """
+
+    def _repr_markdown_(self) -> str:
+        return re.sub(r"([!-/:-@\\[-`{-~])", r"\\\1", str(self))
+
+
 def _is_figure(value) -> bool:
     try:
         from matplotlib.figure import Figure
@@ -88,7 +102,7 @@ def glue(name: str, value, display: bool = False):
     """
     myst_glue = _myst_glue()
     if myst_glue is not None:
-        myst_glue(name, value, display=display)
+        myst_glue(name, _GluedText(value) if isinstance(value, str) else value, display=display)
         return
     from IPython.display import display as show
 
