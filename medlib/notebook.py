@@ -44,12 +44,17 @@ def banner(profile: Profile, seed: int, device: torch.device) -> str:
 def start(profile: str | Profile = "auto", seed: int | None = None, *, show: bool = True) -> NotebookRun:
     """Resolve the profile, seed everything, choose the device and show the provenance line.
 
+    Tables show their cells whole (pandas' ``display.max_colwidth`` lifted).
+
     ``seed=None`` (the notebooks' default) is the profile's first seed, so an analysis page shows
     the very models its profile's tables were made from.
     """
+    import pandas as pd
+
     P = get_profile(profile)
     seed = P.first_seed if seed is None else int(seed)
     seed_everything(seed)
+    pd.set_option("display.max_colwidth", None)  # a settings table's reasons are read whole, never cut at "…"
     device = select_device()
     if show:
         from IPython.display import Markdown, display

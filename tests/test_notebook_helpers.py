@@ -131,3 +131,13 @@ def test_glued_text_renders_without_quotes_in_myst_nb(shell, tmp_path):
     text = re.sub(r"<[^>]+>", "", html)
     assert "any 55.0% text 55.0% name site_1 *x* [a] {b} $c$ n 3" in text, text[-400:]
     assert "'55.0%'" not in html and "&#x27;55.0%&#x27;" not in html
+
+
+def test_start_shows_table_cells_whole(shell):
+    import pandas as pd
+
+    reason = "one cosine over all 4 epochs (FusionM4Net's schedule), " * 3
+    with pd.option_context("display.max_colwidth", 50):
+        start(SMOKE, show=False)
+        html = pd.DataFrame({"why": [reason]})._repr_html_()
+    assert reason.strip() in html and "…" not in html and "..." not in html
