@@ -45,3 +45,8 @@ def test_figure2_verdict_counts_datasets(closer, n, word):
 def test_full_training_sanity_check_sentence():
     assert claims.full_vs_sites(True).startswith("beats every single site")
     assert "the sanity check fails" in claims.full_vs_sites(False)
+
+
+def test_kept_share_verdict_flips_at_half():
+    assert claims.kept(0.66).startswith("the paper's restoration mostly keeps")
+    assert claims.kept(0.2).startswith("the epoch replaces most")

@@ -8,7 +8,7 @@ points (on a 181-image test set one image is 0.55 points).
 from __future__ import annotations
 
 __all__ = ["TOLERANCE", "ROUNDING", "relation", "pooling", "against_paper_restore", "agreement", "rounding",
-           "merged_vs_sites", "full_vs_sites"]
+           "merged_vs_sites", "full_vs_sites", "kept"]
 
 TOLERANCE = 1.0  # accuracy points: "about the same" means |Δ| ≤ this
 ROUNDING = 1e-5  # largest weight difference still called floating-point rounding (float32 eps ≈ 1.2e-7)
@@ -79,3 +79,10 @@ def full_vs_sites(full_beats_every_site: bool) -> str:
         return "beats every single site in this run, the sanity check that makes the benchmark fair"
     return ("does not beat every single site in this run: the sanity check fails, so Full Training is no "
             "upper bound here and the merged columns are better read against the best site")
+
+
+def kept(share: float) -> str:
+    """What a measured share of the averaged BN statistics left after the restoring epoch says."""
+    if share >= 0.5:
+        return "the paper's restoration mostly keeps the state it was meant to replace"
+    return "the epoch replaces most of the averaged state, though not all of it"
