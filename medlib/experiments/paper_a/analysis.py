@@ -28,8 +28,9 @@ def layer_cosines(tr: Trained, conv_only: bool = True) -> pd.DataFrame:
     """Figure 2: per-layer cosine between each model's data vector and full training's.
 
     Rows follow the network's layer order; columns ``site 1..N`` and ``merged`` (the data-vector
-    model, whose vector is λ Σ τ_i — cosine ignores λ). Like the paper, only convolution
-    weights are compared when ``conv_only``.
+    model before any restoration, whose vector is λ Σ τ_i — cosine ignores λ; the paper does not
+    say whether its merged vector is taken before or after the restoring epoch, which moves
+    weights). Like the paper, only convolution weights are compared when ``conv_only``.
     """
     def vector(model) -> DataVector:
         v = DataVector.between(tr.pretrained, model)
