@@ -142,13 +142,14 @@ class BladderTissue(ImageDataset):
 
     def case_split(self, n_test: int | float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
         """``{"train", "test"}`` indices with whole cases held out, about ``n_test`` frames
-        (a count, or a fraction of all frames) in test; no case in both."""
+        (a count, or a fraction of all frames) in test, the cases chosen to match the classes'
+        proportions; no case in both."""
         from medlib.data.partition import grouped_holdout
 
         if self.groups is None:
             raise DataError("bladder-tissue: no case ids (no 'case number' column and frame names without "
                             "'case_<n>'), so a split by case is impossible; use the official `splits`.")
-        test = grouped_holdout(self.groups, n_test, seed)
+        test = grouped_holdout(self.groups, n_test, seed, labels=self.labels)
         return {"train": np.setdiff1d(np.arange(len(self)), test), "test": test}
 
     # --- helpers --------------------------------------------------------------------------

@@ -83,7 +83,8 @@ OPEN_CHOICES = {
                       "N / (K · n_c) from the site's own labels (scikit-learn's \"balanced\")",
                       "our choice: every class present carries the same total weight"),
     "test split": ("not given", "{test_split}",
-                   "every accuracy of Tables 1–3 is k/n for these n; grouped so no patient is in train and test"),
+                   "every accuracy of Tables 1–3 is k/n for these n. Our choice: whole patients/cases chosen to "
+                   "match the class proportions, the same test images for every seed"),
     "weights": ("\"pretrained ResNet50\"", "{weights}",
                 "torchvision's IMAGENET1K_V1 (timm resnet50.tv_in1k), the usual meaning in 2024; timm's default "
                 "resnet50 is another training recipe"),
