@@ -104,7 +104,7 @@ class BladderTissue(ImageDataset):
 
         lookup = {c: k for k, c in enumerate(BLADDER_CLASSES)}
         tissue = frame[LABEL_COLUMN].str.strip()
-        imaging = frame[IMAGING_COLUMN].str.strip()
+        imaging = frame[IMAGING_COLUMN].str.strip().str.upper()  # "wli" is WLI, as the split's values are normalised
         labels = np.empty(len(frame), dtype=np.int64)
         for i, (value, kind) in enumerate(zip(tissue, imaging)):
             if value not in lookup:
@@ -158,7 +158,9 @@ class BladderTissue(ImageDataset):
         matches = [p for p in csvs if _is_annotation(_header(p))]
         by_content: dict[str, list[Path]] = {}
         for path in matches:
-            by_content.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path)
+            # the same table saved with CRLF line endings (Windows, a zip tool) is the same file
+            text = path.read_bytes().replace(b"\r\n", b"\n")
+            by_content.setdefault(hashlib.sha256(text).hexdigest(), []).append(path)
         if len(by_content) == 1:
             # identical copies are one file: the shallowest, whose folder holds the others' frames too
             return min(matches, key=lambda p: (len(p.parts), str(p)))
