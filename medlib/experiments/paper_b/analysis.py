@@ -146,6 +146,7 @@ def augmentation_text() -> str:
 def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
     """§4.1's recipe (quoted) beside what this profile runs, with the backbones' weights."""
     from medlib.ammfm.backbones import weights_tag
+    from medlib.ammfm.tta import TTA_VIEWS
 
     P = get_profile(profile)
     B = P.paper_b
@@ -157,11 +158,17 @@ def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
         "SWA": f"average of the last {B.swa_epochs} epochs along the same cosine (no lr jump), BN recomputed",
         "image size": f"{B.image_size} × {B.image_size}, whole image resized (no crop)",
         "augmentation": augmentation_text(),
-        "test-time augmentation": f"{B.tta_views} views",
+        "test-time augmentation": f"{B.tta_views} views ({', '.join(TTA_VIEWS[:B.tta_views])}) — our choice",
         "runs for mean ± std": str(B.n_runs),
         "backbones": ("ImageNet-pretrained torchvision" if B.backbone_size == "full"
                       else "tiny torchvision stand-ins, random init"),
         "initial weights": ", ".join(sorted({weights_tag(n, B.pretrained) for n in (B.clinical, B.dermoscopy)})),
+        "input scaling": "RGB, ImageNet mean/std (what the torchvision backbones were trained on) — our choice",
+        "weight decay": f"{runs.training_config(B, 0).weight_decay:g} — our choice",
+        "weight-search grid": f"linspace(0.05, 1, {B.weight_grid}) — our choice",
+        "resize method": "PIL bicubic (low-pass when shrinking) — our choice",
+        "geometric warp": ("bilinear, on both images; borders by torch's 'reflection' (OpenCV's BORDER_REFLECT: "
+                           "the edge pixel repeats) — our choice"),
     }
     paper = {**PAPER_SETTINGS, "initial weights": "not stated"}
     frame = pd.DataFrame({"paper (§4.1)": paper, f"this profile ({P.label})": ours})
