@@ -171,7 +171,7 @@ def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
                            "the edge pixel repeats) — our choice"),
     }
     paper = {**PAPER_SETTINGS, "initial weights": "not stated"}
-    frame = pd.DataFrame({"paper (§4.1)": paper, f"this profile ({P.label})": ours})
+    frame = pd.DataFrame({"paper (§4.1; runs: §4.4)": paper, f"this profile ({P.label})": ours})
     frame.index.name = "setting"
     return frame
 
