@@ -50,3 +50,11 @@ def test_full_training_sanity_check_sentence():
 def test_kept_share_verdict_flips_at_half():
     assert claims.kept(0.66).startswith("the paper's restoration mostly keeps")
     assert claims.kept(0.2).startswith("the epoch replaces most")
+
+
+def test_gap_and_loss_phrases_carry_the_sign_in_words():
+    assert claims.gap(55.0, 51.9) == "3.1 points above"
+    assert claims.gap(48.0, 50.0) == "2.0 points below"
+    assert claims.gap(50.4, 50.0) == "within 1 point of"
+    assert claims.loss(3.14) == "lost 3.1 points"
+    assert claims.loss(-2.0) == "gained 2.0 points"

@@ -8,7 +8,7 @@ points (on a 181-image test set one image is 0.55 points).
 from __future__ import annotations
 
 __all__ = ["TOLERANCE", "ROUNDING", "relation", "pooling", "against_paper_restore", "agreement", "rounding",
-           "merged_vs_sites", "full_vs_sites", "kept"]
+           "merged_vs_sites", "full_vs_sites", "kept", "gap", "loss"]
 
 TOLERANCE = 1.0  # accuracy points: "about the same" means |Δ| ≤ this
 ROUNDING = 1e-5  # largest weight difference still called floating-point rounding (float32 eps ≈ 1.2e-7)
@@ -86,3 +86,14 @@ def kept(share: float) -> str:
     if share >= 0.5:
         return "the paper's restoration mostly keeps the state it was meant to replace"
     return "the epoch replaces most of the averaged state, though not all of it"
+
+
+def gap(a: float, b: float, tol: float = TOLERANCE) -> str:
+    """``a`` against ``b`` as a phrase before b's name: "3.1 points above", "2.0 points below" or "within 1 point of"."""
+    rel = relation(a, b, tol)
+    return f"within {_points(tol)} of" if rel == "about the same as" else f"{_points(abs(a - b), '.1f')} {rel}"
+
+
+def loss(drop: float) -> str:
+    """An accuracy drop (points; negative is a rise) as a verb phrase: "lost 3.1 points" or "gained 2.0 points"."""
+    return f"{'lost' if drop >= 0 else 'gained'} {_points(abs(drop), '.1f')}"
