@@ -31,7 +31,7 @@ def pooling(best_site: float, full: float, tol: float = TOLERANCE) -> str:
     if rel == "above":
         return "pooling data helps, which is the gap that merging is meant to close without pooling images"
     if rel == "below":
-        return ("pooling data does not help here: full training is below the best site, so there is "
+        return ("pooling data does not help here (full training is below the best site), so there is "
                 "no pooling gap for merging to close")
     return (f"pooling data makes no clear difference here (within {_points(tol)}), so there is "
             "little gap for merging to close")
