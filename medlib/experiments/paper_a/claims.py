@@ -39,7 +39,7 @@ def pooling(best_site: float, full: float, tol: float = TOLERANCE) -> str:
 
 def against_paper_restore(paper: float, alternatives: dict[str, float], tol: float = TOLERANCE) -> str:
     """How each alternative restoration ({description: accuracy}) stands to the paper's one-epoch restore."""
-    parts = [f"{name} is {relation(acc, paper, tol)} the paper's one-epoch restore" for name, acc in alternatives.items()]
+    parts = [f"{name} is {relation(acc, paper, tol).removesuffix(' as')}" for name, acc in alternatives.items()]
     verdicts = {relation(acc, paper, tol) for acc in alternatives.values()}
     if verdicts == {"above"}:
         tail = "replacing the averaged statistics pays on this run"
@@ -47,7 +47,7 @@ def against_paper_restore(paper: float, alternatives: dict[str, float], tol: flo
         tail = "on this run keeping the averaged statistics is not what holds the restored model back"
     else:
         tail = "on this run replacing the averaged statistics is no clear gain"
-    return "; ".join(parts) + f": {tail}"
+    return " and ".join(parts) + f" the paper's one-epoch restore: {tail}"
 
 
 def agreement(a: float, b: float, tol: float = TOLERANCE) -> str:
