@@ -127,7 +127,8 @@ def test_glued_text_renders_without_quotes_in_myst_nb(shell, tmp_path):
     src = tmp_path / "page.ipynb"
     nbformat.write(nb, src)
     cli = Path(sys.executable).with_name("mystnb-docutils-html")
-    html = subprocess.run([str(cli), "--nb-execution-mode=off", str(src)], capture_output=True, text=True, check=True).stdout
+    html = subprocess.run([str(cli), "--nb-execution-mode=off", str(src)], capture_output=True, text=True, check=True,
+                          cwd=tmp_path).stdout  # the renderer writes its assets under ./build
     text = re.sub(r"<[^>]+>", "", html)
     assert "any 55.0% text 55.0% name site_1 *x* [a] {b} $c$ n 3" in text, text[-400:]
     assert "'55.0%'" not in html and "&#x27;55.0%&#x27;" not in html
