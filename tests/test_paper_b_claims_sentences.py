@@ -14,9 +14,9 @@ def test_positions_holding_counts_the_largest_weights_up_to_ninety_percent():
 
 def test_attention_spread_verdict_flips_between_broad_concentrated_and_one_hot():
     # the numbers: max weight 0.046 (36× uniform) with hundreds of 784 positions — broad
-    assert attention_spread(0.046, 323, 784).startswith("broad (323 of 784 positions hold 90%")
-    assert attention_spread(0.2, 40, 784).startswith("concentrated (40 of 784")
-    assert attention_spread(0.93, 1, 784).startswith("near one-hot")
+    assert attention_spread(0.046, 323, 784).startswith("broad — 323 of 784 positions hold 90%")
+    assert attention_spread(0.2, 40, 784).startswith("concentrated — 40 of 784")
+    assert attention_spread(0.93, 1, 784).startswith("near one-hot — 1 of 784 positions holds 90%")
     assert attention_spread(0.6, 30, 784).startswith("near one-hot")  # one position holds most
 
 

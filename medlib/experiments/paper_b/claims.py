@@ -100,9 +100,9 @@ def attention_spread(max_weight: float, positions: float, n: int) -> str:
     """What an attention row with largest weight ``max_weight`` and :data:`MASS_SHARE` of its weight on
     ``positions`` of ``n`` positions does: near one-hot (≤ 2 positions or one holding half), concentrated
     (at most a tenth of the positions) or broad."""
-    share = f"{positions:.0f} of {n} positions hold {MASS_SHARE:.0%} of a row's weight"
+    share = f"{positions:.0f} of {n} positions hold{'s' if positions == 1 else ''} {MASS_SHARE:.0%} of a row's weight"
     if positions <= 2 or max_weight >= 0.5:
-        return f"near one-hot ({share}): each position copies from one or two others"
+        return f"near one-hot — {share}, so each position copies from one or two others"
     if positions <= n / 10:
-        return f"concentrated ({share}): each position copies from a few others"
-    return f"broad ({share}): each position averages over many others"
+        return f"concentrated — {share}, so each position copies from a few others"
+    return f"broad — {share}, so each position averages over many others"
