@@ -51,6 +51,7 @@ def test_full_training_sanity_check_sentence():
 def test_kept_share_verdict_flips_at_half():
     assert claims.kept(0.66).startswith("the paper's restoration mostly keeps")
     assert claims.kept(0.2).startswith("the epoch replaces most")
+    assert claims.kept(float("nan")).endswith("nothing is replaced")
 
 
 def test_gap_and_loss_phrases_carry_the_sign_in_words():

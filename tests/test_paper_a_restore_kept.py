@@ -1,6 +1,7 @@
 """The share of merged BatchNorm statistics a restoring epoch keeps, measured from the restored model."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -33,3 +34,8 @@ def test_one_epoch_of_identical_batches_keeps_0_9_to_the_n():
     weak = restore_batchnorm(model, [site], "finetune_epoch", lr=1e-12)
     fresh = restore_batchnorm(model, [site], "finetune_epoch", lr=1e-12, cumulative_stats=True)
     assert averaged_stats_kept(model, weak, fresh) == pytest.approx(0.9**4, abs=1e-5)
+
+
+def test_identical_before_and_fresh_statistics_leave_the_share_undefined():
+    same = nn.BatchNorm1d(2)
+    assert math.isnan(averaged_stats_kept(same, copy.deepcopy(same), copy.deepcopy(same)))

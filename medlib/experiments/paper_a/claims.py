@@ -83,6 +83,8 @@ def full_vs_sites(full_beats_every_site: bool) -> str:
 
 def kept(share: float) -> str:
     """What a measured share of the averaged BN statistics left after the restoring epoch says."""
+    if share != share:  # NaN: the averaged and the replaced statistics coincide
+        return "the averaged statistics already equal what the epoch would put there, so nothing is replaced"
     if share >= 0.5:
         return "the paper's restoration mostly keeps the state it was meant to replace"
     return "the epoch replaces most of the averaged state, though not all of it"

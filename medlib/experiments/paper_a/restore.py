@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import numpy as np
 import torch
 
@@ -50,4 +52,5 @@ def averaged_stats_kept(before, restored, fresh) -> float:
                           for bn in batchnorm_layers(model).values()])
 
     b, r, f = stats(before), stats(restored), stats(fresh)
-    return float(((r - f) @ (b - f)) / ((b - f) @ (b - f)))
+    spread = float((b - f) @ (b - f))
+    return float((r - f) @ (b - f)) / spread if spread > 0 else math.nan  # nothing to tell apart: undefined
