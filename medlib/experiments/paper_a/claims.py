@@ -7,6 +7,8 @@ points (on a 181-image test set one image is 0.55 points).
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["TOLERANCE", "ROUNDING", "relation", "pooling", "against_paper_restore", "agreement", "rounding",
            "merged_vs_sites", "full_vs_sites", "kept", "gap", "loss"]
 
@@ -83,7 +85,7 @@ def full_vs_sites(full_beats_every_site: bool) -> str:
 
 def kept(share: float) -> str:
     """What a measured share of the averaged BN statistics left after the restoring epoch says."""
-    if share != share:  # NaN: the averaged and the replaced statistics coincide
+    if math.isnan(share):  # the averaged and the replaced statistics coincide
         return "the averaged statistics already equal what the epoch would put there, so nothing is replaced"
     if share >= 0.5:
         return "the paper's restoration mostly keeps the state it was meant to replace"
