@@ -13,6 +13,7 @@ displayed, a number appears as one ``name = value`` line. The book's pages are u
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -43,12 +44,17 @@ def banner(profile: Profile, seed: int, device: torch.device) -> str:
 def start(profile: str | Profile = "auto", seed: int | None = None, *, show: bool = True) -> NotebookRun:
     """Resolve the profile, seed everything, choose the device and show the provenance line.
 
+    Tables show their cells whole (pandas' ``display.max_colwidth`` lifted).
+
     ``seed=None`` (the notebooks' default) is the profile's first seed, so an analysis page shows
     the very models its profile's tables were made from.
     """
+    import pandas as pd
+
     P = get_profile(profile)
     seed = P.first_seed if seed is None else int(seed)
     seed_everything(seed)
+    pd.set_option("display.max_colwidth", None)  # a settings table's reasons are read whole, never cut at "…"
     device = select_device()
     if show:
         from IPython.display import Markdown, display
@@ -70,6 +76,19 @@ def in_jupyter_book() -> bool:
     return _myst_glue() is not None
 
 
+class _GluedText(str):
+    """A glued string that reads as text on the page, not as its Python repr.
+
+    ``myst_nb.glue`` stores what IPython displays: for a str that is only its repr (text/plain
+    ``'55.0%'``), which ``{glue:}`` pastes quotes and all. This adds a text/markdown twin, which
+    ``{glue:}`` prefers, with every ASCII punctuation mark backslash-escaped (CommonMark) so the
+    text is shown verbatim; text/plain stays the repr that ``{glue:text}`` unquotes itself.
+    """
+
+    def _repr_markdown_(self) -> str:
+        return re.sub(r"([!-/:-@\\[-`{-~])", r"\\\1", str(self))
+
+
 def _is_figure(value) -> bool:
     try:
         from matplotlib.figure import Figure
@@ -88,7 +107,7 @@ def glue(name: str, value, display: bool = False):
     """
     myst_glue = _myst_glue()
     if myst_glue is not None:
-        myst_glue(name, value, display=display)
+        myst_glue(name, _GluedText(value) if isinstance(value, str) else value, display=display)
         return
     from IPython.display import display as show
 

@@ -144,3 +144,23 @@ def test_synth_real_size_writes_the_release_layout(tmp_path):
     ds = load_dataset("bladder-tissue", root)
     assert min(ds.counts()["label"].values()) >= 4 and len(ds) == 24
     assert {ds.load_image(i).size for i in range(len(ds))} <= {(300, 300), (350, 350)}
+
+
+def test_a_crlf_copy_of_the_annotations_is_the_same_file(tmp_path):
+    release = _write_release(tmp_path)
+    lf = (release / "annotations.csv").read_bytes()
+    assert b"\r\n" not in lf
+    (tmp_path / "annotations.csv").write_bytes(lf.replace(b"\n", b"\r\n"))  # saved on Windows
+    ds = load_dataset("bladder-tissue", tmp_path)
+    assert len(ds) == 8 and ds.counts() == {"label": {"HGC": 3, "LGC": 2, "NST": 2, "NTL": 1}}
+    (tmp_path / "annotations.csv").write_bytes(lf.replace(b"\n", b"\r\n").replace(b"HGC,test", b"NTL,test"))
+    with pytest.raises(DataError, match="2 different annotation CSVs"):
+        load_dataset("bladder-tissue", tmp_path)
+
+
+def test_imaging_type_ignores_letter_case(tmp_path):
+    rows = list(ROWS)
+    rows[1] = (rows[1][0], "nbi", *rows[1][2:])
+    rows[2] = (rows[2][0], " Wli", *rows[2][2:])
+    _write_release(tmp_path, rows)
+    assert load_dataset("bladder-tissue", tmp_path).imaging_type.tolist()[:3] == ["WLI", "NBI", "WLI"]

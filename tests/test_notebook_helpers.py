@@ -6,8 +6,10 @@ capture what a real IPython shell publishes.
 """
 
 import base64
+import re
 import struct
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -104,3 +106,39 @@ def test_banner_names_a_dry_run(shell):
     with capture_output() as cap:
         start(dry_run(FULL))
     assert "full (dry run)" in cap.outputs[0].data["text/markdown"]
+
+
+def test_glued_text_renders_without_quotes_in_myst_nb(shell, tmp_path):
+    """A glued str reaches the page as its text through both roles, markup characters verbatim."""
+    pytest.importorskip("myst_nb")
+    import subprocess
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    with capture_output() as cap:
+        glue("acc", "55.0%")
+        glue("name", "site_1 *x* [a] {b} $c$")
+        glue("n", 3)
+    outputs = [new_output("display_data", data=o.data, metadata=o.metadata) for o in cap.outputs]
+    nb = new_notebook(cells=[new_code_cell("glue()", outputs=outputs),
+                             new_markdown_cell("any {glue:}`acc` text {glue:text}`acc` name {glue:}`name` n {glue:}`n`")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "page.ipynb"
+    nbformat.write(nb, src)
+    cli = Path(sys.executable).with_name("mystnb-docutils-html")
+    html = subprocess.run([str(cli), "--nb-execution-mode=off", str(src)], capture_output=True, text=True, check=True,
+                          cwd=tmp_path).stdout  # the renderer writes its assets under ./build
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "any 55.0% text 55.0% name site_1 *x* [a] {b} $c$ n 3" in text, text[-400:]
+    assert "'55.0%'" not in html and "&#x27;55.0%&#x27;" not in html
+
+
+def test_start_shows_table_cells_whole(shell):
+    import pandas as pd
+
+    reason = "one cosine over all 4 epochs (FusionM4Net's schedule), " * 3
+    with pd.option_context("display.max_colwidth", 50):
+        start(SMOKE, show=False)
+        html = pd.DataFrame({"why": [reason]})._repr_html_()
+    assert reason.strip() in html and "…" not in html and "..." not in html

@@ -104,7 +104,7 @@ class BladderTissue(ImageDataset):
 
         lookup = {c: k for k, c in enumerate(BLADDER_CLASSES)}
         tissue = frame[LABEL_COLUMN].str.strip()
-        imaging = frame[IMAGING_COLUMN].str.strip()
+        imaging = frame[IMAGING_COLUMN].str.strip().str.upper()  # "wli" is WLI, as the split's values are normalised
         labels = np.empty(len(frame), dtype=np.int64)
         for i, (value, kind) in enumerate(zip(tissue, imaging)):
             if value not in lookup:
@@ -142,13 +142,14 @@ class BladderTissue(ImageDataset):
 
     def case_split(self, n_test: int | float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
         """``{"train", "test"}`` indices with whole cases held out, about ``n_test`` frames
-        (a count, or a fraction of all frames) in test; no case in both."""
+        (a count, or a fraction of all frames) in test, the cases chosen to match the classes'
+        proportions; no case in both."""
         from medlib.data.partition import grouped_holdout
 
         if self.groups is None:
             raise DataError("bladder-tissue: no case ids (no 'case number' column and frame names without "
                             "'case_<n>'), so a split by case is impossible; use the official `splits`.")
-        test = grouped_holdout(self.groups, n_test, seed)
+        test = grouped_holdout(self.groups, n_test, seed, labels=self.labels)
         return {"train": np.setdiff1d(np.arange(len(self)), test), "test": test}
 
     # --- helpers --------------------------------------------------------------------------
@@ -157,7 +158,9 @@ class BladderTissue(ImageDataset):
         matches = [p for p in csvs if _is_annotation(_header(p))]
         by_content: dict[str, list[Path]] = {}
         for path in matches:
-            by_content.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path)
+            # the same table saved with CRLF line endings (Windows, a zip tool) is the same file
+            text = path.read_bytes().replace(b"\r\n", b"\n")
+            by_content.setdefault(hashlib.sha256(text).hexdigest(), []).append(path)
         if len(by_content) == 1:
             # identical copies are one file: the shallowest, whose folder holds the others' frames too
             return min(matches, key=lambda p: (len(p.parts), str(p)))

@@ -12,9 +12,10 @@ The other methods ask what the paper does not: what if hospitals differ?
 * ``"grouped"`` — no patient/case (``groups``) spans two sites: frames of one bladder
   video or lesions of one PAD patient stay together.
 
-The test set is held out first and is the same for every method given the same seed:
-stratified by class, or grouped by ``groups`` whenever ``groups`` is given (then no group
-spans train and test, whatever the site method). Labels may be 1-D, or 2-D (derm7pt's
+The test set is held out first and is the same for every method given the same seed (or
+``test_seed``): stratified by class, and grouped by ``groups`` whenever ``groups`` is given
+(whole groups chosen to match the class proportions; no group spans train and test,
+whatever the site method). Labels may be 1-D, or 2-D (derm7pt's
 ``(N, 8)``), where column 0 (DIAG) is used.
 """
 
@@ -123,19 +124,42 @@ def _stratified_test(y: np.ndarray, test_fraction: float, rng: np.random.Generat
 
 
 def _grouped_test(groups: np.ndarray, test_fraction: float, rng: np.random.Generator,
-                  n_test: int | None = None) -> np.ndarray:
-    """Whole groups, in random order, until the test set is as close as it gets to the target
-    (``n_test`` items when given, else ``test_fraction`` of all)."""
-    target = test_fraction * len(groups) if n_test is None else n_test
-    unique, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-    chosen, total = [], 0
-    for g in rng.permutation(len(unique)):
-        if total >= target:
+                  n_test: int | None = None, y: np.ndarray | None = None, restarts: int = 16) -> np.ndarray:
+    """Whole groups, stratified by class, for ``n_test`` (else ``test_fraction`` of all) items in the
+    classes' overall proportions. From each of ``restarts`` random groups (by ``rng``) that fit, the
+    group that brings the class counts closest to those targets joins while one does; the closest
+    result wins. Without ``y`` all items count as one class (size only)."""
+    target_size = test_fraction * len(groups) if n_test is None else n_test
+    if target_size <= 0:
+        return np.empty(0, np.int64)
+    y = np.zeros(len(groups), np.int64) if y is None else y
+    unique, inverse = np.unique(groups, return_inverse=True)
+    order = rng.permutation(len(unique))  # ties go to the earlier group in this order
+    counts = np.zeros((len(unique), int(y.max()) + 1 if y.size else 1))
+    np.add.at(counts, (inverse, y), 1)  # items of each class in each group
+    counts = counts[order]
+    target = counts.sum(axis=0) * target_size / max(len(groups), 1)
+    fits = np.flatnonzero(counts.sum(axis=1) <= target_size)
+    starts = fits[:restarts] if fits.size else [int(np.argmin(counts.sum(axis=1)))]
+    best = min((_grow(counts, target, start) for start in starts), key=lambda grown: grown[0])
+    return np.flatnonzero(np.isin(inverse, order[best[1]]))
+
+
+def _grow(counts: np.ndarray, target: np.ndarray, first: int) -> tuple[float, list[int]]:
+    """From group ``first``, add the group that brings the class counts closest to ``target`` while
+    one does; returns (squared error, chosen groups)."""
+    chosen, total = [first], counts[first].copy()
+    free = np.ones(len(counts), bool)
+    free[first] = False
+    while free.any():
+        error = np.where(free, ((total + counts - target) ** 2).sum(axis=1), np.inf)
+        pick = int(np.argmin(error))
+        if error[pick] >= ((total - target) ** 2).sum():
             break
-        if abs(total + sizes[g] - target) <= abs(total - target) or not chosen:
-            chosen.append(g)
-            total += sizes[g]
-    return np.flatnonzero(np.isin(inverse, chosen))
+        chosen.append(pick)
+        total += counts[pick]
+        free[pick] = False
+    return float(((total - target) ** 2).sum()), chosen
 
 
 def _equal(pool: np.ndarray, n_sites: int, rng) -> list[np.ndarray]:
@@ -193,20 +217,22 @@ def _grouped(pool: np.ndarray, groups: np.ndarray, n_sites: int, rng) -> list[np
 # ----------------------------------------------------------------------------- API
 
 
-def grouped_holdout(groups, n_test: int | float, seed: int = 0) -> np.ndarray:
+def grouped_holdout(groups, n_test: int | float, seed: int = 0, labels=None) -> np.ndarray:
     """Sorted indices of a held-out set of whole groups (cases, patients) of about ``n_test`` items.
 
-    ``n_test``: a count (``int``) or a fraction of all items (``float`` in (0, 1)). Groups are
-    added in a random order (by ``seed``) while that brings the total closer to the target.
+    ``n_test``: a count (``int``) or a fraction of all items (``float`` in (0, 1)). From seeded
+    random starts, groups join while they bring the set closer to the target — per class of
+    ``labels`` when given (the classes' overall proportions), else in size only.
     """
     groups = np.asarray(groups)
+    y = None if labels is None else _stratify_column(labels)
     if isinstance(n_test, (float, np.floating)):
         if not 0.0 < n_test < 1.0:
             raise PartitionError(f"a fractional n_test must be in (0, 1), got {n_test!r}.")
         n_test = int(round(n_test * len(groups)))
     if not 0 < int(n_test) < len(groups):
         raise PartitionError(f"n_test must be between 1 and {len(groups) - 1} items, got {n_test!r}.")
-    test = _grouped_test(groups, 0.0, np.random.default_rng(seed), n_test=int(n_test))
+    test = _grouped_test(groups, 0.0, np.random.default_rng(seed), n_test=int(n_test), y=y)
     return np.sort(test).astype(np.int64)
 
 
@@ -220,6 +246,7 @@ def partition_sites(
     alpha: float = 0.5,
     test_size: int | None = None,
     test_indices=None,
+    test_seed: int | None = None,
 ) -> SitePartition:
     """Hold out a test set, then split the rest into ``n_sites`` disjoint sites.
 
@@ -227,7 +254,8 @@ def partition_sites(
     the other methods. Deterministic for a given ``seed``. Returns sorted index arrays.
     ``test_size`` (a count) replaces ``test_fraction`` (the paper's test sets are about 181, 189 and
     256 images); ``test_indices`` fixes the test set instead (an official split, e.g. Bladder's
-    ``ds.splits["test"]``).
+    ``ds.splits["test"]``). ``test_seed`` draws the test set with its own seed, so runs that differ
+    only in ``seed`` share one test set (None: ``seed`` draws both).
     """
     y = _stratify_column(labels)
     n = len(y)
@@ -252,14 +280,15 @@ def partition_sites(
     if test_size is not None and not 0 <= int(test_size) < n:
         raise PartitionError(f"test_size must be between 0 and {n - 1} items, got {test_size!r}.")
     rng = np.random.default_rng(seed)
+    test_rng = rng if test_seed is None else np.random.default_rng(test_seed)
     if test_indices is not None:
         test = np.unique(np.asarray(test_indices, dtype=np.int64))
         if test.size and (test[0] < 0 or test[-1] >= n):
             raise PartitionError(f"test_indices must index the {n} items; got values from {test[0]} to {test[-1]}.")
     elif groups is not None:
-        test = _grouped_test(groups, test_fraction, rng, n_test=test_size)
+        test = _grouped_test(groups, test_fraction, test_rng, n_test=test_size, y=y)
     else:
-        test = _stratified_test(y, test_fraction, rng, n_test=test_size)
+        test = _stratified_test(y, test_fraction, test_rng, n_test=test_size)
     pool = np.setdiff1d(np.arange(n), test)
     if n_sites > len(pool):
         raise PartitionError(

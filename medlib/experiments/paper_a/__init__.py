@@ -7,9 +7,11 @@
 ``restore``   BatchNorm restoration on a hospital's own data (§3.5)
 ``tables``    Tables 1–3 from our runs, over seeds, beside the paper's
 ``analysis``  Figure 2's cosines, the λ sweep, the BN ablation, the 2-D sketch's numbers
+``claims``    the pages' interpretive sentences, computed from their numbers
 ``plots``     the 2-D sketch of the method
 """
 
+from medlib.experiments.paper_a import claims
 from medlib.experiments.paper_a.analysis import (BN_VARIANTS, bn_ablation, data_vectors, lambda_sweep,
                                                  layer_cosines, pairwise_cosines, sketch_coordinates)
 from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, OPEN_CHOICES, PAPER_SETTINGS, PAPER_TABLES,
@@ -23,6 +25,7 @@ from medlib.experiments.paper_a.runs import (SPLITS, Trained, artifact_key, mode
 from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run_table, side_by_side, table
 
 __all__ = [
+    "claims",
     "COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
     "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table",
     "AUGMENTATION", "AUGMENTATION_ID", "DeviceBatches", "IMAGES_PER_SECOND", "format_duration", "training_plan",

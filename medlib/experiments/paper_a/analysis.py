@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from medlib.bn import running_variances
-from medlib.experiments.paper_a.restore import restore_on_parts
+from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
 from medlib.experiments.paper_a.runs import Trained
 from medlib.vectors import DataVector, merge
 
@@ -28,8 +28,9 @@ def layer_cosines(tr: Trained, conv_only: bool = True) -> pd.DataFrame:
     """Figure 2: per-layer cosine between each model's data vector and full training's.
 
     Rows follow the network's layer order; columns ``site 1..N`` and ``merged`` (the data-vector
-    model, whose vector is λ Σ τ_i — cosine ignores λ). Like the paper, only convolution
-    weights are compared when ``conv_only``.
+    model before any restoration, whose vector is λ Σ τ_i — cosine ignores λ; the paper does not
+    say whether its merged vector is taken before or after the restoring epoch, which moves
+    weights). Like the paper, only convolution weights are compared when ``conv_only``.
     """
     def vector(model) -> DataVector:
         v = DataVector.between(tr.pretrained, model)
@@ -72,6 +73,8 @@ def bn_ablation(tr: Trained) -> pd.DataFrame:
     """§3.5 in numbers: the data-vector model under each way of handling BatchNorm state.
 
     Indexed by the keys of :data:`BN_VARIANTS`; column ``BatchNorm state`` says what each is.
+    ``attrs["kept_part1"]``: the share of the averaged statistics the epoch on part 1 keeps, measured
+    (:func:`~medlib.experiments.paper_a.restore.averaged_stats_kept`).
     """
     lam = tr.profile.paper_a.lam
     parts = list(range(len(tr.sites)))
@@ -91,6 +94,7 @@ def bn_ablation(tr: Trained) -> pd.DataFrame:
                   "test accuracy (%)": tr.accuracy(m)} for key, m in models.items()}
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "variant"
+    df.attrs["kept_part1"] = averaged_stats_kept(plain, models["epoch_part1"], models["epoch_part1_cumulative"])
     return df
 
 

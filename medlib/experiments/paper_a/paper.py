@@ -65,42 +65,68 @@ def implied_test_size(dataset: str, columns=("Params Mean", "Data Vector", "Base
     return None
 
 
-# The paper's Table 4 (its training settings), quoted.
+# The paper's training settings, quoted: Table 4, and λ from §4.1's text.
 PAPER_SETTINGS = {"optimizer": "Adam", "learning rate": "1e-5", "epochs": "64", "batch size": "32",
                   "loss": "weighted cross-entropy", "λ": "0.5"}
+PAPER_SOURCE = {"λ": "the paper's §4.1 text (Table 4 does not list λ)"}  # else Table 4
 
 # What the paper leaves open: (the paper says, ours, why). ``{…}`` is filled from the profile.
 OPEN_CHOICES = {
-    "augmentation": ("flipping, shifting, scaling, rotating, brightening (no values)",
-                     "flips, ±15° rotation, ±10% shift, 0.9–1.1 scale, brightness ±0.2",
-                     "the operations the paper names, at common moderate strengths (medlib.data.augment)"),
-    "image size": ("not given", "{image_size} px",
-                   "full: ResNet50's ImageNet training size, the scale θ_pre learned at; smoke: small for a CPU"),
+    "augmentation": ("none named (\"flipping, shifting, scaling, rotating, brightening\" is Paper B's §4.1)",
+                     "flips, ±{degrees:g}° rotation, ±{translate:.0%} shift, {scale_lo:g}–{scale_hi:g} scale, "
+                     "brightness ±{brightness:g}",
+                     "our choice: common moderate strengths (medlib.data.augment.gpu_augment)"),
+    "image size": ("not given", "{image_size} px: shorter side scaled to it, then the centre square",
+                   "our choice. full: ResNet50's ImageNet training size, the scale θ_pre learned at; smoke: small "
+                   "for a CPU"),
+    "class weights": ("\"weighted\" cross-entropy, weights not given",
+                      "N / (K · n_c) from the site's own labels (scikit-learn's \"balanced\")",
+                      "our choice: every class present carries the same total weight"),
     "test split": ("not given", "{test_split}",
-                   "every accuracy of Tables 1–3 is k/n for these n; grouped so no patient is in train and test"),
+                   "every accuracy of Tables 1–3 is k/n for these n. Our choice: whole patients/cases chosen to "
+                   "match the class proportions, the same test images for every seed"),
     "weights": ("\"pretrained ResNet50\"", "{weights}",
                 "torchvision's IMAGENET1K_V1 (timm resnet50.tv_in1k), the usual meaning in 2024; timm's default "
                 "resnet50 is another training recipe"),
+    "merged BatchNorm buffers": ("§4.1 averages the heads only; §3.5 suggests the statistics went through the "
+                                 "vector arithmetic",
+                                 "the sites' mean running statistics, then restored",
+                                 "our choice: pushed through Eq. 1–3 they turn negative (the restoring page measures "
+                                 "both)"),
+    "Random Vector": ("a random vector, construction not given",
+                      "θ_pre + r, each tensor of r a seeded Gaussian scaled to the norm of λΣτ_i's tensor; heads "
+                      "averaged",
+                      "our choice: a random direction of the data vector's length, the same restoration after it"),
+    "restoring epoch": ("one epoch of training (§3.5, §4.1), settings not given",
+                        "Adam with fresh state at lr {lr}, batch {batch_size}, augmented, class weights from the "
+                        "part's labels, BN momentum 0.1, on part i's data (row i)",
+                        "our choice: Table 4's training settings for one epoch"),
+    "precision": ("not given", "autocast (bfloat16, float16 on a T4) and channels_last on CUDA; float32 on a CPU",
+                  "our choice: speed on Colab GPUs"),
     "seeds": ("3315 (one run)", "{seeds}", "full: the paper's seed first, two more for a spread (mean ± std)"),
 }
 
 
 def settings_table(profile) -> pd.DataFrame:
-    """The paper's Table 4 and its open choices beside what ``profile`` uses, each with its reason."""
+    """The paper's training settings and its open choices beside what ``profile`` uses, each with its reason."""
+    from medlib.experiments.paper_a.batches import AUGMENTATION
     from medlib.experiments.paper_a.runs import theta_pre_source
 
     A = profile.paper_a
-    ours = {"optimizer": "Adam", "learning rate": f"{A.lr:.0e}".replace("e-0", "e-"), "epochs": str(A.epochs),
+    lr = f"{A.lr:.0e}".replace("e-0", "e-")
+    ours = {"optimizer": "Adam", "learning rate": lr, "epochs": str(A.epochs),
             "batch size": str(A.batch_size), "loss": "weighted cross-entropy", "λ": f"{A.lam:g}"}
     column = f"ours ({profile.label})"
-    rows = {k: {"paper": v, column: ours[k], "why": "the paper's Table 4" if ours[k] == v else
+    rows = {k: {"paper": v, column: ours[k], "why": PAPER_SOURCE.get(k, "the paper's Table 4") if ours[k] == v else
                 f"{profile.label}: a small model on synthetic data, minutes on a CPU"}
             for k, v in PAPER_SETTINGS.items()}
-    rows["loss"]["why"] += "; class weights from the site's own labels"
     test_split = (", ".join(f"{d} {n}" for d, n in PAPER_TEST_SIZES.items()) + " test images"
                   if profile.data_source == "real" else f"{A.test_fraction:.0%} of each synthetic stand-in")
     fill = {"image_size": A.image_size, "test_split": test_split, "weights": theta_pre_source(profile),
-            "seeds": ", ".join(map(str, profile.seeds))}
+            "seeds": ", ".join(map(str, profile.seeds)), "lr": lr, "batch_size": A.batch_size,
+            "degrees": AUGMENTATION["degrees"], "translate": AUGMENTATION["translate"],
+            "scale_lo": AUGMENTATION["scale"][0], "scale_hi": AUGMENTATION["scale"][1],
+            "brightness": AUGMENTATION["brightness"]}
     for k, (paper, ours_fmt, why) in OPEN_CHOICES.items():
         rows[k] = {"paper": paper, column: ours_fmt.format(**fill), "why": why}
     df = pd.DataFrame.from_dict(rows, orient="index")

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+import math
 
-from medlib.bn import restore_batchnorm
+import numpy as np
+import torch
+
+from medlib.bn import batchnorm_layers, restore_batchnorm
 from medlib.experiments.paper_a.runs import Trained
 from medlib.train import class_weights_from_labels
 
@@ -35,10 +38,19 @@ def restore_on_parts(tr: Trained, model, parts: Sequence[int], method: str = "fi
                              cumulative_stats=cumulative_stats)
 
 
-def averaged_stats_kept(tr: Trained, part: int = 0, momentum: float = 0.1) -> float:
-    """The share of the merged (averaged) BN statistics left after one epoch on ``part``.
+def averaged_stats_kept(before, restored, fresh) -> float:
+    """The share of ``before``'s BN running statistics still in ``restored``, measured.
 
-    At momentum m every training batch moves a running statistic by m towards its batch value,
-    so after n batches a share (1 − m)ⁿ of the starting value remains.
+    ``fresh`` is the same restoring epoch with the old statistics dropped (``cumulative_stats``):
+    same seed, same batches, same weight updates, only the running averages differ. Every
+    running mean and variance is modelled as restored = k · before + (1 − k) · fresh, and k
+    is the least-squares fit over all channels. (Momentum m over n batches predicts (1 − m)ⁿ,
+    but the statistics are of a network whose weights move during the epoch.)
     """
-    return (1.0 - momentum) ** len(tr.part_loader(part, train=True))
+    def stats(model):
+        return torch.cat([torch.cat([bn.running_mean.flatten(), bn.running_var.flatten()]).double().cpu()
+                          for bn in batchnorm_layers(model).values()])
+
+    b, r, f = stats(before), stats(restored), stats(fresh)
+    spread = float((b - f) @ (b - f))
+    return float((r - f) @ (b - f)) / spread if spread > 0 else math.nan  # nothing to tell apart: undefined

@@ -36,14 +36,16 @@ SPLITS = ("paper", "official")
 
 
 def paper_sites(name: str, profile: Profile | str = "auto", seed: int | None = None, *,
-                split: str = "paper", method: str | None = None) -> SiteData:
+                split: str = "paper", method: str | None = None, test_seed: int | None = None) -> SiteData:
     """Dataset ``name`` split into ``n_sites`` hospitals plus a held-out test set (§4.1).
 
     ``split="paper"``: on the real data, a test set of the size the paper's tables imply
     (:data:`~medlib.experiments.paper_a.paper.PAPER_TEST_SIZES`), grouped by patient/case when
     the dataset has them, else stratified; on synthetic stand-ins the profile's
     ``test_fraction``. ``split="official"``: the dataset's own test split (Bladder's
-    ``sub_dataset``), the rest divided among the sites.
+    ``sub_dataset``), the rest divided among the sites. The test set is drawn with ``test_seed``
+    (None: the profile's first seed), so every training seed is scored on the same test images and
+    a spread over seeds holds the sites' split, initialisation, batch order and augmentation.
     """
     from medlib.data.cache import cached_images
     from medlib.data.partition import SitePartition, partition_sites
@@ -70,7 +72,7 @@ def paper_sites(name: str, profile: Profile | str = "auto", seed: int | None = N
     if P.data_source == "real" and name in PAPER_TEST_SIZES:
         fraction = PAPER_TEST_SIZES[name] / len(labels)
     part = partition_sites(labels, P.paper_a.n_sites, method=method, groups=ds.groups, seed=seed,
-                           test_fraction=fraction)
+                           test_fraction=fraction, test_seed=P.first_seed if test_seed is None else test_seed)
     return SiteData(ds, images, labels, part)
 
 

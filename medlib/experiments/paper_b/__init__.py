@@ -24,9 +24,9 @@ from medlib.io import load_weights
 from medlib.train import fit
 
 from .analysis import (DISPLAY_SIZE, attention_example, attention_logits_at_init, augmentation_text, block_costs,
-                       branch_table, example_cases, framework_shapes, settings_table, tradeoff, variants_table,
+                       branch_table, example_cases, framework_shapes, positions_holding, settings_table, tradeoff, variants_table,
                        weight_surface)
-from .claims import CLAIMS, CLOSE_TOLERANCE, claims, claims_table, compare
+from .claims import CLAIMS, CLOSE_TOLERANCE, MASS_SHARE, attention_spread, claims, claims_table, compare
 from .configs import ABBREVIATIONS, Config, all_configs, table_configs, with_runs
 from .metrics import HEADLINE, ConfigResult, branch_metrics, never_predicted, run_metrics
 from .paper import (CATEGORY_COLUMNS, MELANOMA_COLUMNS, PAPER_BEST, PAPER_MEAN, PAPER_ROWS_AVG, PAPER_SETTINGS,
@@ -51,7 +51,8 @@ __all__ = [
     "headline_gaps", "clinic_is_derm_cases",
     "variants_table", "claims", "block_costs", "weight_surface", "attention_example", "settings_table",
     "branch_table", "tradeoff", "example_cases", "framework_shapes", "attention_logits_at_init", "augmentation_text",
-    "DISPLAY_SIZE", "compare", "claims_table", "CLAIMS", "CLOSE_TOLERANCE",
+    "DISPLAY_SIZE", "compare", "claims_table", "CLAIMS", "CLOSE_TOLERANCE", "MASS_SHARE", "attention_spread",
+    "positions_holding",
     "plot_pairs", "plot_params", "plot_attention", "plot_weight_surface", "plot_history", "plot_claims",
     "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation",
     "GLANCE_TABLES", "glance_frame", "glance_points", "AUC_CATEGORIES", "MELANOMA_CATEGORIES",

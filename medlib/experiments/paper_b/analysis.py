@@ -17,12 +17,13 @@ from medlib.profiles import Profile, get_profile
 
 from .configs import table_configs
 from .metrics import HEADLINE, branch_metrics, mean_sd, pm
+from .claims import MASS_SHARE
 from .paper import PAPER_ROWS_AVG, PAPER_SETTINGS
 from .tables import write_result
 from . import runs
 
 __all__ = ["variants_table", "block_costs", "weight_surface", "attention_example", "settings_table", "branch_table",
-           "tradeoff", "example_cases", "augmentation_text", "framework_shapes", "attention_logits_at_init", "DISPLAY_SIZE"]
+           "tradeoff", "example_cases", "augmentation_text", "framework_shapes", "attention_logits_at_init", "positions_holding", "DISPLAY_SIZE"]
 
 DISPLAY_SIZE = 256  # pixels of the images drawn in figures
 
@@ -101,7 +102,8 @@ def attention_example(profile: Profile | str = "auto", seed: int | None = None, 
 
     Returns the two images (uint8 HWC), ``maps`` {stage: (H, W, H, W) M_c reshaped}, the case's
     diagnosis and ``peak`` {stage: mean over rows of max weight × N}, how far the rows are from
-    uniform (1 = perfectly flat, N = one-hot). Row ``M_c[i]`` says where query position i of
+    uniform (1 = perfectly flat, N = one-hot), and ``spread`` {stage: median over rows of how many
+    positions hold :data:`MASS_SHARE` of the weight}. Row ``M_c[i]`` says where query position i of
     the dermoscopic map reads from.
     """
     P = get_profile(profile)
@@ -113,12 +115,13 @@ def attention_example(profile: Profile | str = "auto", seed: int | None = None, 
     (c, d), _ = runs._eval_batch(batch, torch.device("cpu"))
     with torch.no_grad():
         out = model(c, d, return_attention=True)
-    maps, peak = {}, {}
+    maps, peak, spread = {}, {}, {}
     for stage, m in out["attention"].items():
         n = m.shape[-1]
         side = int(round(math.sqrt(n)))
         maps[stage] = m[0].reshape(side, side, side, side).numpy()
         peak[stage] = float(m[0].max(dim=-1).values.mean() * n)
+        spread[stage] = float(positions_holding(m[0]).double().median())
     from medlib.data.cache import load_resized
 
     # for display: the whole image squashed like the model's input, at a readable resolution
@@ -126,7 +129,7 @@ def attention_example(profile: Profile | str = "auto", seed: int | None = None, 
     views = {name: load_resized(path[index], DISPLAY_SIZE, fit=runs.RESIZE_FIT).transpose(1, 2, 0)
              for name, path in (("clinical", ds.clinical_paths), ("dermoscopy", ds.derm_paths))}
     return {**views,
-            "maps": maps, "peak": peak, "diagnosis": data.tasks["DIAG"][int(data.labels[index, 0])],
+            "maps": maps, "peak": peak, "spread": spread, "diagnosis": data.tasks["DIAG"][int(data.labels[index, 0])],
             "index": index}
 
 
@@ -143,6 +146,7 @@ def augmentation_text() -> str:
 def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
     """§4.1's recipe (quoted) beside what this profile runs, with the backbones' weights."""
     from medlib.ammfm.backbones import weights_tag
+    from medlib.ammfm.tta import TTA_VIEWS
 
     P = get_profile(profile)
     B = P.paper_b
@@ -154,14 +158,20 @@ def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
         "SWA": f"average of the last {B.swa_epochs} epochs along the same cosine (no lr jump), BN recomputed",
         "image size": f"{B.image_size} × {B.image_size}, whole image resized (no crop)",
         "augmentation": augmentation_text(),
-        "test-time augmentation": f"{B.tta_views} views",
+        "test-time augmentation": f"{B.tta_views} views ({', '.join(TTA_VIEWS[:B.tta_views])}) — our choice",
         "runs for mean ± std": str(B.n_runs),
         "backbones": ("ImageNet-pretrained torchvision" if B.backbone_size == "full"
                       else "tiny torchvision stand-ins, random init"),
         "initial weights": ", ".join(sorted({weights_tag(n, B.pretrained) for n in (B.clinical, B.dermoscopy)})),
+        "input scaling": "RGB, ImageNet mean/std (what the torchvision backbones were trained on) — our choice",
+        "weight decay": f"{runs.training_config(B, 0).weight_decay:g} — our choice",
+        "weight-search grid": f"linspace(0.05, 1, {B.weight_grid}) — our choice",
+        "resize method": "PIL bicubic (low-pass when shrinking) — our choice",
+        "geometric warp": ("bilinear, on both images; borders by torch's 'reflection' (OpenCV's BORDER_REFLECT: "
+                           "the edge pixel repeats) — our choice"),
     }
     paper = {**PAPER_SETTINGS, "initial weights": "not stated"}
-    frame = pd.DataFrame({"paper (§4.1)": paper, f"this profile ({P.label})": ours})
+    frame = pd.DataFrame({"paper (§4.1; runs: §4.4)": paper, f"this profile ({P.label})": ours})
     frame.index.name = "setting"
     return frame
 
@@ -263,7 +273,8 @@ def attention_logits_at_init(channels: int = 192, clinical_channels: int = 24, s
     The clinical map is ``cases`` random maps with entries of standard deviation ``feature_std``
     (1: the scale a BatchNorm'd pretrained stage delivers), ``clinical_channels`` × ``side`` × ``side``; both blocks share the
     same initial weights. A uniform row has max weight 1/N (N = side²); a saturated (one-hot)
-    row has 1. Returns ``{"scaled": ..., "unscaled": ..., "n": N}``.
+    row has 1. Returns ``{"scaled": ..., "unscaled": ..., "n": N}`` and, per row, how many
+    positions hold :data:`MASS_SHARE` of its weight (``scaled_positions``, ``unscaled_positions``).
     """
     from medlib.ammfm.attention import AsymmetricAttentionBlock
 
@@ -273,7 +284,16 @@ def attention_logits_at_init(channels: int = 192, clinical_channels: int = 24, s
     unscaled.load_state_dict(scaled.state_dict())
     clinical = feature_std * torch.randn(cases, clinical_channels, side, side,
                                          generator=torch.Generator().manual_seed(seed))
+    out = {}
     with torch.no_grad():
-        out = {name: block.attention_map(clinical, (side, side)).max(dim=-1).values.flatten().numpy()
-               for name, block in (("scaled", scaled), ("unscaled", unscaled))}
+        for name, block in (("scaled", scaled), ("unscaled", unscaled)):
+            rows = block.attention_map(clinical, (side, side)).flatten(0, -2)
+            out[name] = rows.max(dim=-1).values.numpy()
+            out[f"{name}_positions"] = positions_holding(rows).numpy()
     return {**out, "n": side * side, "scale": scaled.scale}
+
+
+def positions_holding(rows: torch.Tensor, share: float = MASS_SHARE) -> torch.Tensor:
+    """Per row of attention weights (last dim sums to 1): how many of its largest weights hold ``share`` of it."""
+    top = rows.sort(dim=-1, descending=True).values.cumsum(dim=-1)
+    return (top < share).sum(dim=-1) + 1

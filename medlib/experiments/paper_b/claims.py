@@ -15,9 +15,10 @@ from .paper import PAPER_ROWS_AVG
 from .tables import write_result
 from . import runs
 
-__all__ = ["CLAIMS", "CLOSE_TOLERANCE", "claims", "compare", "claims_table"]
+__all__ = ["CLAIMS", "CLOSE_TOLERANCE", "MASS_SHARE", "claims", "compare", "claims_table", "attention_spread"]
 
 CLOSE_TOLERANCE = 1.0  # points: "about the same" in a paper claim means |Δ| ≤ this
+MASS_SHARE = 0.9  # an attention row's spread: how many positions hold this share of its weight
 
 def _paper_avg(number: str, label: str, metric: str) -> float:
     auc, _, acc, _, _ = PAPER_ROWS_AVG[number][label]
@@ -93,3 +94,15 @@ def claims_table(frame: pd.DataFrame) -> pd.DataFrame:
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return table
 
+
+
+def attention_spread(max_weight: float, positions: float, n: int) -> str:
+    """What an attention row with largest weight ``max_weight`` and :data:`MASS_SHARE` of its weight on
+    ``positions`` of ``n`` positions does: near one-hot (≤ 2 positions or one holding half), concentrated
+    (at most a tenth of the positions) or broad."""
+    share = f"{positions:.0f} of {n} positions hold{'s' if positions == 1 else ''} {MASS_SHARE:.0%} of a row's weight"
+    if positions <= 2 or max_weight >= 0.5:
+        return f"near one-hot — {share}, so each position copies from one or two others"
+    if positions <= n / 10:
+        return f"concentrated — {share}, so each position copies from a few others"
+    return f"broad — {share}, so each position averages over many others"

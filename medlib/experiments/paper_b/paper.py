@@ -147,9 +147,14 @@ PAPER_SETTINGS: dict[str, str] = {
     "SWA": "last 50 epochs",
     "image size": "224 × 224",
     "augmentation": "flip, shift, scale, rotate, brighten",
-    "test-time augmentation": "yes (FusionM4Net: 6 views)",
+    "test-time augmentation": "yes, views not stated (FusionM4Net: 4 by default, 6 possible)",
     "runs for mean ± std": "10 (§4.4)",
     "backbones": "not stated (ImageNet-pretrained, presumably)",
+    "input scaling": "not stated (FusionM4Net: pixels in [0, 1], BGR as cv2 reads them, no mean/std)",
+    "weight decay": "not stated",
+    "weight-search grid": "not stated (FusionM4Net: linspace(0.05, 1, 25))",
+    "resize method": "not stated (FusionM4Net: cv2.resize, bilinear)",
+    "geometric warp": "not stated (FusionM4Net: albumentations, BORDER_REFLECT_101 borders)",
 }
 
 

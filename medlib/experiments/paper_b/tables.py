@@ -198,8 +198,9 @@ def table4(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
 def table5(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
     """Table 5: AVG AUC, AVG ACC and parameters; ours = full-size count of the same architecture.
 
-    Ours appears twice: the best run (each metric's own best, like the paper's 88.1 / 77.2) and
-    the mean ± std (like the paper's Table 6, added here as a row).
+    Ours appears twice: one run, the one with the best AVG AUC on the test split (both metrics of
+    that run: the paper's 88.1 / 77.2 are its "highest value", chosen on test too, so optimistic),
+    and the mean ± std (like the paper's Table 6, added here as a row).
     """
     P = get_profile(profile)
     res = _ammfm(P, seed)
@@ -207,8 +208,9 @@ def table5(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     params = f"{res.config.full_size_parameters() / 1e6:.2f} (full size)"
     rows = {f"{m} (paper)": {"AVG AUC": _num(a), "AVG ACC": _num(b), "Parameters (M)": p}
             for m, (a, b, p) in PAPER_TABLE5.items()}
-    best = {"AVG AUC": res.best_text("avg_auc", "avg_auc"), "AVG ACC": res.best_text("avg_acc", "avg_acc")}
-    rows[f"AMMFM, ours: best of {n} runs"] = {**best, "Parameters (M)": params}
+    best = {"AVG AUC": res.best_text("avg_auc", "avg_auc"), "AVG ACC": res.best_text("avg_acc", "avg_auc")}
+    pick = f"run {res.best('avg_auc') + 1} of {n}, the best AVG AUC on the test split"
+    rows[f"AMMFM, ours: {pick}"] = {**best, "Parameters (M)": params}
     rows["Δ best (ours − paper)"] = {k: _delta(best[k], PAPER_TABLE5["AMMFM"][i]) for i, k in enumerate(best)}
     rows["AMMFM (paper, mean ± std, Table 6)"] = {"AVG AUC": pm(*PAPER_MEAN["avg_auc"]),
                                                   "AVG ACC": pm(*PAPER_MEAN["avg_acc"]), "Parameters (M)": "33.06"}
@@ -249,8 +251,8 @@ def _avg_table(number: str, P: Profile, seed: int | None) -> pd.DataFrame:
         auc, auc_sd, acc, acc_sd, params = paper[label]
         r = results[label]
         out[label] = {
-            ("AVG AUC", "paper"): pm(auc, auc_sd), ("AVG AUC", "this run"): r.text("avg_auc"),
-            ("AVG ACC", "paper"): pm(acc, acc_sd), ("AVG ACC", "this run"): r.text("avg_acc"),
+            ("AVG AUC", "paper"): pm(auc, auc_sd), ("AVG AUC", "ours (mean ± std)"): r.text("avg_auc"),
+            ("AVG ACC", "paper"): pm(acc, acc_sd), ("AVG ACC", "ours (mean ± std)"): r.text("avg_acc"),
             ("Params (M)", "paper"): _num(params), ("Params (M)", "ours, full size"): f"{cfg.full_size_parameters() / 1e6:.2f}",
             ("Params (M)", "trained here"): f"{r.runs[0].meta['trained_parameters'] / 1e6:.2f}",
         }
@@ -278,7 +280,7 @@ def table8(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     data = {}
     for label, _ in rows:
         data[(label, "paper")] = [pm(m, s) for m, s in PAPER_TABLE8[label]]
-        data[(label, "this run")] = [results[label].text(k) for k in AUC_KEYS]
+        data[(label, "ours (mean ± std)")] = [results[label].text(k) for k in AUC_KEYS]
     frame = pd.DataFrame(data, index=CATEGORY_COLUMNS + ["AVG"])
     write_result("table8", P, seed, frame, results)
     return frame
