@@ -15,7 +15,8 @@ import math
 
 import torch
 
-__all__ = ["GPU_IMAGES_PER_SECOND", "SIZES", "forward_flops", "gpu_seconds", "evaluations", "work", "estimate_table"]
+__all__ = ["GPU_IMAGES_PER_SECOND", "SIZES", "forward_flops", "gpu_seconds", "evaluations", "paper_b_run_flops", "work",
+           "estimate_table"]
 
 # ResNet50 at 224 px, mixed-precision training images/s (NVIDIA DeepLearningExamples' ResNet50 v1.5
 # tables, rounded down: a 32-image batch of a small dataset does not reach their 256-image batches)
@@ -60,6 +61,15 @@ def evaluations(epochs: int, every: int) -> int:
     return len(set(range(every, epochs + 1, every)) | {epochs})
 
 
+def paper_b_run_flops(config, B) -> float:
+    """Model FLOPs of one Paper B run of ``config`` with the settings ``B`` on derm7pt's full splits."""
+    f = forward_flops("B", config.name, B.image_size)
+    train = SIZES["derm7pt/train"] * B.epochs * 3
+    evaluated = SIZES["derm7pt/valid"] * evaluations(B.epochs, B.eval_every)
+    predicted = (B.tta_views + 1) * (SIZES["derm7pt/valid"] + SIZES["derm7pt/test"])  # TTA views + last model
+    return (train + evaluated + predicted) * f
+
+
 def work(profile=None) -> dict[str, float]:
     """Model FLOPs of the full profile's pieces of work (the rows of :func:`estimate_table`)."""
     from medlib.experiments.paper_b.configs import all_configs
@@ -77,11 +87,7 @@ def work(profile=None) -> dict[str, float]:
         per_dataset[name] = trained * resnet * len(P.seeds)
 
     def paper_b_run(config) -> float:
-        f = forward_flops("B", config.name, B.image_size)
-        train = SIZES["derm7pt/train"] * B.epochs * 3
-        evaluated = SIZES["derm7pt/valid"] * evaluations(B.epochs, B.eval_every)
-        predicted = (B.tta_views + 1) * (SIZES["derm7pt/valid"] + SIZES["derm7pt/test"])  # TTA views + last model
-        return (train + evaluated + predicted) * f * B.n_runs
+        return paper_b_run_flops(config, B) * B.n_runs
 
     configs = all_configs(P)
     ammfm = next(c for c in configs if not c.single_modal)

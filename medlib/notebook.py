@@ -21,7 +21,7 @@ import torch
 from medlib.profiles import Profile, get_profile
 from medlib.runtime import provenance, provenance_line, seed_everything, select_device
 
-__all__ = ["NotebookRun", "start", "banner", "glue", "glue_figure", "fmt", "in_jupyter_book"]
+__all__ = ["NotebookRun", "start", "banner", "glue", "glue_figure", "fmt", "in_jupyter_book", "evaluated_epochs"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,22 @@ def glue(name: str, value, display: bool = False):
 def fmt(x: float, digits: int = 1, percent: bool = False) -> str:
     """Format a number for prose: ``fmt(0.7312, percent=True) == '73.1%'``."""
     return f"{100 * x:.{digits}f}%" if percent else f"{x:.{digits}f}"
+
+
+def evaluated_epochs(history, column: str) -> str:
+    """Which epochs of ``history`` (a frame with ``epoch``) have ``column``: what a curve can show.
+
+    Trainings evaluate every ``eval_every`` epochs and after the last, so a caption must say
+    which epochs its evaluation curve holds.
+    """
+    epochs = [int(e) for e in history.dropna(subset=[column])["epoch"]] if column in history else []
+    if not epochs:
+        return "no epoch"
+    if len(epochs) == 1:
+        return f"epoch {epochs[0]} only"
+    if len(epochs) <= 6:
+        return "epochs " + ", ".join(map(str, epochs[:-1])) + f" and {epochs[-1]}"
+    return f"{len(epochs)} epochs: {epochs[0]}, {epochs[1]}, …, {epochs[-2]} and {epochs[-1]}"
 
 
 def glue_figure(name: str, fig):

@@ -40,8 +40,9 @@ def learning_curves(histories: Mapping[str, pd.DataFrame], metrics=("train_loss"
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for name, frame in histories.items():
-            if metric in frame:
-                ax.plot(frame["epoch"], frame[metric], marker="o", ms=3, label=name,
+            if metric in frame:  # evaluated epochs only (every eval_every and the last)
+                shown = frame.dropna(subset=[metric])
+                ax.plot(shown["epoch"], shown[metric], marker="o", ms=3, label=name,
                         lw=2.2 if name == "full" else 1.2, color="k" if name == "full" else None)
         ax.set_xlabel("epoch"), ax.set_title(metric.replace("_", " "))
         ax.grid(alpha=0.3)

@@ -142,3 +142,20 @@ def test_start_shows_table_cells_whole(shell):
         start(SMOKE, show=False)
         html = pd.DataFrame({"why": [reason]})._repr_html_()
     assert reason.strip() in html and "…" not in html and "..." not in html
+
+
+def test_evaluated_epochs_names_the_epochs_a_curve_holds():
+    import math
+
+    import pandas as pd
+
+    from medlib.notebook import evaluated_epochs
+
+    every_epoch = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_loss": [0.9, 0.8, 0.7, 0.6]})
+    assert evaluated_epochs(every_epoch, "val_loss") == "epochs 1, 2, 3 and 4"
+    cadence = pd.DataFrame({"epoch": range(1, 51), "val_loss": [1.0 if e % 10 == 0 or e == 50 else math.nan
+                                                                for e in range(1, 51)]})
+    assert evaluated_epochs(cadence, "val_loss") == "epochs 10, 20, 30, 40 and 50"
+    sparse = pd.DataFrame({"epoch": range(1, 71), "val_loss": [1.0 if e % 10 == 0 else math.nan for e in range(1, 71)]})
+    assert evaluated_epochs(sparse, "val_loss") == "7 epochs: 10, 20, …, 60 and 70"
+    assert evaluated_epochs(pd.DataFrame({"epoch": [1], "train_loss": [1.0]}), "val_loss") == "no epoch"

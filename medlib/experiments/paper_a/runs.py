@@ -198,7 +198,7 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
         return model.eval(), pd.DataFrame(meta["history"])
     cfg = TrainConfig(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device,
                       class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0,
-                      max_steps=tr.profile.max_steps)
+                      max_steps=tr.profile.max_steps, eval_every=P.eval_every)
     model = copy.deepcopy(tr.pretrained)
     seed_everything(tr.seed)
     t0 = time.perf_counter()

@@ -107,8 +107,9 @@ def plot_history(result):
     h = result.history
     fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.4))
     ax.plot(h["epoch"], h["train_loss"], marker="o" if len(h) < 30 else None, label="train loss (augmented)")
-    if "val_loss" in h:
-        ax.plot(h["epoch"], h["val_loss"], marker="s" if len(h) < 30 else None, label="valid loss (current weights)")
+    if "val_loss" in h:  # validated every eval_every epochs and after the last: plot only those epochs
+        v = h.dropna(subset=["val_loss"])
+        ax.plot(v["epoch"], v["val_loss"], marker="s" if len(v) < 30 else None, label="valid loss (current weights)")
     ax_lr.plot(h["epoch"], h["lr"], color="tab:green")
     ax_lr.set_yscale("log")
     start = result.meta.get("swa_start")

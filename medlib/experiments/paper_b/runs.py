@@ -38,6 +38,7 @@ from medlib.ammfm.tta import TTA_VIEWS, apply_view, predict
 from medlib.data.augment import fusion_augment_pair, normalize, to_float
 from medlib.errors import MedlibError
 from medlib.experiments.data import ensure_dataset
+from medlib.estimates import gpu_seconds, paper_b_run_flops
 from medlib.io import load_weights, save_weights
 from medlib.paths import artifacts_dir, cache_dir
 from medlib.profiles import PaperB, Profile, get_profile
@@ -234,7 +235,7 @@ def training_config(B: PaperB, seed: int, device: torch.device | str = "cpu") ->
     swa_start = B.epochs - B.swa_epochs if 0 < B.swa_epochs <= B.epochs else None
     return TrainConfig(lr=B.lr, epochs=B.epochs, batch_size=B.batch_size, seed=seed, device=device,
                        scheduler="cosine", swa_start=swa_start, swa_lr=None,
-                       log_every=max(B.epochs // 10, 1) if B.epochs >= 50 else 0)
+                       log_every=max(B.epochs // 10, 1) if B.epochs >= 50 else 0, eval_every=B.eval_every)
 
 
 def _paths(config: Config, seed: int, key: str) -> tuple[Path, Path]:
@@ -290,7 +291,7 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
                for split in ("train", "valid", "test")}
     t0 = time.perf_counter()
     history = fit(model, batches["train"], cfg, loss_fn=ammfm_loss, batch_to_device=_train_batch,
-                  val_loader=batches["valid"], checkpoint_path=weights_path.with_suffix(".ckpt"), resume=True)
+                  val_loader=batches["valid"], val_batch_to_device=_eval_batch, checkpoint_path=weights_path.with_suffix(".ckpt"), resume=True)
     train_seconds = time.perf_counter() - t0
     swa = history.swa_model if history.swa_model is not None else model
     t1 = time.perf_counter()
@@ -413,7 +414,8 @@ def training_plan(configs, profile: Profile | str = "auto", seed: int | None = N
 
     ``configs``: :class:`Config` s or (label, Config) rows. ``seconds per run`` is the mean
     training time recorded by the cached runs of that configuration (NaN when none is cached
-    yet, e.g. on a fresh Colab session: then nothing is known about this machine's speed).
+    yet), rounded; ``basis`` says where it comes from. With no cached run of the ``full`` profile
+    it is estimated from the configuration's FLOPs on a T4 (:mod:`medlib.estimates`, README's numbers).
     """
     P = get_profile(profile)
     B = P.paper_b
@@ -432,6 +434,9 @@ def training_plan(configs, profile: Profile | str = "auto", seed: int | None = N
             if weights_path.is_file() and pred_path.is_file():
                 cached += 1
                 seconds.append(float(load_weights(pred_path)[1]["train_seconds"]))
+        per_run, basis = (float(np.mean(seconds)), "measured (cached runs)") if seconds else (math.nan, "unknown yet")
+        if not seconds and P.name == "full" and P.max_steps is None:
+            per_run, basis = gpu_seconds(paper_b_run_flops(cfg, B), "T4"), "estimated (T4, from FLOPs)"
         rows.append({"configuration": cfg.label, "runs": B.n_runs, "cached": cached, "to train": B.n_runs - cached,
-                     "seconds per run": float(np.mean(seconds)) if seconds else math.nan})
+                     "seconds per run": round(per_run) if math.isfinite(per_run) else math.nan, "basis": basis})
     return pd.DataFrame(rows).set_index("configuration")
