@@ -203,7 +203,9 @@ class TrainingState:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, empty, random bytes, deleted since fit's exists-check: torch raises RuntimeError, EOFError, UnpicklingError, OSError...
-            raise MedlibError(f"{path} is not a readable training checkpoint ({_one_line(exc)}); {start_over}") from exc
+            # torch's own message can run to a paragraph and suggests weights_only=False: the type is enough
+            raise MedlibError(f"{path} is not a readable training checkpoint (truncated, empty or corrupt: "
+                              f"{type(exc).__name__}); {start_over}") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise MedlibError(f"{path} is not a medlib training checkpoint; {start_over}")
         binding = _BINDING.get()
