@@ -102,6 +102,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):  # NaN fails >= too
+        raise argparse.ArgumentTypeError(f"{text}: expected seconds >= 0 (0: after every epoch)")
+    return value
+
+
 def _check_out(path: Path) -> None:
     """Refuse an --out that cannot be written before any work: a folder, or a folder we cannot write in."""
     import tempfile
@@ -316,7 +326,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT.ckpt after an interruption; a checkpoint of another run (dataset, site, "
                         "partition, data, θ_pre or settings) or an unreadable one is refused, naming it")
-    p.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
+    p.add_argument("--checkpoint-every", type=_seconds, default=600.0, metavar="SECONDS",
                    help="write OUT.ckpt every SECONDS of training and after the last epoch (default 600; 0: every epoch)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_finetune)
