@@ -81,25 +81,22 @@ class _Local:
                              seed=self.seed, device=device, max_steps=self.P.max_steps)
 
 
-def _seed(text: str) -> int:
-    """A seed NumPy and torch both take: an integer in [0, 2**32)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: expected 0 <= seed < 2**32")
-    return value
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high) (high None: no bound)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or high is not None and value >= high:
+            bound = f"{low} <= value < {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {bound}")
+        return value
+    return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected at least 1")
-    return value
+_seed = _integer(0, 2**32)  # what NumPy and torch both take
+_positive = _integer(1)
 
 
 def _seconds(text: str) -> float:
@@ -158,7 +155,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument("--n-sites", type=_positive, default=4, help="simulated hospitals (default 4, the paper's)")
         p.add_argument("--partition", default="equal", help="equal (paper), stratified, dirichlet or grouped")
         p.add_argument("--seed", type=_seed, default=None,
-                       help="seed of the partition and training, 0 <= seed < 2**32 (default: the profile's)")
+                       help="seed of the partition and training, 0 <= seed < 4294967296 (default: the profile's)")
     p.add_argument("--profile", default="auto", help="smoke, full or auto")
 
 
