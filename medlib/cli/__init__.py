@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_profile(args)
         return int(args.func(args) or 0)
-    except MedlibError as exc:
-        print(f"medlib: error: {exc}", file=sys.stderr)
+    except MedlibError as exc:  # one line, whatever the message (some list offending keys line by line)
+        print("medlib: error: " + "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medlib: interrupted", file=sys.stderr)
