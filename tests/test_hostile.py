@@ -223,6 +223,15 @@ def _(ctx):
     ctx.refused("merge", "--pretrained", ctx.pre, "--models", site, "--out", out, names=site.name, out=out)
 
 
+@case("metadata", "DataVector.load: metadata keys that the tensors do not have")
+def _(ctx):
+    from medlib.vectors import DataVector
+
+    path = _write(ctx.file("tau.safetensors"), {"a": torch.zeros(2)},
+                  {"kind": "data_vector", "keys": ["a", "backbone.missing"]})
+    library_refuses(lambda: DataVector.load(path), path.name)
+
+
 @case("files", "pretrained --pretrained-path: a pickle")
 def _(ctx):
     path, out = ctx.file("backbone.pth"), ctx.file("pre2.safetensors")
@@ -720,3 +729,22 @@ def test_readme_states_the_catalogues_count(repo_root):
     text = (repo_root / "README.md").read_text()
     section = text[text.index("## Reliability"):]
     assert f"{len(CASES)} hostile inputs" in section
+
+
+@pytest.mark.slow
+def test_two_medlib_runs_execute_on_one_home_train_each_run_once(tmp_path):
+    """The commands users type, twice at once on one home (θ_pre, four sites and the full training of one table)."""
+    env = {**os.environ, "MEDLIB_HOME": str(tmp_path / "home"), "MEDLIB_PROFILE": "smoke"}
+    cmd = [sys.executable, "-m", "medlib", "runs", "execute", "--paper", "a", "--dataset", "retina", "--seed", "0",
+           "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)]
+    time.sleep(2.0)
+    procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=1800)
+        assert proc.returncode == 0, err[-2000:]
+        reports.append(json.loads(out[out.index("{"):]))
+    trained = [r for report in reports for r in report["trained"]]
+    assert len(trained) == len(set(trained)) == 6, reports  # each run trained by exactly one of them
+    assert sorted(trained) == sorted(set(reports[0]["trained"] + reports[0]["skipped"]))
