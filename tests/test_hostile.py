@@ -530,6 +530,21 @@ def _(ctx):
     assert not (folder.parent / "escaped.txt").exists() and not (folder / "a").exists()
 
 
+@case("archives", 'a Zenodo listing whose files are not objects (files: ["a"]), from a 127.0.0.1 mirror')
+def _(ctx):
+    from test_download import ZENODO_API_PATH, FixtureServer
+
+    from medlib.data.download import download_dataset
+
+    server = FixtureServer()
+    server.routes[ZENODO_API_PATH] = json.dumps({"id": 7741476, "files": ["a"]}).encode()
+    root = ctx.file("zenodo")
+    try:
+        library_refuses(lambda: download_dataset("bladder-tissue", root, base_url=server.base, echo=None), "Zenodo")
+    finally:
+        server.close()
+
+
 # --- dataset folders --------------------------------------------------------------------------------------------
 
 @case("data", "a decompression-bomb PNG (15000² pixels in a few KB)")
