@@ -19,7 +19,6 @@ import os
 import resource
 import subprocess
 import sys
-import tarfile
 import time
 import zipfile
 from pathlib import Path
