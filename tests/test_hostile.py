@@ -207,6 +207,15 @@ def _(ctx):
     ctx.refused("restore-bn", "--model", model, *ctx.data(), "--out", out, names=model.name, out=out)
 
 
+@case("files", "restore-bn: finite weights whose recomputed statistics overflow: refused, nothing written")
+def _(ctx):
+    state, meta = _pre_tensors(ctx)
+    stem = next(k for k, v in state.items() if v.ndim == 4)  # the first convolution
+    state[stem] = state[stem] * 1e38  # finite weights, activations that overflow to inf
+    model, out = _write(ctx.file("overflow.safetensors"), state, meta), ctx.file("overflow-restored.safetensors")
+    ctx.refused("restore-bn", "--model", model, *ctx.data(), "--site", 1, "--out", out, names=model.name, out=out)
+
+
 @case("files", "merge: a truncated site model")
 def _(ctx):
     cut, out = ctx.file("site-cut.safetensors"), ctx.file("merged.safetensors")

@@ -280,7 +280,7 @@ def _cmd_restore(args) -> int:
                                  class_weights=class_weights_from_labels(local.labels[train_idx], len(local.ds.classes)))
     bad = [k for k, v in restored.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:  # e.g. a finetune-epoch that diverged: no NaN model is written
-        raise MedlibError(f"restoring {args.model} ({args.method}) gave NaN or infinite weights (first {bad[0]}); "
+        raise MedlibError(f"restoring {args.model} ({args.method}) gave NaN or infinite values (first {bad[0]}); "
                           f"nothing written to {args.out}")
     meta.update(role="restored", restore_method=args.method, restore_sites=sites)
     save_classifier(args.out, restored.cpu(), meta)
