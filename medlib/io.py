@@ -1,15 +1,20 @@
 """Files exchanged between sites: atomic writes and safetensors with JSON metadata.
 
 Weights that travel between hospitals are safetensors only: loading them never runs code.
-A pickle (``torch.save``) is refused with an explanation.
+A pickle (``torch.save``) is refused with an explanation, and so is a file whose header, metadata
+or data is truncated or malformed. Files are written with the mode the umask gives (readable by
+the other users of a shared ``MEDLIB_HOME``); a temporary file left by a killed write is removed
+at the next write of the same file. :func:`file_lock` serialises processes that share a home.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -20,9 +25,19 @@ from safetensors import safe_open
 
 from medlib.errors import WeightsFileError
 
-__all__ = ["atomic_path", "atomic_write_text", "save_weights", "load_weights", "read_metadata"]
+__all__ = ["atomic_path", "atomic_write_text", "save_weights", "load_weights", "read_metadata", "tensor_shapes",
+           "file_lock"]
 
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+# a temporary file untouched this long belongs to a killed write (a live one grows as it writes)
+STALE_TMP_S = 600.0
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if time.time() - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -33,14 +48,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the final file gets the usual mode
     try:
         yield tmp
+        # mkstemp creates 0600 and a writer may replace the file (safetensors does): the mode is set last
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -71,25 +88,72 @@ def _refuse_non_safetensors(path: Path) -> None:
         )
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    path = Path(path)
+def _unreadable(path: Path, exc: Exception) -> WeightsFileError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return WeightsFileError(f"{path} is not a readable safetensors file ({first}): truncated or corrupt; "
+                            "write or send it again")
+
+
+def _header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
+    """(metadata, {key: shape}) from the header alone; safetensors checks it against the file's size."""
     if not path.is_file():
         raise WeightsFileError(f"no weights file at {path}: check the path")
     _refuse_non_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise WeightsFileError(f"{path} is not a readable safetensors file: {exc}") from exc
+            return fh.metadata() or {}, {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor of a safetensors file, read from its header (nothing allocated)."""
+    return _header(Path(path))[1]
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    meta = _header(path)[0]
     if "medlib" not in meta:
         raise WeightsFileError(
             f"{path} is a safetensors file without medlib metadata (architecture, classes, "
             "profile); write it with medlib.io.save_weights"
         )
-    return json.loads(meta["medlib"])
+    try:
+        parsed = json.loads(meta["medlib"])
+    except json.JSONDecodeError as exc:
+        raise WeightsFileError(f"{path} has broken medlib metadata (not JSON: {exc})") from exc
+    if not isinstance(parsed, dict):
+        raise WeightsFileError(f"{path} has medlib metadata that is a {type(parsed).__name__}, not a JSON object")
+    return parsed
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Return ``(state_dict, metadata)``; refuses pickles and files without metadata."""
+    """Return ``(state_dict, metadata)``; refuses pickles, files without metadata, truncated files."""
     meta = read_metadata(path)
-    return load_file(str(path)), meta
+    try:
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(Path(path), exc) from exc
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, *, waiting: str | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block.
+
+    Another process asking for it waits (and says ``waiting`` once, if given); the kernel releases
+    the lock when its holder dies, so a killed process never leaves a stale lock behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -93,10 +93,25 @@ def _classifier_key(arch: str) -> str:
     return name if isinstance(name, str) else name[0]
 
 
+def _check_shapes(path: Path, what: str, build, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Compare a file's tensor shapes with the model ``build()`` makes, built on the meta device:
+    metadata that lies (a 200000000-way layer) allocates nothing before it is refused."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    missing = sorted(expected.keys() - shapes.keys())
+    unexpected = sorted(shapes.keys() - expected.keys())
+    wrong = [f"{k} {shapes[k]} (expected {expected[k]})" for k in sorted(expected.keys() & shapes.keys())
+             if tuple(shapes[k]) != expected[k]]
+    if missing or unexpected or wrong:
+        raise MedlibError(f"{path} does not match {what}: missing keys {missing[:5]}, unexpected keys "
+                          f"{unexpected[:5]}, other shapes {wrong[:5]}")
+
+
 def _load_backbone_file(arch: str, path: Path) -> nn.Module:
     """Build ``arch`` from a local safetensors file holding a bare backbone state dict."""
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from medlib.io import tensor_shapes
 
     if not path.is_file():
         raise MedlibError(
@@ -104,35 +119,33 @@ def _load_backbone_file(arch: str, path: Path) -> nn.Module:
             f"the {arch} backbone (e.g. timm's Hugging Face `model.safetensors`, or the file "
             "medlib.pretrain writes). Check the path."
         )
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MedlibError(
-            f"{path} is not a readable safetensors file ({exc}). medlib only loads "
-            "safetensors, because unpickling a .pth/.bin file can run code; convert it with "
-            "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
-        ) from exc
-    if any(k.startswith("backbone.") for k in state):
+    shapes = tensor_shapes(path)  # refuses pickles and truncated files in one line
+    if any(k.startswith("backbone.") for k in shapes):
         raise MedlibError(
             f"{path} holds a whole medlib classifier (keys backbone.*/head.*), not a backbone; "
             "load it with medlib.models.load_classifier(path)"
         )
     fc = _classifier_key(arch)
-    if f"{fc}.weight" not in state:
+    if len(shapes.get(f"{fc}.weight", ())) != 2:
         raise MedlibError(
-            f"{path} has no `{fc}.weight`: it is not a {arch} backbone with its output layer "
-            f"(first keys: {sorted(state)[:5]}). Expected the state dict of "
-            f"timm.create_model({arch!r})."
+            f"{path} has no 2-D `{fc}.weight`: it is not a {arch} backbone with its output layer "
+            f"(first keys: {sorted(shapes)[:5]}). Expected the state dict of timm.create_model({arch!r})."
         )
-    backbone = timm.create_model(arch, pretrained=False, num_classes=state[f"{fc}.weight"].shape[0])
-    result = backbone.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise MedlibError(
-            f"{path} does not match timm {arch!r}: missing keys {result.missing_keys[:10]}, "
-            f"unexpected keys {result.unexpected_keys[:10]}. Pass the architecture the file was "
-            "saved from."
-        )
+    classes = shapes[f"{fc}.weight"][0]
+    _check_shapes(path, f"timm {arch!r} with {classes} outputs (pass the architecture the file was saved from)",
+                  lambda: timm.create_model(arch, pretrained=False, num_classes=classes), shapes)
+    state = load_file(str(path))
+    _refuse_non_finite(path, state)
+    backbone = timm.create_model(arch, pretrained=False, num_classes=classes)
+    backbone.load_state_dict(state)
     return backbone
+
+
+def _refuse_non_finite(path, state: dict[str, torch.Tensor]) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise MedlibError(f"{path} holds NaN or infinite weights ({len(bad)} tensors, first {bad[0]}): "
+                          "the training that wrote it diverged; use another model")
 
 
 def create_backbone(
@@ -191,19 +204,34 @@ def save_classifier(path: str | os.PathLike, model: Classifier, metadata: dict |
     save_weights(path, model.state_dict(), meta)
 
 
-def load_classifier(path: str | os.PathLike) -> tuple[Classifier, dict]:
-    """Rebuild a classifier written by :func:`save_classifier`; returns ``(model, metadata)``."""
-    from medlib.io import load_weights
-
-    state, meta = load_weights(path)
+def _classifier_metadata(path, meta: dict) -> tuple[str, int, int]:
+    """``(arch, num_classes, backbone_classes)`` of a file's metadata, each checked for its type."""
     missing = [k for k in ("arch", "num_classes", "backbone_classes") if k not in meta]
     if missing:
         raise MedlibError(f"{path} lacks classifier metadata {missing}; write it with save_classifier")
-    model = create_classifier(meta["arch"], meta["num_classes"], backbone_classes=meta["backbone_classes"])
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise MedlibError(
-            f"{path} does not match a {meta['arch']} classifier: missing {result.missing_keys[:10]}, "
-            f"unexpected {result.unexpected_keys[:10]}"
-        )
+    arch, counts = meta["arch"], {k: meta[k] for k in ("num_classes", "backbone_classes")}
+    if not isinstance(arch, str) or not timm.is_model(arch):
+        raise MedlibError(f"{path} names architecture {arch!r}, which timm does not have")
+    for key, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MedlibError(f"{path} has {key} {value!r} in its metadata: expected a positive integer")
+    return arch, counts["num_classes"], counts["backbone_classes"]
+
+
+def load_classifier(path: str | os.PathLike) -> tuple[Classifier, dict]:
+    """Rebuild a classifier written by :func:`save_classifier`; returns ``(model, metadata)``.
+
+    The metadata is checked against the file's tensor shapes before anything is built, and
+    NaN or infinite weights are refused: files come from other sites.
+    """
+    from medlib.io import load_weights, read_metadata, tensor_shapes
+
+    arch, num_classes, backbone_classes = _classifier_metadata(path, read_metadata(path))
+    _check_shapes(path, f"a {arch} classifier for {num_classes} classes ({backbone_classes} backbone outputs) as its "
+                  "metadata says", lambda: create_classifier(arch, num_classes, backbone_classes=backbone_classes),
+                  tensor_shapes(path))
+    state, meta = load_weights(path)
+    _refuse_non_finite(path, state)
+    model = create_classifier(arch, num_classes, backbone_classes=backbone_classes)
+    model.load_state_dict(state)
     return model, meta

@@ -179,18 +179,35 @@ def pretrain_backbone(arch: str, image_size: int, epochs: int, n_images: int, se
 
 def pretrained_backbone_path(paper_a, directory: str | os.PathLike | None = None, seed: int | None = None) -> Path:
     """The smoke θ_pre's safetensors file (:func:`pretrained_backbone_file`), pretrained once when missing."""
-    from medlib.io import read_metadata, save_weights
+    from medlib.io import file_lock
 
     _needs_pretraining(paper_a)
     seed = paper_a.seed if seed is None else seed
     key = pretrain_key(paper_a, seed)
     path = pretrained_backbone_file(paper_a, seed, directory)
-    if path.is_file():
-        try:
-            read_metadata(path)
+    if _cached(path):
+        return path
+    # processes sharing a home (notebook lanes, hospital commands) pretrain it once: the others wait
+    with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"[pretrain] waiting for another process to write {path.name}"):
+        if _cached(path):  # written by the process we waited for
             return path
-        except ValueError:
-            path.unlink()  # a damaged cache file: make it again
+        path.unlink(missing_ok=True)  # a damaged (e.g. truncated) cache file: make it again
+        return _pretrain(paper_a, seed, key, path)
+
+
+def _cached(path: Path) -> bool:
+    from medlib.io import read_metadata
+
+    try:
+        read_metadata(path)  # also checks the header covers the file: a truncated copy is not cached
+        return True
+    except ValueError:  # missing or damaged
+        return False
+
+
+def _pretrain(paper_a, seed: int, key: str, path: Path) -> Path:
+    from medlib.io import save_weights
+
     print(f"[pretrain] θ_pre for {paper_a.arch}: {paper_a.pretrain_epochs} epochs on "
           f"{paper_a.pretrain_images} synthetic texture images ({paper_a.image_size}px, seed {seed})", flush=True)
     backbone, info = pretrain_backbone(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs,

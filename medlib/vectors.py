@@ -321,7 +321,11 @@ class DataVector(Mapping):
         state, meta = load_weights(path)
         if meta.get("kind") != "data_vector":
             raise MedlibError(f"{path} is not a data vector file (metadata kind={meta.get('kind')!r}); write it with DataVector.save")
-        return cls({k: state[k] for k in meta.get("keys", state)})
+        keys = meta.get("keys", list(state))
+        if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(state):
+            raise MedlibError(f"{path}: its metadata 'keys' do not list exactly the file's {len(state)} tensors; "
+                              "write it with DataVector.save")
+        return cls({k: state[k] for k in keys})
 
 
 def merge(pretrained: ModelOrState, finetuned: Sequence[ModelOrState], method: str = "data_vector", *,

@@ -62,6 +62,26 @@ def test_a_resume_says_where_it_starts(tmp_path, capsys):
     assert history.resumed_from == 2 and history.checkpoint == ckpt and len(history.records) == 5
 
 
+def test_a_checkpoint_resumes_only_under_its_own_binding(tmp_path, capsys):
+    import pytest
+
+    from medlib.errors import MedlibError
+    from medlib.train.state import bound_to
+
+    ckpt = tmp_path / "site.pt"
+    cfg = TrainConfig(lr=1e-2, epochs=1, seed=1, device="cpu", log_every=0)  # the same settings throughout
+    with bound_to({"site": 1, "theta_pre": "aa"}):
+        fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, checkpoint_every_s=0)
+    saved = ckpt.read_bytes()
+    for other, named in (({"site": 3, "theta_pre": "aa"}, "site"), ({"site": 1, "theta_pre": "bb"}, "theta_pre")):
+        with bound_to(other), pytest.raises(MedlibError, match=f"{ckpt} belongs to another run \\(its {named} differ"):
+            fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, resume=True)
+    assert ckpt.read_bytes() == saved  # refused before anything is written
+    with bound_to({"site": 1, "theta_pre": "aa"}):
+        history = fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, resume=True)
+    assert history.resumed_from == 1
+
+
 def test_max_steps_caps_epochs_validation_swa_and_prediction():
     calls = []
 

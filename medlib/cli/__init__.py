@@ -36,8 +36,27 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (no usage block above them), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _check_profile(args: argparse.Namespace) -> None:
+    """An unknown --profile, refused before any work (get_profile says which ones exist)."""
+    from medlib.profiles import get_profile
+
+    if getattr(args, "profile", None) is None:
+        return
+    try:
+        get_profile(args.profile)
+    except ValueError as exc:
+        raise MedlibError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="medlib",
         description="medlib: reproduce the data-vectors (Tian et al. 2024) and AMMFM (Tang & Lasser 2024) papers.",
     )
@@ -55,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_profile(args)
         return int(args.func(args) or 0)
-    except MedlibError as exc:
-        print(f"medlib: error: {exc}", file=sys.stderr)
+    except MedlibError as exc:  # one line, whatever the message (some list offending keys line by line)
+        print("medlib: error: " + "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medlib: interrupted", file=sys.stderr)

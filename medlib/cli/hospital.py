@@ -81,6 +81,65 @@ class _Local:
                              seed=self.seed, device=device, max_steps=self.P.max_steps)
 
 
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high) (high None: no bound)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or high is not None and value >= high:
+            bound = f"{low} <= value < {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {bound}")
+        return value
+    return parse
+
+
+_seed = _integer(0, 2**32)  # what NumPy and torch both take
+_positive = _integer(1)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):  # NaN fails >= too
+        raise argparse.ArgumentTypeError(f"{text}: expected seconds >= 0 (0: after every epoch)")
+    return value
+
+
+def _check_out(path: Path) -> None:
+    """Refuse an --out that cannot be written before any work: a folder, or a folder we cannot write in."""
+    import tempfile
+
+    if path.is_dir():
+        raise MedlibError(f"--out {path} is a folder: name the file to write, e.g. {path / 'model.safetensors'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise MedlibError(f"--out {path} cannot be written ({exc.strerror or exc}): choose another path") from exc
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _binding(args, local: "_Local", idx: np.ndarray, model) -> dict:
+    """What a fine-tuning's weights depend on besides its TrainConfig: its checkpoint is bound to it."""
+    from medlib.data.cache import cache_key
+
+    return {"dataset": args.dataset, "site": args.site, "n_sites": args.n_sites, "partition": args.partition,
+            "data": cache_key(local.ds.image_paths, local.P.paper_a.image_size),
+            "indices": _digest(idx, local.labels[idx]),
+            "theta_pre": _digest(*(t.detach().cpu().numpy() for t in model.state_dict().values()))}
+
+
 def _check_classes(meta: dict, ds, path) -> None:
     if meta.get("classes") != list(ds.classes):
         raise MedlibError(
@@ -93,9 +152,10 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
     if data:
         p.add_argument("--dataset", required=True, help="retina, pad-ufes-20 or bladder-tissue")
         p.add_argument("--root", required=True, type=Path, help="folder the dataset was unpacked to")
-        p.add_argument("--n-sites", type=int, default=4, help="simulated hospitals (default 4, the paper's)")
+        p.add_argument("--n-sites", type=_positive, default=4, help="simulated hospitals (default 4, the paper's)")
         p.add_argument("--partition", default="equal", help="equal (paper), stratified, dirichlet or grouped")
-        p.add_argument("--seed", type=int, default=None, help="seed of the partition and training (default: the profile's)")
+        p.add_argument("--seed", type=_seed, default=None,
+                       help="seed of the partition and training, 0 <= seed < 4294967296 (default: the profile's)")
     p.add_argument("--profile", default="auto", help="smoke, full or auto")
 
 
@@ -104,7 +164,7 @@ def _model_and_data(args):
     from medlib.models import load_classifier
 
     P = _profile_and_seed(args)
-    model, meta = load_classifier(args.model)
+    model, meta = load_classifier(args.model)  # refuses lying metadata and NaN/inf weights
     local = _Local(args, P)
     _check_classes(meta, local.ds, args.model)
     return P, model, meta, local
@@ -114,8 +174,12 @@ def _profile_and_seed(args):
     from medlib.profiles import get_profile
 
     P = get_profile(args.profile)
+    if args.dataset not in P.paper_a.datasets:  # before any data is read or θ_pre built
+        raise MedlibError(f"--dataset {args.dataset!r} is not one of Paper A's: expected one of {list(P.paper_a.datasets)}")
     if args.seed is None:
         args.seed = P.paper_a.seed  # the paper's seed (Table 4)
+    if getattr(args, "out", None) is not None:
+        _check_out(args.out)
     return P
 
 
@@ -140,6 +204,7 @@ def _cmd_finetune(args) -> int:
     from medlib.models import load_classifier, save_classifier
     from medlib.runtime import provenance, seed_everything
     from medlib.train import TrainConfig, class_weights_from_labels, fit
+    from medlib.train.state import bound_to
 
     P = _profile_and_seed(args)
     local = _Local(args, P)
@@ -160,9 +225,11 @@ def _cmd_finetune(args) -> int:
     ckpt = out.with_name(out.name + ".ckpt")
     if ckpt.exists() and not args.resume:
         print(f"{ckpt} holds an interrupted training; starting over (pass --resume to continue it)", flush=True)
-    # fit says whether it resumes (from which checkpoint, after which epoch) or starts from scratch
-    history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume,
-                  checkpoint_every_s=args.checkpoint_every)
+    # fit says whether it resumes (from which checkpoint, after which epoch) or starts from scratch; the
+    # checkpoint of another site, partition, dataset or θ_pre is refused (safer than silently starting over)
+    with bound_to(_binding(args, local, idx, model)):
+        history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume,
+                      checkpoint_every_s=args.checkpoint_every)
     meta = {"classes": list(local.ds.classes), "profile": P.name, "role": "site", "dataset": args.dataset,
             "site": args.site, "n_sites": args.n_sites, "partition": args.partition, "seed": args.seed,
             "epochs": epochs, "history": history.records, "provenance": provenance(P, args.seed)}
@@ -176,6 +243,7 @@ def _cmd_merge(args) -> int:
     from medlib.models import load_classifier, save_classifier
     from medlib.vectors import merge
 
+    _check_out(args.out)
     pre, pre_meta = load_classifier(args.pretrained)
     sites = []
     for path in args.models:
@@ -210,6 +278,10 @@ def _cmd_restore(args) -> int:
     restored = restore_batchnorm(model, loaders, _RESTORE[args.method], lr=P.paper_a.lr, seed=args.seed,
                                  device=select_device(),
                                  class_weights=class_weights_from_labels(local.labels[train_idx], len(local.ds.classes)))
+    bad = [k for k, v in restored.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # e.g. a finetune-epoch that diverged: no NaN model is written
+        raise MedlibError(f"restoring {args.model} ({args.method}) gave NaN or infinite values (first {bad[0]}); "
+                          f"nothing written to {args.out}")
     meta.update(role="restored", restore_method=args.method, restore_sites=sites)
     save_classifier(args.out, restored.cpu(), meta)
     print(f"BatchNorm state restored ({args.method}, sites {sites}) → {args.out}")
@@ -247,9 +319,11 @@ def register(subparsers) -> None:
     p.add_argument("--site", type=int, help="1-based site of the simulated split (default: all training data)")
     p.add_argument("--pretrained", type=Path, help="θ_pre file from `medlib pretrained` (default: build it)")
     p.add_argument("--pretrained-path", type=Path, help="local safetensors backbone (full profile, offline)")
-    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt after an interruption")
-    p.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
+    p.add_argument("--epochs", type=_positive, help="override the profile's number of epochs (at least 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.ckpt after an interruption; a checkpoint of another run (dataset, site, "
+                        "partition, data, θ_pre or settings) or an unreadable one is refused, naming it")
+    p.add_argument("--checkpoint-every", type=_seconds, default=600.0, metavar="SECONDS",
                    help="write OUT.ckpt every SECONDS of training and after the last epoch (default 600; 0: every epoch)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_finetune)
@@ -262,14 +336,18 @@ def register(subparsers) -> None:
     p.add_argument("--lam", type=float, default=0.5, help="λ of θ_pre + λ Σ τ_i (paper: 0.5)")
     p.add_argument("--density", type=float, help="ties: fraction of each vector's largest magnitudes kept (default 0.2)")
     p.add_argument("--drop", type=float, help="dare: probability of dropping each coordinate (default 0.9)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-vector control and of dare's drops")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random-vector control and of dare's drops")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_merge)
 
-    p = subparsers.add_parser("restore-bn", help="Paper A §3.5: restore BatchNorm state of a merged model")
+    p = subparsers.add_parser("restore-bn", help="Paper A §3.5: restore the state (BatchNorm) of a merged model")
     _common(p)
     p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--method", choices=sorted(_RESTORE), default="recompute-stats")
+    p.add_argument("--method", choices=sorted(_RESTORE), default="recompute-stats",
+                   help="finetune-epoch is the paper's restoration (§4.1: one epoch of training on the sites' "
+                        "data); recompute-stats (default, ours) only recomputes BatchNorm statistics by forward "
+                        "passes and changes no weight or label, the more privacy-friendly; site-stats pools "
+                        "per-layer sums the sites share (federated statistics)")
     p.add_argument("--site", type=int, help="restore on this site only (default: every site)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_restore)

@@ -6,6 +6,8 @@ lazily, one at a time, in :meth:`ImageDataset.load_image`.
 
 Every error is a :class:`medlib.errors.DataError` whose message names the offending
 path / row / value, says what was expected, and how to get the data (:func:`how_to_get`).
+An image that resolves outside the dataset's folder (a symlink, a ``../`` path) is refused, and
+so is a decompression bomb (PIL's pixel limit).
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def load_rgb(path: Path, name: str) -> Image.Image:
     except FileNotFoundError as exc:
         raise DataError(f"{name}: image {path} disappeared since the dataset was loaded. "
                         f"{how_to_get(name)}") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{name}: cannot decode image {path} ({exc}); expected a readable PNG/JPEG. "
                         f"The file is truncated or damaged: re-download the dataset. {how_to_get(name)}") from exc
 
@@ -203,6 +205,15 @@ class ImageDataset:
         n = len(self.image_paths)
         if self.labels.shape[0] != n or (self.groups is not None and len(self.groups) != n):
             raise AssertionError("loader bug: labels/groups/images disagree in length")
+        self._refuse_outside()
+
+    def _refuse_outside(self) -> None:
+        """A dataset folder from elsewhere may link (or ``../``) to any file of this machine: refuse."""
+        root = self.root.resolve()
+        for path in self.image_paths:
+            if not path.resolve().is_relative_to(root):
+                raise DataError(f"{self.name}: image {path} resolves to {path.resolve()}, outside the data folder "
+                                f"{root} (a symlink or ../ path); copy the image into the folder instead.")
 
     # --- the contract -------------------------------------------------------------------
     @property

@@ -74,7 +74,7 @@ def load_resized(path: str | os.PathLike, size: int, fit: str = "crop") -> np.nd
             resized = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC)
         else:
             resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(
             f"cannot decode image {path}: {exc}. Expected a PNG/JPEG file; re-download or remove it."
         ) from exc

@@ -169,6 +169,11 @@ class Derm7pt(ImageDataset):
 
     # --- validation -----------------------------------------------------------------------
     def _resolve_images(self, images_dir: Path, rel: pd.Series, case_num: np.ndarray, column: str) -> list[Path]:
+        escaping = [i for i, r in enumerate(rel) if Path(r).is_absolute() or ".." in Path(r).parts]
+        if escaping:  # meta.csv from elsewhere must not name files outside images/
+            i = escaping[0]
+            raise DataError(f"derm7pt: meta.csv case_num {case_num[i]} has {column} = {rel.iloc[i]!r}, a path "
+                            f"outside {images_dir}; expected a path relative to images/ without '..'.")
         paths = [images_dir / r for r in rel]
         missing = [(i, p) for i, p in enumerate(paths) if not rel.iloc[i] or not p.is_file()]
         if missing:
@@ -196,12 +201,12 @@ class Derm7pt(ImageDataset):
             frame = read_csv_strings(path, self.name)
             require_columns(frame, ["indexes"], path, self.name)
             raw = frame["indexes"].str.strip()
-            try:
-                idx = raw.astype(np.int64).to_numpy()
-            except ValueError as exc:
-                bad = next(v for v in raw if not v.lstrip("-").isdigit())
-                raise DataError(f"derm7pt: {path} holds the non-integer index {bad!r}; expected 0-based row "
-                                f"numbers of meta.csv.") from exc
+            bad = [v for v in raw if not v.lstrip("-").isdigit() or len(v) > 18]
+            if bad:  # a non-integer, or one far beyond any row (99999… would overflow int64)
+                raise DataError(f"derm7pt: {path} holds the index {bad[0][:40]!r}, not a row number of meta.csv "
+                                f"(0..{n_rows - 1}); the index files belong to a different meta.csv. "
+                                f"{how_to_get(self.name)}")
+            idx = raw.astype(np.int64).to_numpy()
             out = idx[(idx < 0) | (idx >= n_rows)]
             if len(out):
                 raise DataError(f"derm7pt: {path} holds index {int(out[0])}, outside 0..{n_rows - 1} (meta.csv has "

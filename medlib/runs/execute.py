@@ -1,9 +1,11 @@
 """Executing runs: one run (:func:`execute_one`, what every executor calls), progress, the local executor.
 
 A run is executed by its paper's own training code, which resumes from the run's checkpoint
-when one exists and writes its artifacts atomically. :func:`execute_one` first looks at the
-disk again, so a run finished meanwhile (by another node, or an earlier execute) is not
-trained twice.
+when one exists and writes its artifacts atomically. :func:`execute_one` holds the run's lock
+on the shared home (a second process executing the same run waits, then finds it done and
+skips it, saying so), looks at the disk again, so a run finished meanwhile (by another node, or
+an earlier execute) is not trained twice, and removes what cannot be resumed or read (a truncated
+artifact or checkpoint, e.g. a copy cut short), saying which, before training it again.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 from medlib.errors import MedlibError
+from medlib.io import file_lock
 from medlib.profiles import Profile, get_profile
 from medlib.runs.plan import PlannedRun, adaptor, estimate, format_seconds, todo
-from medlib.runs.spec import Run, RunState, read_state
+from medlib.runs.spec import MISSING, Run, RunState, complete, lock_path, read_state
 
 __all__ = ["Outcome", "Report", "Progress", "execute_one", "execute_local", "KILL_HOOK"]
 
@@ -62,13 +65,35 @@ def _kill_after_first_checkpoint(run: Run) -> None:
     sys.addaudithook(hook)
 
 
+def _remove_unusable(run: Run, state: RunState) -> None:
+    """Delete what would make the paper's code fail on every rerun: truncated artifacts, an unreadable checkpoint."""
+    ckpt = run.checkpoint_path()
+    broken = [p for p in run.paths() if p.is_file() and not complete(p)]
+    if state.status == MISSING and ckpt is not None and ckpt.is_file():  # a checkpoint read_state could not read
+        broken.append(ckpt)
+    for path in broken:
+        print(f"[runs] {run.id}: {path} is truncated or unreadable; removed, training the run again", flush=True)
+        path.unlink(missing_ok=True)
+
+
 def execute_one(run: Run, profile: Profile | str) -> Outcome:
-    """Bring ``run`` to done: nothing if its artifacts exist, else train (resuming a checkpoint)."""
+    """Bring ``run`` to done: nothing if its artifacts exist, else train (resuming a checkpoint).
+
+    Under the run's lock: another process executing the same run (on a shared home) waits for it.
+    """
     P = get_profile(profile)
+    waiting = f"[runs] {run.id}: another process is executing it; waiting for it to finish"
+    with file_lock(lock_path(run), waiting=waiting):
+        return _execute_locked(run, P)
+
+
+def _execute_locked(run: Run, P: Profile) -> Outcome:
     started = time.perf_counter()
     before = read_state(run)
     if before.done:
+        print(f"[runs] {run.id}: already done (by another process or an earlier execute); skipped", flush=True)
         return Outcome(run.id, False, run.epochs, 0.0, socket.gethostname(), before)
+    _remove_unusable(run, before)
     if before.status == "partial":
         print(f"[runs] {run.id}: resuming from its checkpoint ({before.epochs_done}/{run.epochs} epochs done)",
               flush=True)

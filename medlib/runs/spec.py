@@ -5,8 +5,9 @@ which site/role, which seed, and the key the paper's own code derives from every
 determines the result. Its artifacts are paths *relative to* ``$MEDLIB_HOME``, so a node that
 mounts the shared folder elsewhere still finds them.
 
-Its :class:`RunState` is read from disk only: ``done`` when every artifact exists, ``partial``
-when a training checkpoint exists (with the epochs it holds), else ``missing``. Epoch times come
+Its :class:`RunState` is read from disk only: ``done`` when every artifact exists and is complete
+(a safetensors header that covers the file: a copy cut short is not done), ``partial`` when a
+readable training checkpoint exists (with the epochs it holds), else ``missing``. Epoch times come
 from the ``seconds`` column of the history that :func:`medlib.train.fit` records and the papers
 store in the weights' metadata (done) or the checkpoint (partial).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from medlib.paths import medlib_home
 
-__all__ = ["Run", "RunState", "read_state", "history_seconds"]
+__all__ = ["Run", "RunState", "read_state", "history_seconds", "complete", "lock_path"]
 
 DONE, PARTIAL, MISSING = "done", "partial", "missing"
 
@@ -91,25 +92,47 @@ def _weights_history(path: Path) -> list:
     return history if isinstance(history, list) else []
 
 
-def _checkpoint_progress(path: Path) -> tuple[int, list]:
-    """(epochs done, history) of a training checkpoint, memory-mapped: nothing big is read."""
+def lock_path(run: Run, home: Path | None = None) -> Path:
+    """The lock file that lets one process at a time execute ``run`` on a shared home."""
+    home = medlib_home() if home is None else home
+    return home / "locks" / f"{run.id.replace(':', '-')}-{run.key or 'unkeyed'}.lock"
+
+
+def complete(path: Path) -> bool:
+    """Is the artifact at ``path`` whole? A safetensors file's header must cover its size exactly."""
+    from medlib.errors import MedlibError
+    from medlib.io import tensor_shapes
+
+    if not path.is_file():
+        return False
+    if path.suffix != ".safetensors":
+        return path.stat().st_size > 0
+    try:
+        tensor_shapes(path)
+    except MedlibError:
+        return False
+    return True
+
+
+def _checkpoint_progress(path: Path) -> tuple[int, list] | None:
+    """(epochs done, history) of a training checkpoint, memory-mapped: nothing big is read; None if unreadable."""
     import torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return 0, []
-    history = state.get("history") or []
-    return int(state.get("epoch", len(history))), list(history)
+        history = state.get("history") or []
+        return int(state.get("epoch", len(history))), list(history)
+    except Exception:  # truncated, empty, random bytes: a checkpoint nothing can resume from
+        return None
 
 
 def read_state(run: Run, home: Path | None = None) -> RunState:
     """Done / partial (with epochs done) / missing, from the files under ``home``."""
     paths = run.paths(home)
-    if paths and all(p.is_file() for p in paths):
+    if paths and all(complete(p) for p in paths):
         return RunState(DONE, run.epochs, history_seconds(_weights_history(paths[0])))
     ckpt = run.checkpoint_path(home)
-    if ckpt is not None and ckpt.is_file():
-        epochs, history = _checkpoint_progress(ckpt)
-        return RunState(PARTIAL, epochs, history_seconds(history))
+    progress = _checkpoint_progress(ckpt) if ckpt is not None and ckpt.is_file() else None
+    if progress is not None:
+        return RunState(PARTIAL, progress[0], history_seconds(progress[1]))
     return RunState(MISSING)

@@ -10,6 +10,12 @@ Exact resume rests on one rule: the randomness of epoch ``e`` is a pure function
 at the start of every epoch). Shuffling, augmentation, dropout and worker seeds of epoch ``e``
 are therefore the same whether or not the process died in epoch ``e - 1``.
 
+A checkpoint is bound to its run: :func:`bound_to` names what changes the weights besides the
+:class:`TrainConfig` (data, site, partition, θ_pre), and a checkpoint of another binding is refused,
+as is one that is not a readable checkpoint (truncated, empty, a cut upload) — in one line naming
+the file and the way on. It records the thread count, because a resume is bitwise only with the
+same one: a different count is said, and the resume goes on.
+
 Checkpoints are written on a time cadence (:class:`CheckpointCadence`, default every 10 minutes)
 and after the last epoch: a ResNet50 with Adam state is ~0.3 GB, and writing it after each of
 64 or 250 epochs fills a Google Drive. A kill loses at most the cadence's worth of work.
@@ -17,6 +23,8 @@ and after the last epoch: a ResNet50 with Adam state is ~0.3 GB, and writing it 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import random
 import time
@@ -34,10 +42,27 @@ from medlib.io import atomic_path
 from medlib.train.config import History, TrainConfig
 from medlib.train.precision import Precision
 
-__all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "DEFAULT_CHECKPOINT_EVERY_S"]
+__all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "bound_to", "DEFAULT_CHECKPOINT_EVERY_S"]
 
 CHECKPOINT_FORMAT = "medlib-train-checkpoint/1"
 DEFAULT_CHECKPOINT_EVERY_S = 600.0
+# what the checkpoints written and resumed in this context belong to (see bound_to)
+_BINDING: contextvars.ContextVar[dict | None] = contextvars.ContextVar("medlib_checkpoint_binding", default=None)
+
+
+@contextlib.contextmanager
+def bound_to(binding: dict):
+    """Checkpoints saved inside carry ``binding`` (JSON-able: data digest, site, θ_pre digest...);
+    a resume inside refuses a checkpoint whose binding differs. fit's signature stays the same."""
+    token = _BINDING.set(dict(binding))
+    try:
+        yield
+    finally:
+        _BINDING.reset(token)
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class CheckpointCadence:
@@ -160,6 +185,8 @@ class TrainingState:
             "swa_model": self.swa_model.state_dict() if self.swa_model is not None else None,
             "rng": _rng_state(),
             "history": self.history.records,
+            "binding": _BINDING.get(),
+            "num_threads": torch.get_num_threads(),
         }
         path = Path(path)
         with atomic_path(path) as tmp:
@@ -170,18 +197,39 @@ class TrainingState:
     def load(self, path: str | Path, device: torch.device) -> None:
         """Continue from the checkpoint at ``path``, written with the same :class:`TrainConfig`."""
         path = Path(path)
+        start_over = "delete it (or run without resume) to start over"
         # On the CPU: the saved RNG states must stay CPU byte tensors (torch.set_rng_state), and
         # load_state_dict copies every weight and optimizer tensor to where the model lives anyway.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise MedlibError(f"{path} is not a medlib training checkpoint; delete it or pass resume=False")
-        expected = self.cfg.fingerprint()
-        if state["config"] != expected:
-            changed = sorted(k for k in expected if state["config"].get(k) != expected[k])
-            raise MedlibError(
-                f"{path} was written with different settings ({', '.join(changed)}); resume with the "
-                "same TrainConfig, or pass resume=False to start over"
-            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, empty, random bytes, deleted since fit's exists-check: torch raises RuntimeError, EOFError, UnpicklingError, OSError...
+            # torch's own message can run to a paragraph and suggests weights_only=False: the type is enough
+            raise MedlibError(f"{path} is not a readable training checkpoint (truncated, empty or corrupt: "
+                              f"{type(exc).__name__}); {start_over}") from exc
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise MedlibError(f"{path} is not a medlib training checkpoint; {start_over}")
+        binding = _BINDING.get()
+        if binding is not None and state.get("binding") != binding:
+            theirs = state.get("binding") if isinstance(state.get("binding"), dict) else {}
+            changed = sorted(k for k in binding if theirs.get(k) != binding[k]) or ["binding"]
+            raise MedlibError(f"{path} belongs to another run (its {', '.join(changed)} differ); {start_over}")
+        threads = state.get("num_threads")
+        if threads is not None and threads != torch.get_num_threads():
+            print(f"{path} was written with {threads} threads, this process has {torch.get_num_threads()}: "
+                  "the resumed weights will not be bitwise those of an uninterrupted run", flush=True)
+        expected, saved = self.cfg.fingerprint(), state.get("config")
+        if saved != expected:
+            saved = saved if isinstance(saved, dict) else {}
+            changed = sorted(k for k in expected if saved.get(k) != expected[k])
+            raise MedlibError(f"{path} was written with different settings ({', '.join(changed)}); resume with "
+                              f"the same settings, or {start_over}")
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint missing or misshaping a part
+            raise MedlibError(f"{path} does not fit this model and optimizer ({_one_line(exc)}); {start_over}") from exc
+        self.history.checkpoint = path
+
+    def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -195,4 +243,3 @@ class TrainingState:
         _set_rng_state(state["rng"])
         self.history.records = list(state["history"])
         self.epoch = self.history.resumed_from = int(state["epoch"])
-        self.history.checkpoint = path
