@@ -11,3 +11,7 @@ class DataError(MedlibError, ValueError):
 
 class WeightsFileError(MedlibError, ValueError):
     """A weights file that medlib refuses to load (a pickle, no metadata, unreadable)."""
+
+
+class ProfileError(MedlibError, ValueError):
+    """An unknown profile name (``--profile``, ``$MEDLIB_PROFILE``, a notebook's parameters cell)."""

@@ -25,6 +25,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from medlib.errors import ProfileError
+
 __all__ = ["PaperA", "PaperB", "Profile", "SMOKE", "FULL", "PROFILES", "get_profile", "dry_run", "is_dry_run"]
 
 
@@ -244,7 +246,7 @@ def get_profile(name: str | Profile = "auto") -> Profile:
 
             name = "full" if torch.cuda.is_available() else "smoke"
     if name not in PROFILES:
-        raise ValueError(
+        raise ProfileError(
             f"unknown profile {name!r}: expected one of {sorted(PROFILES)} or 'auto' "
             "(set MEDLIB_PROFILE=smoke or MEDLIB_PROFILE=full)"
         )

@@ -499,9 +499,9 @@ def _(ctx):
 # --- archives ---------------------------------------------------------------------------------------------------
 
 def _archive_cases():
-    from test_unpack import HOSTILE_TARS, _tar
+    from test_unpack import ABSOLUTE_TARGET, HOSTILE_TARS, _tar
 
-    absolute = Path("/tmp/medlib-escaped-absolute.txt")  # where the "absolute" member would land
+    absolute = Path(ABSOLUTE_TARGET)  # where the "absolute" member would land
 
     def one(name, members):
         def check(ctx):
@@ -663,6 +663,11 @@ def _(ctx):
 @case("arguments", "--profile bogus for runs plan")
 def _(ctx):
     ctx.refused("runs", "plan", "--profile", "bogus", names="bogus")
+
+
+@case("arguments", "--seed -1 for runs plan")
+def _(ctx):
+    ctx.refused("runs", "plan", "--paper", "a", "--seed", "-1", names="-1")
 
 
 @case("arguments", "--epochs 0 (an untrained 'site model')")

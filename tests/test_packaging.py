@@ -82,11 +82,10 @@ def test_requirements_pins_satisfy_pyproject():
     assert not bad, f"requirements.txt pins outside pyproject's ranges: {bad}"
 
 
-def test_optional_extras_for_clusters_and_federation_are_ranges():
+def test_optional_extras_for_clusters_and_tests_are_ranges():
     extras = _project()["optional-dependencies"]
     ray = Requirement(extras["cluster"][0])
-    flwr = Requirement(extras["federated"][0])
-    assert (ray.name, ray.extras, flwr.name, flwr.extras) == ("ray", set(), "flwr", {"simulation"})
-    # Flower's simulation extra pins one Ray release: the cluster range must admit it (flwr 1.42 -> ray 2.55.1)
+    flwr = next(Requirement(r) for r in extras["test"] if Requirement(r).name == "flwr")
+    assert (ray.name, ray.extras, flwr.extras) == ("ray", set(), set())  # federations run on medlib's fit, not Flower's engine
     assert ray.specifier.contains("2.55.1") and flwr.specifier.contains("1.42.0")
     assert "ray" not in _dependencies() and "flwr" not in _dependencies()  # the Colab path never installs them

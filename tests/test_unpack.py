@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,13 @@ def _special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInf
     return info, None
 
 
+# an absolute member name no other run uses: the test checks that it never appears
+ABSOLUTE_TARGET = f"/tmp/medlib-escaped-{uuid.uuid4().hex}.txt"
+
 HOSTILE_TARS = {
     "dot-dot": [_file("data/ok.png"), _file("../escaped.txt")],
     "nested-dot-dot": [_file("data/../../escaped.txt")],
-    "absolute": [_file("/tmp/medlib-escaped-absolute.txt")],
+    "absolute": [_file(ABSOLUTE_TARGET)],
     "symlink-then-write-through": [_special("data/link", tarfile.SYMTYPE, "../.."), _file("data/link/escaped.txt")],
     "symlink-absolute": [_special("data/etc", tarfile.SYMTYPE, "/etc")],
     "hard-link": [_special("data/passwd", tarfile.LNKTYPE, "/etc/passwd")],
@@ -80,7 +84,7 @@ def test_hostile_tar_is_refused_and_nothing_is_written(tmp_path, case):
     message = str(info.value)
     assert "\n" not in message and archive.name in message and "refusing" in message
     assert _everything_under(tmp_path) == before  # not even the good member, no temporary folder
-    assert not Path("/tmp/medlib-escaped-absolute.txt").exists()
+    assert not Path(ABSOLUTE_TARGET).exists()
 
 
 def test_setuid_and_world_writable_bits_are_dropped(tmp_path):

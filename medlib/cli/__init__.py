@@ -24,7 +24,7 @@ import sys
 from medlib import __version__
 from medlib.errors import MedlibError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "bounded_int"]
 
 # in the order `medlib --help` lists them
 _COMMAND_MODULES = (
@@ -44,15 +44,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_profile(args: argparse.Namespace) -> None:
-    """An unknown --profile, refused before any work (get_profile says which ones exist)."""
+    """An unknown --profile, refused before any work (get_profile's ProfileError says which ones exist)."""
     from medlib.profiles import get_profile
 
-    if getattr(args, "profile", None) is None:
-        return
-    try:
+    if getattr(args, "profile", None) is not None:
         get_profile(args.profile)
-    except ValueError as exc:
-        raise MedlibError(str(exc)) from exc
+
+
+def bounded_int(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high) (high None: no bound)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or high is not None and value >= high:
+            bound = f"{low} <= value < {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {bound}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:

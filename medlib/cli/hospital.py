@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medlib.cli import bounded_int
 from medlib.errors import MedlibError
 
 _METHOD = {"data-vector": "data_vector", "params-mean": "params_mean", "random-vector": "random_vector",
@@ -81,22 +82,8 @@ class _Local:
                              seed=self.seed, device=device, max_steps=self.P.max_steps)
 
 
-def _integer(low: int, high: int | None = None):
-    """An argparse type: an integer in [low, high) (high None: no bound)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or high is not None and value >= high:
-            bound = f"{low} <= value < {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {bound}")
-        return value
-    return parse
-
-
-_seed = _integer(0, 2**32)  # what NumPy and torch both take
-_positive = _integer(1)
+_seed = bounded_int(0, 2**32)  # what NumPy and torch both take
+_positive = bounded_int(1)
 
 
 def _seconds(text: str) -> float:

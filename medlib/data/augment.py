@@ -363,8 +363,8 @@ def fusion_augment_pair(clinical: torch.Tensor, dermoscopy: torch.Tensor, recipe
     """Paper B's training augmentation of a batch of pairs, on the batches' device.
 
     Pair k of both batches gets the same flips, shift/scale/rotation and quarter turns (one
-    ``grid_sample`` per batch, reflected borders like albumentations' default
-    ``BORDER_REFLECT_101``); contrast, brightness and gamma change the clinical image only.
+    ``grid_sample`` per batch, reflected borders: torch's "reflection" with ``align_corners=False``
+    repeats the edge pixel, i.e. OpenCV's ``BORDER_REFLECT``, not albumentations' default ``BORDER_REFLECT_101``); contrast, brightness and gamma change the clinical image only.
     Returns float32 in [0, 1]. ``params`` (from :func:`draw_fusion_params`) fixes the draw.
     """
     if clinical.shape != dermoscopy.shape:

@@ -34,7 +34,7 @@ class TrainConfig:
     # (with a gradient scaler, e.g. a T4); "float16" or "bfloat16" force one
     amp_dtype: str | None = None
     channels_last: bool | None = None  # None: on CUDA only
-    scheduler: str | None = None  # None or "cosine" (per epoch, over the pre-SWA epochs)
+    scheduler: str | None = None  # None or "cosine" (per epoch, one cosine over all epochs, SWA ones included)
     swa_start: int | None = None  # 0-based epoch from which SWA averages; None: no SWA
     swa_lr: float | None = None  # SWALR target lr from swa_start; None: keep the schedule
     max_steps: int | None = None  # at most this many batches per epoch and per validation (dry runs)

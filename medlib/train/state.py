@@ -149,7 +149,9 @@ class TrainingState:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise MedlibError("the model has no trainable parameters")
-        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused on CUDA: the step and GradScaler's inf check stay on the device (no host sync per step)
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     fused=all(p.is_cuda for p in params) or None)
         swa = cfg.swa_start is not None
         # with swa_lr, SWALR takes over at swa_start: the cosine schedule spans the epochs before it
         main_epochs = cfg.swa_start if (swa and cfg.swa_lr is not None) else cfg.epochs
