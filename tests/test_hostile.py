@@ -718,11 +718,12 @@ def retina(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pre(retina, home, tmp_path_factory):
+def pre(retina, tmp_path_factory):
+    # the caller's MEDLIB_HOME (make test's): its synthetic θ_pre backbone is pretrained once, under a lock,
+    # for this file, tests/test_paper_a_cli.py and the book alike
     out = tmp_path_factory.mktemp("models") / "pre.safetensors"
-    env = {**os.environ, "MEDLIB_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "medlib", "pretrained", "--dataset", "retina", "--root", str(retina),
-                    "--profile", "smoke", "--seed", "0", "--out", str(out)], check=True, env=env, capture_output=True)
+                    "--profile", "smoke", "--seed", "0", "--out", str(out)], check=True, capture_output=True)
     return out
 
 
