@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile, get_profile, is_dry_run
 from medlib.runtime import provenance, provenance_line, seed_everything, select_device
 
 __all__ = ["NotebookRun", "start", "banner", "glue", "glue_figure", "fmt", "in_jupyter_book", "evaluated_epochs"]
@@ -51,7 +51,7 @@ def start(profile: str | Profile = "auto", seed: int | None = None, *, show: boo
     """
     import pandas as pd
 
-    P = get_profile(profile)
+    P = get_profile(profile, dry=is_dry_run())  # the one place a notebook's profile is resolved
     seed = P.first_seed if seed is None else int(seed)
     seed_everything(seed)
     pd.set_option("display.max_colwidth", None)  # a settings table's reasons are read whole, never cut at "…"

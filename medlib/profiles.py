@@ -11,7 +11,7 @@ Two profiles exist:
 
 ``auto`` resolves to ``$MEDLIB_PROFILE`` when set, else ``full`` on CUDA, else ``smoke``.
 
-A **dry run** of a profile (:func:`dry_run`, or ``MEDLIB_DRY_RUN=1`` in the environment) keeps
+A **dry run** of a profile (:func:`dry_run`; ``MEDLIB_DRY_RUN=1`` asks the entry points for one) keeps
 every code path of that profile — the real architectures at the real image size — but caps the
 work: ``max_steps`` batches per epoch and per evaluated split, one epoch, one seed, one run per
 configuration, random weights instead of downloaded ones, and synthetic data written in the real
@@ -202,9 +202,8 @@ FULL = Profile(
 PROFILES = {p.name: p for p in (SMOKE, FULL)}
 
 
-def dry_run(profile: "Profile | str") -> Profile:
-    """``profile`` with its code paths kept and its work capped (see the module docstring)."""
-    P = profile if isinstance(profile, Profile) else PROFILES[profile]
+def dry_run(P: Profile) -> Profile:
+    """``P`` with its code paths kept and its work capped (see the module docstring)."""
     if P.dry_run:
         return P
     return dataclasses.replace(
@@ -226,17 +225,20 @@ def dry_run(profile: "Profile | str") -> Profile:
 
 
 def is_dry_run() -> bool:
-    """True when ``$MEDLIB_DRY_RUN`` asks for a dry run (``medlib book --dry-run`` sets it)."""
+    """True when ``$MEDLIB_DRY_RUN`` asks for a dry run (``medlib book --dry-run`` sets it).
+
+    Read by the entry points only (``medlib.notebook.start``, the CLI), which pass it to :func:`get_profile`.
+    """
     return os.environ.get("MEDLIB_DRY_RUN", "").strip().lower() in ("1", "true", "yes")
 
 
-def get_profile(name: str | Profile = "auto") -> Profile:
+def get_profile(name: str | Profile = "auto", *, dry: bool = False) -> Profile:
     """Return the profile called ``name``; ``"auto"`` follows ``$MEDLIB_PROFILE``, then the hardware.
 
-    With ``$MEDLIB_DRY_RUN=1`` the named profile comes back as its :func:`dry_run`.
+    ``dry=True`` returns its :func:`dry_run`. Called by the entry points only: the library takes a Profile.
     """
     if isinstance(name, Profile):
-        return name
+        return dry_run(name) if dry else name
     if name in (None, "", "auto"):
         env = os.environ.get("MEDLIB_PROFILE", "").strip()
         if env and env != "auto":
@@ -250,4 +252,4 @@ def get_profile(name: str | Profile = "auto") -> Profile:
             f"unknown profile {name!r}: expected one of {sorted(PROFILES)} or 'auto' "
             "(set MEDLIB_PROFILE=smoke or MEDLIB_PROFILE=full)"
         )
-    return dry_run(PROFILES[name]) if is_dry_run() else PROFILES[name]
+    return dry_run(PROFILES[name]) if dry else PROFILES[name]

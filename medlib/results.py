@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medlib.paths import results_dir
+from medlib.profiles import Profile
 
 __all__ = ["ResultFile", "find_result", "committed_results_dir", "parse_mean_std", "columns_as_points"]
 
@@ -47,17 +48,13 @@ def committed_results_dir(start: Path | None = None) -> Path | None:
     return None
 
 
-def find_result(paper: str, name: str, profile) -> ResultFile | None:
+def find_result(paper: str, name: str, profile: Profile) -> ResultFile | None:
     """The committed full-profile result if there is one, else this build's, else ``None``.
 
-    ``profile`` is a :class:`~medlib.profiles.Profile` or its name; a dry run reads only its own
-    results (``<name>-full-dry-run.json``), never the committed ones.
+    A dry run reads only its own results (``<name>-full-dry-run.json``), never the committed ones.
     """
-    from medlib.profiles import Profile
-
-    dry = isinstance(profile, Profile) and profile.dry_run
-    tag = profile.result_tag if isinstance(profile, Profile) else str(profile)
-    committed = None if dry else committed_results_dir()
+    tag = profile.result_tag
+    committed = None if profile.dry_run else committed_results_dir()
     if committed is not None:
         path = committed / paper / f"{name}-full.json"
         if path.is_file():

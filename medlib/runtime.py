@@ -50,9 +50,6 @@ def _versions() -> dict[str, str]:
 
 def provenance(profile, seed: int | None = None, device: torch.device | None = None) -> dict:
     """Everything needed to say which run made a number."""
-    from medlib.profiles import get_profile
-
-    profile = get_profile(profile)
     device = device or select_device()
     dev_name = str(device)
     if device.type == "cuda":

@@ -11,11 +11,11 @@ from medlib.errors import MedlibError
 from medlib.experiments import beyond
 from medlib.experiments.data import SiteData
 from medlib.experiments.paper_a import Trained
-from medlib.profiles import get_profile
+from medlib.profiles import FULL, SMOKE, dry_run
 
 
 def _trained(groups=None, n=200, seed=3):
-    P = get_profile("smoke")
+    P = SMOKE
     labels = np.arange(n) % 4
     part = partition_sites(labels, 4, "equal", groups=groups, seed=seed, test_fraction=0.2)
     ds = ImageDataset.__new__(ImageDataset)
@@ -44,25 +44,23 @@ def test_repartition_keeps_the_test_set_and_the_training_pool(method, alpha):
 def test_site_epoch_counts_follow_the_rounds_grid():
     # smoke: 4 epochs → R ∈ {1, 4}: 3 strategies × 2 = 6 federations, 4 more partitions × (sites + 3) = 16 runs,
     # each 4 sites × 4 epochs
-    assert beyond.site_epochs("smoke") == (6 + 16) * 16
+    assert beyond.site_epochs(SMOKE) == (6 + 16) * 16
     # full: 64 epochs → R ∈ {1, 4, 16, 64}: 12 federations + 16 runs, each 4 × 64 site-epochs
-    assert beyond.site_epochs("full") == (12 + 16) * 256
-    est = beyond.cost_estimate("full", seconds_per_site_epoch=2.0)
+    assert beyond.site_epochs(FULL) == (12 + 16) * 256
+    est = beyond.cost_estimate(FULL, seconds_per_site_epoch=2.0)
     assert est["site_epochs"] == 28 * 256 * 3 * 3
     assert est["hours"] == pytest.approx(28 * 256 * 9 * 2.0 / 3600)
-    assert beyond.federated_rounds("smoke") == 4 and beyond.federated_rounds("full") == 16
+    assert beyond.federated_rounds(SMOKE) == 4 and beyond.federated_rounds(FULL) == 16
 
 
 def test_book_plan_runs_bladder_in_smoke_and_everything_in_full():
-    assert beyond.book_plan("smoke") == {"datasets": ["bladder-tissue"], "rounds": (1, 4),
+    assert beyond.book_plan(SMOKE) == {"datasets": ["bladder-tissue"], "rounds": (1, 4),
                                          "partitions": ["equal (paper)", "Dirichlet α=0.3", "grouped by patient"]}
-    full = beyond.book_plan("full")
+    full = beyond.book_plan(FULL)
     assert full["datasets"] == ["retina", "bladder-tissue", "pad-ufes-20"]
     assert full["partitions"] is None and full["rounds"] is None  # every partition, every R of the grid
     # a dry run goes through the full profile's paths on one dataset
-    from medlib.profiles import dry_run
-
-    assert beyond.book_plan(dry_run("full"))["datasets"] == ["bladder-tissue"]
+    assert beyond.book_plan(dry_run(FULL))["datasets"] == ["bladder-tissue"]
 
 
 def test_summary_picks_the_numbers_the_conclusion_quotes():
@@ -84,4 +82,4 @@ def test_summary_picks_the_numbers_the_conclusion_quotes():
 
 def test_unknown_partition_is_a_clear_error():
     with pytest.raises(MedlibError, match="unknown partition 'iid'"):
-        beyond.hospitals("retina", "smoke", 0, "iid")
+        beyond.hospitals("retina", SMOKE, 0, "iid")

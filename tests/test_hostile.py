@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 
 from medlib.cli import main
 from medlib.errors import MedlibError
+from medlib.profiles import SMOKE
 
 CASES: list[tuple[str, str, object]] = []  # (kind, name, function(ctx))
 VERBOSE = bool(os.environ.get("MEDLIB_HOSTILE_VERBOSE"))  # print each refusal and the slowest cases
@@ -434,7 +435,7 @@ def _(ctx):
     plan_module.ADAPTORS["toy"] = ToyPaper
     try:
         ctx.capsys.readouterr()
-        outcome = execute_one(run, "smoke")
+        outcome = execute_one(run, SMOKE)
     finally:
         del plan_module.ADAPTORS["toy"]
     assert outcome.trained and not ckpt.exists()
@@ -463,9 +464,10 @@ import sys, time
 sys.path.insert(0, {tests!r})
 import importlib
 from test_hostile import ToyPaper, _toy_run
+from medlib.profiles import SMOKE
 from medlib.runs.execute import execute_one
 importlib.import_module("medlib.runs.plan").ADAPTORS["toy"] = ToyPaper
-outcome = execute_one(_toy_run("concurrent"), "smoke")
+outcome = execute_one(_toy_run("concurrent"), SMOKE)
 print("TRAINED" if outcome.trained else "SKIPPED", flush=True)
 """
 

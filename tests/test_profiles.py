@@ -52,7 +52,15 @@ def test_a_dry_run_keeps_the_code_paths_and_caps_the_work(monkeypatch):
     # it says so everywhere, and never writes where a real full run's results are read
     assert (d.label, d.result_tag, FULL.result_tag) == ("full (dry run)", "full-dry-run", "full")
     assert dry_run(d) is d
+    assert get_profile("full", dry=True) == d and get_profile(FULL, dry=True) == d
+
+
+def test_the_dry_run_environment_is_read_by_the_entry_points_only(monkeypatch):
+    from medlib.notebook import start
+    from medlib.profiles import dry_run
+
     monkeypatch.setenv("MEDLIB_DRY_RUN", "1")
-    assert get_profile("full") == d
+    assert get_profile("full") is FULL  # the library never rewrites a profile behind its caller
+    assert start("full", show=False).profile == dry_run(FULL)
     monkeypatch.setenv("MEDLIB_DRY_RUN", "0")
-    assert get_profile("full") is FULL
+    assert start("full", show=False).profile is FULL

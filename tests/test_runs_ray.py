@@ -6,7 +6,9 @@ tiny (2 epochs, 32 px), so the module takes about two minutes on two shared core
 
 import dataclasses
 import hashlib
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +17,6 @@ pytest.importorskip("ray")
 
 from medlib.profiles import SMOKE  # noqa: E402
 from medlib.runs import Selection, execute, plan  # noqa: E402
-from medlib.runs.execute import KILL_HOOK  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ TINY = dataclasses.replace(SMOKE, seeds=(0,), paper_a=dataclasses.replace(
     SMOKE.paper_a, epochs=3, image_size=32, pretrain_epochs=2, pretrain_images=480, synth_sizes=()))
 TABLE = Selection(paper="a", datasets=("bladder-tissue",))
 FULL_RUN = "a:bladder-tissue:full:s0"
+KILL_HOOK = Path(__file__).parent / "kill_hook"  # its sitecustomize.py: imported by every Ray worker
 
 
 def tensor_digests(home):
@@ -58,7 +60,10 @@ def reference(tmp_path_factory):
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with pytest.MonkeyPatch.context() as mp:
+        # the workers inherit it from the Ray this starts; the hook is idle until a test arms it
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(KILL_HOOK), os.environ.get("PYTHONPATH")])))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -106,9 +111,12 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_home, re
     full = next((home / "artifacts" / "paper_a").glob("bladder-tissue-full-*.safetensors"))
     full.unlink()  # the full training has to run again: it will be killed once
     monkeypatch.setenv("MEDLIB_HOME", str(home))
-    monkeypatch.setenv(KILL_HOOK, FULL_RUN)
+    # medlib forwards MEDLIB_* variables to its Ray tasks: the worker running the full training arms the hook
+    monkeypatch.setenv("MEDLIB_TEST_KILL_AFTER_CHECKPOINT", str(full.with_suffix(".ckpt")))
+    monkeypatch.setenv("MEDLIB_TEST_KILL_MARKER", str(tmp_path / "killed"))
     monkeypatch.setenv("MEDLIB_CHECKPOINT_EVERY_S", "0")  # a checkpoint after every epoch, where honoured
     report = execute(TINY, TABLE, executor="ray", cpus_per_run=1, max_retries=2, poll_s=1.0, out=lambda line: None)
+    assert (tmp_path / "killed").exists()  # the hook did kill the worker once
     assert not report.failed and report.trained == [FULL_RUN]
     assert 1 <= report.resumed[FULL_RUN] <= TINY.paper_a.epochs  # the retry started from the checkpoint
     assert not full.with_suffix(".ckpt").exists()

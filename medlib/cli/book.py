@@ -38,7 +38,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
             print(f"offline assets: {pkg.name}@{pkg.version} verified in {path}")
         return 0
     if args.dry_run:
-        # read by get_profile in this process and in every notebook kernel it starts
+        # read by start() in every notebook kernel it starts
         os.environ["MEDLIB_DRY_RUN"] = "1"
     profile = get_profile(args.profile).name
     build_book(root, profile, only=args.only, execute=not args.no_execute, log_output=args.log_output,

@@ -158,9 +158,9 @@ def _model_and_data(args):
 
 
 def _profile_and_seed(args):
-    from medlib.profiles import get_profile
+    from medlib.profiles import get_profile, is_dry_run
 
-    P = get_profile(args.profile)
+    P = get_profile(args.profile, dry=is_dry_run())
     if args.dataset not in P.paper_a.datasets:  # before any data is read or θ_pre built
         raise MedlibError(f"--dataset {args.dataset!r} is not one of Paper A's: expected one of {list(P.paper_a.datasets)}")
     if args.seed is None:

@@ -48,7 +48,7 @@ from medlib.federated import STRATEGIES, FederatedSite, rounds_grid, run_federat
 from medlib.io import atomic_write_text
 from medlib.models import load_classifier, save_classifier
 from medlib.paths import artifacts_dir, results_dir
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runtime import seed_everything
 from medlib.train import TrainConfig, class_weights_from_labels, fit
 from medlib.vectors import merge
@@ -131,20 +131,20 @@ def _finetune_site(tr: Trained, indices: np.ndarray):
     return model.eval()
 
 
-def partitions_for(dataset: str, profile: Profile | str = "auto") -> list[str]:
+def partitions_for(dataset: str, profile: Profile) -> list[str]:
     """The partitions that apply to ``dataset``: grouped only where the data has patient ids."""
     from medlib.experiments.data import ensure_dataset
 
-    has_groups = ensure_dataset(dataset, get_profile(profile)).groups is not None
+    has_groups = ensure_dataset(dataset, profile).groups is not None
     return [p for p in PARTITIONS if has_groups or PARTITIONS[p][0] != "grouped"]
 
 
-def hospitals(dataset: str, profile: Profile | str = "auto", seed: int | None = None,
+def hospitals(dataset: str, profile: Profile, seed: int | None = None,
               partition: str = "equal (paper)") -> Hospitals:
     """θ_pre and the four site models of ``dataset`` under ``partition`` (one of :data:`PARTITIONS`)."""
     if partition not in PARTITIONS:
         raise MedlibError(f"unknown partition {partition!r}; expected one of {list(PARTITIONS)}")
-    P = get_profile(profile)
+    P = profile
     base = train_sites(dataset, P, P.first_seed if seed is None else seed)
     method, alpha = PARTITIONS[partition]
     if method == "equal":
@@ -158,9 +158,9 @@ def hospitals(dataset: str, profile: Profile | str = "auto", seed: int | None = 
     return Hospitals(partition, tr)
 
 
-def federated_rounds(profile: Profile | str = "auto") -> int:
+def federated_rounds(profile: Profile) -> int:
     """The rounds at which the heterogeneity study runs the federations: the middle of the grid."""
-    grid = rounds_grid(get_profile(profile).paper_a.epochs)
+    grid = rounds_grid(profile.paper_a.epochs)
     return grid[len(grid) // 2]
 
 
@@ -212,13 +212,13 @@ def _save(name: str, frame: pd.DataFrame, P: Profile) -> None:
     atomic_write_text(path, frame.reset_index().to_json(orient="records", indent=1) + "\n")
 
 
-def rounds_study(dataset: str, profile: Profile | str = "auto", seed: int | None = None,
+def rounds_study(dataset: str, profile: Profile, seed: int | None = None,
                  strategies=STRATEGIES, rounds=None) -> pd.DataFrame:
     """Accuracy vs rounds on the paper's split: rows (method, rounds), columns accuracy and seconds.
 
     ``rounds`` defaults to every R of :func:`medlib.federated.rounds_grid`.
     """
-    P = get_profile(profile)
+    P = profile
     h = hospitals(dataset, P, seed)
     rows = [{"method": name, "rounds": 1, "accuracy": acc, "seconds": np.nan}
             for name, acc in one_shot_accuracies(h).items() if name in ("Params Mean", "Data Vector")]
@@ -232,10 +232,10 @@ def rounds_study(dataset: str, profile: Profile | str = "auto", seed: int | None
     return frame
 
 
-def heterogeneity_study(dataset: str, profile: Profile | str = "auto", seed: int | None = None,
+def heterogeneity_study(dataset: str, profile: Profile, seed: int | None = None,
                         partitions=None) -> pd.DataFrame:
     """Every method's test accuracy (%) per partition: rows = partitions, columns = :data:`METHODS`."""
-    P = get_profile(profile)
+    P = profile
     partitions = partitions_for(dataset, P) if partitions is None else list(partitions)
     rounds = federated_rounds(P)
     rows = {}
@@ -251,9 +251,9 @@ def heterogeneity_study(dataset: str, profile: Profile | str = "auto", seed: int
     return frame
 
 
-def label_skew(dataset: str, profile: Profile | str = "auto", seed: int | None = None, partitions=None) -> pd.Series:
+def label_skew(dataset: str, profile: Profile, seed: int | None = None, partitions=None) -> pd.Series:
     """How unlike the sites are: the mean total-variation distance of each site's class mix from the pool's."""
-    P = get_profile(profile)
+    P = profile
     partitions = partitions_for(dataset, P) if partitions is None else list(partitions)
     base = train_sites(dataset, P, P.first_seed if seed is None else seed)
     out = {}
@@ -268,7 +268,7 @@ def label_skew(dataset: str, profile: Profile | str = "auto", seed: int | None =
     return pd.Series(out, name="label skew (mean TV distance)")
 
 
-def book_plan(profile: Profile | str = "auto") -> dict:
+def book_plan(profile: Profile) -> dict:
     """What the chapter runs: every dataset, partition and round count in ``full``; less in smoke.
 
     Smoke keeps the book build short: the Bladder stand-in (the smallest, and it has case ids, so
@@ -276,7 +276,7 @@ def book_plan(profile: Profile | str = "auto") -> dict:
     grouped split, and R ∈ {1, 4} (the heterogeneity study's R, so its federations on the
     paper's split are the rounds study's own).
     """
-    P = get_profile(profile)
+    P = profile
     if P.name == "full" and not P.dry_run:
         return {"datasets": list(P.paper_a.datasets), "partitions": None, "rounds": None}
     if P.dry_run:  # the full profile's code paths, capped: one dataset, the paper's split
@@ -286,9 +286,9 @@ def book_plan(profile: Profile | str = "auto") -> dict:
             "rounds": (1, federated_rounds(P))}
 
 
-def site_epochs(profile: Profile | str = "auto", n_partitions: int = len(PARTITIONS)) -> int:
+def site_epochs(profile: Profile, n_partitions: int = len(PARTITIONS)) -> int:
     """Site-epochs both studies train for one dataset and seed (the paper's split's site models are Part A's)."""
-    P = get_profile(profile)
+    P = profile
     per_run = P.paper_a.n_sites * P.paper_a.epochs  # a set of site models, or one federation
     federations = len(STRATEGIES) * len(rounds_grid(P.paper_a.epochs))
     extra = (n_partitions - 1) * (1 + len(STRATEGIES))  # other partitions: site models + one federation each
@@ -297,10 +297,10 @@ def site_epochs(profile: Profile | str = "auto", n_partitions: int = len(PARTITI
     return (federations + extra) * per_run
 
 
-def cost_estimate(profile: Profile | str, seconds_per_site_epoch: float, n_datasets: int | None = None,
+def cost_estimate(profile: Profile, seconds_per_site_epoch: float, n_datasets: int | None = None,
                   n_seeds: int | None = None) -> dict:
     """Site-epochs of the chapter under ``profile`` and the hours they take at ``seconds_per_site_epoch``."""
-    P = get_profile(profile)
+    P = profile
     n_datasets = len(P.paper_a.datasets) if n_datasets is None else n_datasets
     n_seeds = len(P.seeds) if n_seeds is None else n_seeds
     count = site_epochs(P) * n_datasets * n_seeds

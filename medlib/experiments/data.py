@@ -17,7 +17,7 @@ from medlib.data import load_dataset
 from medlib.data.base import ImageDataset
 from medlib.errors import DataError, MedlibError
 from medlib.paths import data_env_var, data_root
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 
 __all__ = ["ensure_dataset", "load_available", "synthetic_root", "SiteData"]
 
@@ -36,7 +36,7 @@ def _is_our_partial_download(root: Path) -> bool:
     return has_partial_download(root)
 
 
-def ensure_dataset(name: str, profile: Profile | str = "auto", *, size: str | None = None) -> ImageDataset:
+def ensure_dataset(name: str, profile: Profile, *, size: str | None = None) -> ImageDataset:
     """Load ``name`` for ``profile``, writing the synthetic stand-in or downloading the real data once.
 
     ``size`` picks the synthetic stand-in's size (default: the profile's, per dataset). With
@@ -44,7 +44,7 @@ def ensure_dataset(name: str, profile: Profile | str = "auto", *, size: str | No
     (``.part`` files, a download manifest) is resumed and finished; a folder with other
     content is never touched (the loader's error says what is wrong with it).
     """
-    P = get_profile(profile)
+    P = profile
     if P.data_source == "synthetic":
         from medlib.data.synth import synthesize
 
@@ -66,7 +66,7 @@ def ensure_dataset(name: str, profile: Profile | str = "auto", *, size: str | No
     return load_dataset(name, root)
 
 
-def load_available(names, profile: Profile | str = "auto") -> tuple[dict[str, ImageDataset], dict[str, str]]:
+def load_available(names, profile: Profile) -> tuple[dict[str, ImageDataset], dict[str, str]]:
     """``(loaded, missing)``: every dataset of ``names`` that loads, and for each that does not, the
     message saying how to get it. Nothing raises for a missing dataset; each loads on its own."""
     loaded: dict[str, ImageDataset] = {}

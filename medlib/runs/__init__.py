@@ -15,8 +15,9 @@ artifacts: when a run is done they read it, else they train it as before.
 Ray is optional (``pip install 'medlib[cluster]'``) and imported by the Ray executor only.
 """
 
-from medlib.runs.execute import Report, execute, execute_one
+from medlib.runs.execute import Report, execute_one
 from medlib.runs.plan import PlannedRun, Selection, plan, plan_json, select_runs
+from medlib.runs.rounds import execute
 from medlib.runs.spec import Run, RunState, read_state
 
 __all__ = ["Run", "RunState", "read_state", "Selection", "PlannedRun", "plan", "plan_json", "select_runs",

@@ -34,10 +34,10 @@ def selection_of(args: argparse.Namespace):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from medlib.profiles import get_profile
+    from medlib.profiles import get_profile, is_dry_run
     from medlib.runs.plan import format_plan, plan, plan_json
 
-    P = get_profile(args.profile)
+    P = get_profile(args.profile, dry=is_dry_run())
     planned = plan(P, selection_of(args))
     if args.json:
         print(json.dumps(plan_json(planned, P), indent=1))
@@ -48,10 +48,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    from medlib.profiles import get_profile
-    from medlib.runs.execute import execute
+    from medlib.profiles import get_profile, is_dry_run
+    from medlib.runs.rounds import execute
 
-    P = get_profile(args.profile)
+    P = get_profile(args.profile, dry=is_dry_run())
     options = {}
     if args.executor == "ray":
         options = {"address": args.address, "gpus_per_run": args.gpus_per_run, "cpus_per_run": args.cpus_per_run,

@@ -10,8 +10,6 @@ artifact or checkpoint, e.g. a copy cut short), saying which, before training it
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import sys
 import time
@@ -19,16 +17,11 @@ from dataclasses import dataclass, field
 
 from medlib.errors import MedlibError
 from medlib.io import file_lock
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runs.plan import PlannedRun, adaptor, estimate, format_seconds, todo
 from medlib.runs.spec import MISSING, Run, RunState, complete, lock_path, read_state
 
-__all__ = ["Outcome", "Report", "Progress", "execute_one", "execute_local", "KILL_HOOK"]
-
-# Test hook: the id of a run whose process SIGKILLs itself once that run's first checkpoint exists
-# (only when the run started without one, so its retry is not killed again): what a preempted
-# node or an OOM-killed worker does to a run.
-KILL_HOOK = "MEDLIB_RUNS_KILL_AFTER_CHECKPOINT"
+__all__ = ["Outcome", "Report", "Progress", "execute_one", "execute_local"]
 
 
 @dataclass(frozen=True)
@@ -43,28 +36,6 @@ class Outcome:
     state: RunState
 
 
-def _kill_after_first_checkpoint(run: Run) -> None:
-    """The :data:`KILL_HOOK`: SIGKILL this process once ``run``'s checkpoint is in place.
-
-    An audit hook sees the atomic rename that puts the checkpoint in place and kills the process
-    at the next atomic write that starts (the next checkpoint, or the final weights): the kill
-    lands after a complete checkpoint and before the run is done, whatever the checkpoint cadence.
-    """
-    ckpt = run.checkpoint_path()
-    if os.environ.get(KILL_HOOK) != run.id or ckpt is None or ckpt.exists():
-        return
-    target, armed = str(ckpt), []
-
-    def hook(event: str, args: tuple) -> None:
-        if event == "os.rename" and len(args) > 1 and os.fspath(args[1]) == target:
-            armed.append(True)
-        elif event == "tempfile.mkstemp" and armed:
-            print(f"[runs] {KILL_HOOK}: killing {run.id} after its checkpoint", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    sys.addaudithook(hook)
-
-
 def _remove_unusable(run: Run, state: RunState) -> None:
     """Delete what would make the paper's code fail on every rerun: truncated artifacts, an unreadable checkpoint."""
     ckpt = run.checkpoint_path()
@@ -76,12 +47,12 @@ def _remove_unusable(run: Run, state: RunState) -> None:
         path.unlink(missing_ok=True)
 
 
-def execute_one(run: Run, profile: Profile | str) -> Outcome:
+def execute_one(run: Run, profile: Profile) -> Outcome:
     """Bring ``run`` to done: nothing if its artifacts exist, else train (resuming a checkpoint).
 
     Under the run's lock: another process executing the same run (on a shared home) waits for it.
     """
-    P = get_profile(profile)
+    P = profile
     waiting = f"[runs] {run.id}: another process is executing it; waiting for it to finish"
     with file_lock(lock_path(run), waiting=waiting):
         return _execute_locked(run, P)
@@ -97,7 +68,6 @@ def _execute_locked(run: Run, P: Profile) -> Outcome:
     if before.status == "partial":
         print(f"[runs] {run.id}: resuming from its checkpoint ({before.epochs_done}/{run.epochs} epochs done)",
               flush=True)
-    _kill_after_first_checkpoint(run)
     adaptor(run).execute(run, P)
     after = read_state(run)
     if not after.done:
@@ -174,9 +144,9 @@ class Progress:
         self.out(self.line())
 
 
-def execute_local(planned: list[PlannedRun], profile: Profile | str, *, out=None) -> Report:
+def execute_local(planned: list[PlannedRun], profile: Profile, *, out=None) -> Report:
     """Execute the runs still to do one after the other in this process (a single GPU or CPU)."""
-    P = get_profile(profile)
+    P = profile
     work = todo(planned)
     progress, report = Progress(work, 1, out), Report()
     for p in work:
@@ -198,60 +168,3 @@ def execute_local(planned: list[PlannedRun], profile: Profile | str, *, out=None
             progress.finished(p.run.id, ok=False)
         progress.show()
     return report
-
-
-def _merge(into: Report, part: Report) -> None:
-    into.trained += part.trained
-    into.skipped += part.skipped
-    into.resumed.update(part.resumed)
-    into.failed.update(part.failed)
-    into.outcomes += part.outcomes
-
-
-def execute(profile: Profile | str, selection=None, *, executor: str = "local", out=None,
-            **ray_options) -> Report:
-    """Plan ``selection`` and execute every run not done, with ``executor`` ("local" or "ray").
-
-    Runs whose key depends on another run (Paper A's fine-tunings hash θ_pre) wait for it: each
-    round plans again and executes the runs whose dependencies are done, until none is left.
-    ``ray_options`` go to :func:`medlib.runs.ray_executor.execute_ray` (address, gpus_per_run, ...).
-    """
-    from medlib.runs.plan import Selection, plan
-
-    P = get_profile(profile)
-    selection = selection or Selection()
-    if executor not in ("local", "ray"):
-        raise MedlibError(f"unknown executor {executor!r}: expected 'local' (this process) or 'ray'")
-    report, attempted = Report(), set()
-    session = None
-    if executor == "ray":
-        from medlib.runs import ray_executor
-
-        session = ray_executor.session(ray_options.pop("address", None), ray_options.pop("num_cpus", None))
-        session.__enter__()
-    try:
-        while True:
-            planned = plan(P, selection)
-            done = {p.run.id for p in planned if p.state.done}
-            ready, blocked = [], []
-            for p in todo(planned):
-                if p.run.id in attempted:
-                    continue
-                if all(d in done for d in p.run.needs) and p.run.key:
-                    ready.append(p)
-                elif any(d in report.failed for d in p.run.needs):
-                    blocked.append(p)
-            for p in blocked:
-                report.failed[p.run.id] = f"needs {[d for d in p.run.needs if d in report.failed]}, which failed"
-                attempted.add(p.run.id)
-            if not ready:
-                return report
-            attempted |= {p.run.id for p in ready}
-            if executor == "ray":
-                part = ray_executor.execute_ray(ready, P, out=out, **ray_options)
-            else:
-                part = execute_local(ready, P, out=out)
-            _merge(report, part)
-    finally:
-        if session is not None:
-            session.__exit__(None, None, None)

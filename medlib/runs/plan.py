@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from medlib.errors import MedlibError
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runs import paper_a, paper_b
 from medlib.runs.spec import DONE, Run, RunState, read_state
 
@@ -50,9 +50,9 @@ class Selection:
             raise MedlibError(f"Paper B has no trained Table {self.table}; expected one of {list(paper_b.TABLES)}")
 
 
-def select_runs(profile: Profile | str, selection: Selection = Selection()) -> list[Run]:
+def select_runs(profile: Profile, selection: Selection = Selection()) -> list[Run]:
     """The runs ``selection`` needs, dependencies first, each once."""
-    P = get_profile(profile)
+    P = profile
     out: list[Run] = []
     if selection.paper in (None, "a"):
         datasets = selection.datasets
@@ -120,7 +120,7 @@ def estimate(pairs) -> list[PlannedRun]:
     return out
 
 
-def plan(profile: Profile | str, selection: Selection = Selection()) -> list[PlannedRun]:
+def plan(profile: Profile, selection: Selection = Selection()) -> list[PlannedRun]:
     """Every run of ``selection`` with its state on disk and an estimated cost."""
     runs = select_runs(profile, selection)
     return estimate((r, read_state(r)) for r in runs)
@@ -147,8 +147,8 @@ def summary(planned: list[PlannedRun]) -> dict:
             "unestimated": sum(p.estimate_s is None for p in todo)}
 
 
-def plan_json(planned: list[PlannedRun], profile: Profile | str) -> dict:
-    P = get_profile(profile)
+def plan_json(planned: list[PlannedRun], profile: Profile) -> dict:
+    P = profile
     from medlib.paths import medlib_home
 
     return {"profile": P.label, "medlib_home": str(medlib_home()), "summary": summary(planned),

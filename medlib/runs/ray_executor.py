@@ -19,7 +19,7 @@ import time
 
 from medlib.errors import MedlibError
 from medlib.paths import medlib_home
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runs.execute import Outcome, Progress, Report, execute_one
 from medlib.runs.plan import PlannedRun, todo
 
@@ -76,7 +76,7 @@ def _task(run, profile: Profile, cpus: int, gpus: float, board, *needs) -> Outco
         board.stopped.remote(run.id)
 
 
-def execute_ray(planned: list[PlannedRun], profile: Profile | str, *, address: str | None = None,
+def execute_ray(planned: list[PlannedRun], profile: Profile, *, address: str | None = None,
                 gpus_per_run: float | None = None, cpus_per_run: int = 1, max_retries: int = 3, num_cpus: int | None = None,
                 poll_s: float = 10.0, out=None) -> Report:
     """Execute the runs still to do as Ray tasks; returns when every one finished or failed.
@@ -86,7 +86,7 @@ def execute_ray(planned: list[PlannedRun], profile: Profile | str, *, address: s
     starts a local Ray with ``num_cpus`` CPUs (default: all) on this machine.
     """
     ray = _ray()
-    P = get_profile(profile)
+    P = profile
     work = todo(planned)
     report = Report()
     if not work:

@@ -15,13 +15,14 @@ from medlib.experiments.paper_a import claims
 from medlib.experiments.paper_a.analysis import (BN_VARIANTS, bn_ablation, data_vectors, lambda_sweep,
                                                  layer_cosines, pairwise_cosines, sketch_coordinates)
 from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, OPEN_CHOICES, PAPER_SETTINGS, PAPER_TABLES,
-                                              PAPER_TEST_SIZES, implied_test_size, paper_table, settings_table)
+                                              PAPER_TEST_SIZES, implied_test_size, paper_table, settings_table,
+                                              theta_pre_source)
 from medlib.experiments.paper_a.plots import method_sketch
 from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
 from medlib.experiments.paper_a.batches import AUGMENTATION, AUGMENTATION_ID, DeviceBatches
 from medlib.experiments.paper_a.plan import IMAGES_PER_SECOND, format_duration, training_plan
 from medlib.experiments.paper_a.runs import (SPLITS, Trained, artifact_key, model_path, paper_sites,
-                                             pretrained_classifier, theta_pre_source, train_sites)
+                                             pretrained_classifier, train_sites)
 from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run_table, side_by_side, table
 
 __all__ = [

@@ -17,8 +17,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from medlib.experiments.paper_a.batches import AUGMENTATION
+from medlib.profiles import Profile
+
 __all__ = ["COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
-           "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table"]
+           "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table", "theta_pre_source"]
 
 COLUMNS = ("Params Mean", "Data Vector", "Random Vector", "Base Model", "Full Training")
 MERGED = {"Params Mean": "params_mean", "Data Vector": "data_vector", "Random Vector": "random_vector"}
@@ -107,11 +110,18 @@ OPEN_CHOICES = {
 }
 
 
-def settings_table(profile) -> pd.DataFrame:
-    """The paper's training settings and its open choices beside what ``profile`` uses, each with its reason."""
-    from medlib.experiments.paper_a.batches import AUGMENTATION
-    from medlib.experiments.paper_a.runs import theta_pre_source
+def theta_pre_source(P: Profile) -> str:
+    """Where θ_pre comes from, for provenance lines and cache keys."""
+    A = P.paper_a
+    if A.weights:
+        return f"timm {A.weights} (ImageNet)"
+    if A.pretrain_epochs:
+        return f"{A.arch} pretrained {A.pretrain_epochs} epochs on {A.pretrain_images} synthetic textures"
+    return f"{A.arch} with random weights (dry run)"
 
+
+def settings_table(profile: Profile) -> pd.DataFrame:
+    """The paper's training settings and its open choices beside what ``profile`` uses, each with its reason."""
     A = profile.paper_a
     lr = f"{A.lr:.0e}".replace("e-0", "e-")
     ours = {"optimizer": "Adam", "learning rate": lr, "epochs": str(A.epochs),

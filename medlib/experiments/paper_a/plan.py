@@ -25,7 +25,7 @@ import pandas as pd
 from medlib.errors import DataError, MedlibError
 from medlib.estimates import evaluations, forward_flops, gpu_seconds
 from medlib.paths import artifacts_dir
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 
 __all__ = ["IMAGES_PER_SECOND", "training_plan", "format_duration"]
 
@@ -99,7 +99,7 @@ def _on_disk(name: str, P: Profile):
         return None
 
 
-def training_plan(datasets=None, seeds=None, profile: Profile | str = "auto", *, split: str = "paper") -> pd.DataFrame:
+def training_plan(datasets, seeds, profile: Profile, *, split: str = "paper") -> pd.DataFrame:
     """One row per model :func:`~medlib.experiments.paper_a.runs.train_sites` needs: what is cached, what not.
 
     ``datasets`` / ``seeds``: None = all of the profile's. Columns: ``dataset``, ``seed``,
@@ -110,7 +110,7 @@ def training_plan(datasets=None, seeds=None, profile: Profile | str = "auto", *,
     from medlib import pretrain
     from medlib.experiments.paper_a import runs
 
-    P = get_profile(profile)
+    P = profile
     A = P.paper_a
     datasets = list(A.datasets if datasets is None else ([datasets] if isinstance(datasets, str) else datasets))
     seeds = list(P.seeds if seeds is None else ([seeds] if isinstance(seeds, int) else seeds))

@@ -21,21 +21,21 @@ import torch
 from medlib.errors import MedlibError
 from medlib.experiments.data import SiteData, ensure_dataset
 from medlib.experiments.paper_a.batches import AUGMENTATION_ID, DeviceBatches
-from medlib.experiments.paper_a.paper import PAPER_TEST_SIZES
+from medlib.experiments.paper_a.paper import PAPER_TEST_SIZES, theta_pre_source
 from medlib.models import Classifier, create_backbone, load_classifier, save_classifier
 from medlib.paths import artifacts_dir, cache_dir
 from medlib.pretrain import pretrained_backbone
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runtime import seed_everything, select_device
 from medlib.train import TrainConfig, class_weights_from_labels, fit, predict
 
-__all__ = ["Trained", "paper_sites", "pretrained_classifier", "theta_pre_source",
+__all__ = ["Trained", "paper_sites", "pretrained_classifier",
            "artifact_key", "model_path", "train_sites", "SPLITS"]
 
 SPLITS = ("paper", "official")
 
 
-def paper_sites(name: str, profile: Profile | str = "auto", seed: int | None = None, *,
+def paper_sites(name: str, profile: Profile, seed: int | None = None, *,
                 split: str = "paper", method: str | None = None, test_seed: int | None = None) -> SiteData:
     """Dataset ``name`` split into ``n_sites`` hospitals plus a held-out test set (§4.1).
 
@@ -50,7 +50,7 @@ def paper_sites(name: str, profile: Profile | str = "auto", seed: int | None = N
     from medlib.data.cache import cached_images
     from medlib.data.partition import SitePartition, partition_sites
 
-    P = get_profile(profile)
+    P = profile
     seed = P.first_seed if seed is None else seed
     if split not in SPLITS:
         raise MedlibError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -133,16 +133,6 @@ class Trained:
         return 100.0 * float(np.mean(ok & (probs.argmax(axis=1) == labels)))
 
 
-def theta_pre_source(P: Profile) -> str:
-    """Where θ_pre comes from, for provenance lines and cache keys."""
-    A = P.paper_a
-    if A.weights:
-        return f"timm {A.weights} (ImageNet)"
-    if A.pretrain_epochs:
-        return f"{A.arch} pretrained {A.pretrain_epochs} epochs on {A.pretrain_images} synthetic textures"
-    return f"{A.arch} with random weights (dry run)"
-
-
 def pretrained_classifier(P: Profile, n_classes: int, seed: int, pretrained_path=None) -> Classifier:
     """θ_pre with a new ``n_classes`` head, identical for every site given the seed (§3.1, §4.1).
 
@@ -215,13 +205,13 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
     return model.eval(), frame
 
 
-def train_sites(dataset: str, profile: Profile | str = "auto", seed: int | None = None, *,
+def train_sites(dataset: str, profile: Profile, seed: int | None = None, *,
                 split: str = "paper") -> Trained:
     """θ_pre, four site models and the full-training model for ``dataset`` (§3.1, §4.1).
 
     ``seed`` defaults to the profile's first seed, so every page shows the tables' models.
     """
-    P = get_profile(profile)
+    P = profile
     seed = P.first_seed if seed is None else seed
     data = paper_sites(dataset, P, seed, split=split)
     pre = pretrained_classifier(P, len(data.classes), seed)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from medlib.experiments.paper_a.paper import COLUMNS, MERGED, paper_table
+from medlib.experiments.paper_a.paper import COLUMNS, MERGED, paper_table, theta_pre_source
 from medlib.experiments.paper_a.restore import restore_on_parts
-from medlib.experiments.paper_a.runs import Trained, theta_pre_source, train_sites
+from medlib.experiments.paper_a.runs import Trained, train_sites
 from medlib.io import atomic_write_text
 from medlib.paths import results_dir
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runtime import provenance
 from medlib.vectors import merge
 
@@ -87,14 +87,14 @@ class TableResult:
         }
 
 
-def run_table(dataset: str, profile: Profile | str = "auto", seeds=None, restore: str = "finetune_epoch", *,
+def run_table(dataset: str, profile: Profile, seeds=None, restore: str = "finetune_epoch", *,
               split: str = "paper") -> TableResult:
     """The whole Table for ``dataset`` over ``seeds``; writes ``results/paper_a/<dataset>-<profile>.json``.
 
     ``split="official"`` (Bladder's ``sub_dataset`` test split) writes ``<dataset>-<profile>-official.json``
     beside it: the paper-sized split's table is never overwritten by another split's.
     """
-    P = get_profile(profile)
+    P = profile
     seeds = list(P.seeds if seeds is None else seeds)
     per_seed = {s: table(train_sites(dataset, P, s, split=split), restore) for s in seeds}
     result = TableResult(dataset, P.name, seeds, per_seed,

@@ -13,7 +13,7 @@ import torch
 from medlib.ammfm.model import create_model
 from medlib.ammfm.params import count_parameters
 from medlib.ammfm.weight_search import search_weights
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 
 from .configs import table_configs
 from .metrics import HEADLINE, branch_metrics, mean_sd, pm
@@ -32,10 +32,10 @@ def _ammfm(P: Profile, seed: int | None):
     return runs.run_config(table_configs(P)["2"][0][1], P, seed)
 
 
-def variants_table(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def variants_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """AMMFM under each evaluation variant: TTA vs one view (SWA weights), SWA vs last-epoch weights
     (one view each), probability vs logit weighting."""
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     views = P.paper_b.tta_views
     # (key, label, predictions, weighting); the key is what prose picks a row by, never a position
@@ -81,12 +81,12 @@ def block_costs(image_size: int = 224) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["framework", "fusion"])
 
 
-def weight_surface(profile: Profile | str = "auto", seed: int | None = None, run: int = 0) -> dict[str, pd.DataFrame]:
+def weight_surface(profile: Profile, seed: int | None = None, run: int = 0) -> dict[str, pd.DataFrame]:
     """The valid-split search surface of Eq. 4's weights for AMMFM run ``run``, per weighting mode.
 
     One row per distinct renormalised triple (``wn_D, wn_C, wn_FU``) with its mean task accuracy.
     """
-    P = get_profile(profile)
+    P = profile
     r = runs.train_config(table_configs(P)["2"][0][1], P, run, seed=seed, data=runs._data_for(P))
     preds = r.predictions[HEADLINE[0]]["valid"]
     out = {}
@@ -97,7 +97,7 @@ def weight_surface(profile: Profile | str = "auto", seed: int | None = None, run
     return out
 
 
-def attention_example(profile: Profile | str = "auto", seed: int | None = None, case: int = 0) -> dict:
+def attention_example(profile: Profile, seed: int | None = None, case: int = 0) -> dict:
     """AAB attention maps of the trained AMMFM (run 0) for test case number ``case``.
 
     Returns the two images (uint8 HWC), ``maps`` {stage: (H, W, H, W) M_c reshaped}, the case's
@@ -106,7 +106,7 @@ def attention_example(profile: Profile | str = "auto", seed: int | None = None, 
     positions hold :data:`MASS_SHARE` of the weight}. Row ``M_c[i]`` says where query position i of
     the dermoscopic map reads from.
     """
-    P = get_profile(profile)
+    P = profile
     data = runs._data_for(P)
     r = runs.train_config(table_configs(P)["2"][0][1], P, 0, seed=seed, data=data)
     model = runs.load_model(r)
@@ -143,12 +143,12 @@ def augmentation_text() -> str:
             "(clinical image only)")
 
 
-def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
+def settings_table(profile: Profile) -> pd.DataFrame:
     """§4.1's recipe (quoted) beside what this profile runs, with the backbones' weights."""
     from medlib.ammfm.backbones import weights_tag
     from medlib.ammfm.tta import TTA_VIEWS
 
-    P = get_profile(profile)
+    P = profile
     B = P.paper_b
     ours = {
         "optimizer": "Adam",
@@ -176,9 +176,9 @@ def settings_table(profile: Profile | str = "auto") -> pd.DataFrame:
     return frame
 
 
-def branch_table(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def branch_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """AMMFM's three heads alone vs their weighted average (Eq. 4), mean ± std over runs (test split)."""
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     rows = {}
     for branch in ("clinical", "dermoscopy", "fusion"):
@@ -190,9 +190,9 @@ def branch_table(profile: Profile | str = "auto", seed: int | None = None) -> pd
     return frame
 
 
-def tradeoff(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def tradeoff(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Tables 7 and 9 as points: full-size parameters vs AVG AUC, the paper's and this run's."""
-    P = get_profile(profile)
+    P = profile
     rows, seen = [], set()
     for number in ("7", "9"):
         for label, cfg in table_configs(P)[number]:
@@ -223,7 +223,7 @@ def example_cases(data, split: str = "train") -> list[int]:
     return cases + ([int(same[0])] if len(same) else [])
 
 
-def framework_shapes(profile: Profile | str = "auto", image_size: int | None = None,
+def framework_shapes(profile: Profile, image_size: int | None = None,
                      size: str = "full") -> pd.DataFrame:
     """Tensor shapes at each stage of AMMFM (Fig. 2/3), from one forward pass of the real modules.
 
@@ -231,7 +231,7 @@ def framework_shapes(profile: Profile | str = "auto", image_size: int | None = N
     ``size`` (``"full"`` = MobileNetV3-S + Swin V2-T as in the paper) and ``image_size`` (default
     the profile's). One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1).
     """
-    P = get_profile(profile)
+    P = profile
     B = P.paper_b
     side = int(image_size or B.image_size)
     rows = []

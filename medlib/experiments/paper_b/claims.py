@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 
 from .configs import table_configs
 from .metrics import pm
@@ -43,13 +43,13 @@ CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
-def claims(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def claims(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Each comparison the paper's §4.4–4.7 draws, with the paper's Δ and this run's Δ (paired by seed).
 
     ``agrees``: for a "greater" claim, this run's mean Δ > 0; for a "close" claim,
     |mean Δ| ≤ :data:`CLOSE_TOLERANCE` points.
     """
-    P = get_profile(profile)
+    P = profile
     tables = table_configs(P)
     rows = []
     for text, number, a, b, kind in CLAIMS:
@@ -68,9 +68,9 @@ def claims(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     return frame
 
 
-def compare(number: str, a: str, b: str, profile: Profile | str = "auto", seed: int | None = None) -> dict:
+def compare(number: str, a: str, b: str, profile: Profile, seed: int | None = None) -> dict:
     """Row ``a`` minus row ``b`` of Table ``number``: the paper's and this run's Δ (points), AUC and ACC."""
-    P = get_profile(profile)
+    P = profile
     rows = dict(table_configs(P)[number])
     ra, rb = runs.run_config(rows[a], P, seed), runs.run_config(rows[b], P, seed)
     out = {}

@@ -17,7 +17,7 @@ from medlib.ammfm.backbones import weights_tag
 from medlib.ammfm.model import DEFAULT_STAGES, create_model
 from medlib.ammfm.params import count_config
 from medlib.errors import MedlibError
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 
 __all__ = ["Config", "ABBREVIATIONS", "table_configs", "all_configs", "with_runs"]
 
@@ -73,13 +73,13 @@ def _abbr(name: str | None) -> str:
     return ABBREVIATIONS.get(name, name) if name else "none"
 
 
-def table_configs(profile: Profile | str = "auto") -> dict[str, list[tuple[str, Config]]]:
+def table_configs(profile: Profile) -> dict[str, list[tuple[str, Config]]]:
     """Every table's rows as (row label, Config), with the profile's light/heavy backbones.
 
     ``light`` = ``paper_b.clinical`` (MobileNetV3-S, "MN"), ``heavy`` = ``paper_b.dermoscopy``
     (Swin V2-T, "ST"); Table 10 swaps the heavy one for ResNet-50 and ConvNeXt-T.
     """
-    B = get_profile(profile).paper_b
+    B = profile.paper_b
     light, heavy = B.clinical, B.dermoscopy
     ammfm = Config(light, heavy, "aab")
     t10 = []
@@ -104,7 +104,7 @@ def table_configs(profile: Profile | str = "auto") -> dict[str, list[tuple[str, 
     }
 
 
-def all_configs(profile: Profile | str = "auto") -> list[Config]:
+def all_configs(profile: Profile) -> list[Config]:
     """The distinct configurations Tables 2–10 need (20 with the default backbones)."""
     seen: dict[str, Config] = {}
     for rows in table_configs(profile).values():
@@ -113,13 +113,13 @@ def all_configs(profile: Profile | str = "auto") -> list[Config]:
     return list(seen.values())
 
 
-def with_runs(profile: Profile | str = "auto", runs: int | None = None) -> Profile:
+def with_runs(profile: Profile, runs: int | None = None) -> Profile:
     """``profile`` with ``paper_b.n_runs = runs`` (None keeps the profile's: 10 in full).
 
     The notebooks' parameters cell uses it to fit a table into one Colab session; the runs
     already trained are reused, because the number of runs is not part of a run's key.
     """
-    P = get_profile(profile)
+    P = profile
     if runs is None:
         return P
     if int(runs) < 1:

@@ -41,7 +41,7 @@ from medlib.experiments.data import ensure_dataset
 from medlib.estimates import gpu_seconds, paper_b_run_flops
 from medlib.io import load_weights, save_weights
 from medlib.paths import artifacts_dir, cache_dir
-from medlib.profiles import PaperB, Profile, get_profile
+from medlib.profiles import PaperB, Profile
 from medlib.runtime import seed_everything, select_device
 from medlib.train import TrainConfig, fit
 
@@ -90,13 +90,13 @@ def _content_fingerprint(clinical: torch.Tensor, dermoscopy: torch.Tensor, label
     return h.hexdigest()
 
 
-def load_pairs(profile: Profile | str = "auto", dataset=None, image_size: int | None = None) -> PairData:
+def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) -> PairData:
     """derm7pt for ``profile`` (synthetic stand-in in smoke, the real download in full), each whole
     image resized to ``image_size`` × ``image_size`` (no crop) once into the image cache.
     ``dataset`` overrides which derm7pt is read."""
     from medlib.data.cache import cached_images
 
-    P = get_profile(profile)
+    P = profile
     ds = dataset if dataset is not None else ensure_dataset("derm7pt", P)
     size = int(image_size or P.paper_b.image_size)
     missing = [s for s in ("train", "valid", "test") if s not in ds.splits]
@@ -246,7 +246,7 @@ def _paths(config: Config, seed: int, key: str) -> tuple[Path, Path]:
 _RUN_CACHE: dict[str, RunResult] = {}
 
 
-def train_config(config: Config, profile: Profile | str = "auto", run: int = 0, *, seed: int | None = None,
+def train_config(config: Config, profile: Profile, run: int = 0, *, seed: int | None = None,
                  data: PairData | None = None, overrides: dict | None = None, max_steps: int | None = None,
                  pretrained: bool | None = None, verbose: bool = True) -> RunResult:
     """Train ``config`` for run ``run`` (seed ``seed + run``) and predict valid/test with TTA; cached.
@@ -262,7 +262,7 @@ def train_config(config: Config, profile: Profile | str = "auto", run: int = 0, 
         pretrained: ImageNet weights for the backbones (default ``paper_b.pretrained``).
     A second call with the same arguments reads the cache and trains nothing.
     """
-    P = get_profile(profile)
+    P = profile
     B = _settings(P.paper_b, overrides)
     seed = (P.first_seed if seed is None else int(seed)) + int(run)
     pretrained = B.pretrained if pretrained is None else bool(pretrained)
@@ -374,10 +374,10 @@ def load_model(result: RunResult, device: torch.device | str = "cpu") -> torch.n
 # ============================================================================ several runs
 
 
-def run_config(config: Config, profile: Profile | str = "auto", seed: int | None = None,
+def run_config(config: Config, profile: Profile, seed: int | None = None,
                n_runs: int | None = None, **kwargs) -> ConfigResult:
     """``n_runs`` runs (default ``paper_b.n_runs``) of ``config``; see :func:`train_config`."""
-    P = get_profile(profile)
+    P = profile
     n = int(n_runs or _settings(P.paper_b, kwargs.get("overrides")).n_runs)
     if "data" not in kwargs:
         kwargs["data"] = _data_for(P, kwargs.get("overrides"))
@@ -409,7 +409,7 @@ def results_of(rows: list[tuple[str, Config]], P: Profile, seed: int | None) -> 
     return out
 
 
-def training_plan(configs, profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def training_plan(configs, profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """What a page will train before it trains it: per configuration, runs cached and runs to train.
 
     ``configs``: :class:`Config` s or (label, Config) rows. ``seconds per run`` is the mean
@@ -417,7 +417,7 @@ def training_plan(configs, profile: Profile | str = "auto", seed: int | None = N
     yet), rounded; ``basis`` says where it comes from. With no cached run of the ``full`` profile
     it is estimated from the configuration's FLOPs on a T4 (:mod:`medlib.estimates`, README's numbers).
     """
-    P = get_profile(profile)
+    P = profile
     B = P.paper_b
     data = _data_for(P)
     rows, seen = [], set()

@@ -23,7 +23,7 @@ from medlib.ammfm.tasks import AUC_CATEGORIES, MELANOMA_CATEGORIES
 from medlib.experiments.data import ensure_dataset
 from medlib.io import atomic_write_text
 from medlib.paths import results_dir
-from medlib.profiles import Profile, get_profile
+from medlib.profiles import Profile
 from medlib.runtime import provenance
 
 from .configs import table_configs
@@ -82,9 +82,9 @@ def write_result(name: str, P: Profile, seed: int | None, frame: pd.DataFrame, r
 # ============================================================================ Table 1
 
 
-def table1(profile: Profile | str = "auto", data=None) -> pd.DataFrame:
+def table1(profile: Profile, data=None) -> pd.DataFrame:
     """Table 1 recomputed from the loaded derm7pt (all cases and per split) beside the paper's counts."""
-    P = get_profile(profile)
+    P = profile
     ds = (data.dataset if data is not None else ensure_dataset("derm7pt", P))
     rows = []
     splits = {name: ds.counts(ds.splits[name]) for name in ("train", "valid", "test")}
@@ -103,9 +103,9 @@ def table1(profile: Profile | str = "auto", data=None) -> pd.DataFrame:
     return frame
 
 
-def clinic_is_derm_cases(profile: Profile | str = "auto", data=None) -> pd.DataFrame:
+def clinic_is_derm_cases(profile: Profile, data=None) -> pd.DataFrame:
     """Cases whose clinical image is the dermoscopic one (derm7pt lists nine), with their split."""
-    P = get_profile(profile)
+    P = profile
     ds = (data.dataset if data is not None else ensure_dataset("derm7pt", P))
     split_of = {int(i): name for name, idx in ds.splits.items() for i in idx}
     rows = [{"case_num": ds.case_num[i], "split": split_of.get(int(i), "none"), "DIAG": ds.tasks["DIAG"][ds.labels[i, 0]],
@@ -134,12 +134,12 @@ def _best_and_mean(frame: pd.DataFrame, res: ConfigResult, P: Profile, keys: lis
     return frame
 
 
-def table2(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table2(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 2 (transposed: one row per category): AUC per category, the paper's methods quoted.
 
     The paper's AMMFM column is its best run; its per-category mean ± std is Table 8's.
     """
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     frame = pd.DataFrame({f"{m} (paper)": [_num(v) for v in vals] for m, vals in PAPER_TABLE2.items()},
                          index=CATEGORY_COLUMNS + ["AVG"])
@@ -150,12 +150,12 @@ def table2(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     return frame
 
 
-def table3(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table3(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 3 (transposed: one row per task, in the paper's order): accuracy per task.
 
     The paper gives AMMFM's mean only for the average (Table 6); per task it gives the best run.
     """
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     frame = pd.DataFrame({f"{m} (paper)": [_num(v) for v in vals] for m, vals in PAPER_TABLE3.items()},
                          index=list(PAPER_TABLE3_COLUMNS))
@@ -167,14 +167,14 @@ def table3(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     return frame
 
 
-def table4(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table4(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 4: AUC, precision, sensitivity, specificity of the melanoma-related categories.
 
     Our rows: the best run (by AVG AUC, as in Table 2) and the mean ± std. A category that a
     run never predicts has precision 0 there; ``frame.attrs["never_predicted"]`` lists such
     categories with the number of runs (empty when it never happened).
     """
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     n = len(res.runs)
     rows = {}
@@ -195,14 +195,14 @@ def table4(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     return frame
 
 
-def table5(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table5(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 5: AVG AUC, AVG ACC and parameters; ours = full-size count of the same architecture.
 
     Ours appears twice: one run, the one with the best AVG AUC on the test split (both metrics of
     that run: the paper's 88.1 / 77.2 are its "highest value", chosen on test too, so optimistic),
     and the mean ± std (like the paper's Table 6, added here as a row).
     """
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     n = len(res.runs)
     params = f"{res.config.full_size_parameters() / 1e6:.2f} (full size)"
@@ -223,11 +223,11 @@ def table5(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     return frame
 
 
-def headline_gaps(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def headline_gaps(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """AMMFM's AVG AUC / AVG ACC: our best vs the paper's best, our mean vs the paper's mean (points)."""
     from .paper import PAPER_BEST
 
-    P = get_profile(profile)
+    P = profile
     res = _ammfm(P, seed)
     rows = {}
     for key, name in (("avg_auc", "AVG AUC"), ("avg_acc", "AVG ACC")):
@@ -262,19 +262,19 @@ def _avg_table(number: str, P: Profile, seed: int | None) -> pd.DataFrame:
     return frame
 
 
-def table6(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table6(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 6 (§4.4): baseline SFF vs AFF vs AFF + AAB."""
-    return _avg_table("6", get_profile(profile), seed)
+    return _avg_table("6", profile, seed)
 
 
-def table7(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table7(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 7 (§4.5): single-modal, baseline multi-modal and AMMFM (both ways round)."""
-    return _avg_table("7", get_profile(profile), seed)
+    return _avg_table("7", profile, seed)
 
 
-def table8(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table8(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 8 (§4.5): per-category AUC of ST single-modal, the ST baseline and AMMFM."""
-    P = get_profile(profile)
+    P = profile
     rows = table_configs(P)["8"]
     results = runs.results_of(rows, P, seed)
     data = {}
@@ -286,11 +286,11 @@ def table8(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataF
     return frame
 
 
-def table9(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table9(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 9 (§4.6): SFF/AFF × CAT/BAB/AAB."""
-    return _avg_table("9", get_profile(profile), seed)
+    return _avg_table("9", profile, seed)
 
 
-def table10(profile: Profile | str = "auto", seed: int | None = None) -> pd.DataFrame:
+def table10(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 10 (§4.7): ResNet-50, ConvNeXt-T and ST as the dermoscopic backbone."""
-    return _avg_table("10", get_profile(profile), seed)
+    return _avg_table("10", profile, seed)

@@ -1,0 +1,48 @@
+"""The profile is resolved once, at the entry points; the library takes a Profile (issue 20)."""
+
+import ast
+from pathlib import Path
+
+import medlib
+
+ROOT = Path(medlib.__file__).parent
+# where a profile's *name* may be turned into a Profile: the notebooks' start(), the CLI, the book
+ENTRY_POINTS = {"profiles.py", "notebook.py", "book.py", "runs/commands.py"}
+
+
+def _modules():
+    for path in sorted(ROOT.rglob("*.py")):
+        yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text(), str(path))
+
+
+def _takes_a_profile_name(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            for arg in a.posonlyargs + a.args + a.kwonlyargs:
+                if arg.arg == "profile" and arg.annotation is not None and "str" in ast.unparse(arg.annotation):
+                    found.append(node.name)
+    return found
+
+
+def _calls(tree: ast.Module, name: str) -> int:
+    return sum(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == name
+               for n in ast.walk(tree))
+
+
+def test_at_most_three_signatures_take_a_profile_name():
+    named = [f"{rel}:{fn}" for rel, tree in _modules() for fn in _takes_a_profile_name(tree)]
+    assert len(named) <= 3, named
+
+
+def test_get_profile_is_called_only_at_the_entry_points():
+    outside = {rel: n for rel, tree in _modules()
+               if (n := _calls(tree, "get_profile")) and rel not in ENTRY_POINTS and not rel.startswith("cli/")}
+    assert outside == {}
+
+
+def test_the_checks_see_what_they_look_for():
+    planted = ast.parse('def f(profile: "Profile | str" = "auto"):\n    return get_profile(profile)\n')
+    assert _takes_a_profile_name(planted) == ["f"] and _calls(planted, "get_profile") == 1
+    assert _takes_a_profile_name(ast.parse("def f(profile: Profile): ...")) == []
