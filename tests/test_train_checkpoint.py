@@ -66,19 +66,18 @@ def test_a_checkpoint_resumes_only_under_its_own_binding(tmp_path, capsys):
     import pytest
 
     from medlib.errors import MedlibError
-    from medlib.train.state import bound_to
 
     ckpt = tmp_path / "site.pt"
     cfg = TrainConfig(lr=1e-2, epochs=1, seed=1, device="cpu", log_every=0)  # the same settings throughout
-    with bound_to({"site": 1, "theta_pre": "aa"}):
-        fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, checkpoint_every_s=0)
+    fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, checkpoint_every_s=0,
+        binding={"site": 1, "theta_pre": "aa"})
     saved = ckpt.read_bytes()
     for other, named in (({"site": 3, "theta_pre": "aa"}, "site"), ({"site": 1, "theta_pre": "bb"}, "theta_pre")):
-        with bound_to(other), pytest.raises(MedlibError, match=f"{ckpt} belongs to another run \\(its {named} differ"):
-            fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, resume=True)
+        with pytest.raises(MedlibError, match=f"{ckpt} belongs to another run \\(its {named} differ"):
+            fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, resume=True, binding=other)
     assert ckpt.read_bytes() == saved  # refused before anything is written
-    with bound_to({"site": 1, "theta_pre": "aa"}):
-        history = fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, resume=True)
+    history = fit(mlp(), make_loader(learnable(), 32, shuffle=True), cfg, checkpoint_path=ckpt, resume=True,
+                  binding={"site": 1, "theta_pre": "aa"})
     assert history.resumed_from == 1
 
 

@@ -191,7 +191,6 @@ def _cmd_finetune(args) -> int:
     from medlib.models import load_classifier, save_classifier
     from medlib.runtime import provenance, seed_everything
     from medlib.train import TrainConfig, class_weights_from_labels, fit
-    from medlib.train.state import bound_to
 
     P = _profile_and_seed(args)
     local = _Local(args, P)
@@ -214,9 +213,8 @@ def _cmd_finetune(args) -> int:
         print(f"{ckpt} holds an interrupted training; starting over (pass --resume to continue it)", flush=True)
     # fit says whether it resumes (from which checkpoint, after which epoch) or starts from scratch; the
     # checkpoint of another site, partition, dataset or θ_pre is refused (safer than silently starting over)
-    with bound_to(_binding(args, local, idx, model)):
-        history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume,
-                      checkpoint_every_s=args.checkpoint_every)
+    history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume,
+                  checkpoint_every_s=args.checkpoint_every, binding=_binding(args, local, idx, model))
     meta = {"classes": list(local.ds.classes), "profile": P.name, "role": "site", "dataset": args.dataset,
             "site": args.site, "n_sites": args.n_sites, "partition": args.partition, "seed": args.seed,
             "epochs": epochs, "history": history.records, "provenance": provenance(P, args.seed)}

@@ -37,6 +37,7 @@ def fit(
     batch_to_device: Callable | None = None,
     val_batch_to_device: Callable | None = None,
     on_epoch_end: Callable[[int, nn.Module, History], None] | None = None,
+    binding: dict | None = None,
 ) -> History:
     """Train ``model`` in place (on ``cfg.device``) for ``cfg.epochs`` epochs; return the :class:`History`.
 
@@ -55,7 +56,8 @@ def fit(
     are not bitwise deterministic). ``on_epoch_end(epoch, model, history)`` runs after the
     epoch's checkpoint, if one was due (``epoch`` is 0-based). With ``cfg.swa_start`` the SWA
     average is updated after every epoch from ``swa_start`` on and returned, BN statistics
-    recomputed, as ``history.swa_model``.
+    recomputed, as ``history.swa_model``. ``binding`` (JSON-able) names what the run is besides
+    ``cfg`` — data, site, θ_pre — so that a resume refuses another run's checkpoint.
     """
     device = as_device(cfg.device)
     precision = choose_precision(device, cfg.amp, cfg.amp_dtype)
@@ -69,7 +71,7 @@ def fit(
     net = compiled_for_training(model, device, cfg.compile)
     loss_fn = loss_fn or weighted_cross_entropy(cfg.class_weights, device)
 
-    state = TrainingState.create(model, cfg, precision)
+    state = TrainingState.create(model, cfg, precision, binding)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt is not None:
         _resume(state, ckpt, device)

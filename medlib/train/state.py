@@ -10,7 +10,7 @@ Exact resume rests on one rule: the randomness of epoch ``e`` is a pure function
 at the start of every epoch). Shuffling, augmentation, dropout and worker seeds of epoch ``e``
 are therefore the same whether or not the process died in epoch ``e - 1``.
 
-A checkpoint is bound to its run: :func:`bound_to` names what changes the weights besides the
+A checkpoint is bound to its run: ``fit(binding=...)`` names what changes the weights besides the
 :class:`TrainConfig` (data, site, partition, θ_pre), and a checkpoint of another binding is refused,
 as is one that is not a readable checkpoint (truncated, empty, a cut upload) — in one line naming
 the file and the way on. It records the thread count, because a resume is bitwise only with the
@@ -23,8 +23,6 @@ and after the last epoch: a ResNet50 with Adam state is ~0.3 GB, and writing it 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import random
 import time
@@ -42,25 +40,10 @@ from medlib.io import atomic_path
 from medlib.train.config import History, TrainConfig
 from medlib.train.precision import Precision
 
-__all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "bound_to", "DEFAULT_CHECKPOINT_EVERY_S"]
+__all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "DEFAULT_CHECKPOINT_EVERY_S"]
 
 CHECKPOINT_FORMAT = "medlib-train-checkpoint/1"
 DEFAULT_CHECKPOINT_EVERY_S = 600.0
-# what the checkpoints written and resumed in this context belong to (see bound_to)
-_BINDING: contextvars.ContextVar[dict | None] = contextvars.ContextVar("medlib_checkpoint_binding", default=None)
-
-
-@contextlib.contextmanager
-def bound_to(binding: dict):
-    """Checkpoints saved inside carry ``binding`` (JSON-able: data digest, site, θ_pre digest...);
-    a resume inside refuses a checkpoint whose binding differs. fit's signature stays the same."""
-    token = _BINDING.set(dict(binding))
-    try:
-        yield
-    finally:
-        _BINDING.reset(token)
-
-
 def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -142,9 +125,13 @@ class TrainingState:
     history: History
     epoch: int = 0  # epochs done
     skipped_in_a_row: int = 0  # steps skipped in a row (not checkpointed: a resume starts a new count)
+    # what the checkpoint belongs to besides cfg (JSON-able: data digest, site, θ_pre digest...);
+    # saved with it, and a resume refuses a checkpoint of another binding
+    binding: dict | None = None
 
     @classmethod
-    def create(cls, model: nn.Module, cfg: TrainConfig, precision: Precision) -> "TrainingState":
+    def create(cls, model: nn.Module, cfg: TrainConfig, precision: Precision,
+               binding: dict | None = None) -> "TrainingState":
         """A fresh state: Adam over the trainable parameters, the schedules and SWA of ``cfg``."""
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -159,7 +146,7 @@ class TrainingState:
                      if cfg.scheduler == "cosine" else None)
         swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr, anneal_epochs=1) if swa and cfg.swa_lr is not None else None
         return cls(cfg, model, optimizer, scheduler, swa_scheduler, precision.grad_scaler(),
-                   AveragedModel(model) if swa else None, History())
+                   AveragedModel(model) if swa else None, History(), binding=dict(binding) if binding else None)
 
     def step_schedules(self) -> None:
         """After epoch ``self.epoch - 1``: set the lr of the next epoch.
@@ -187,7 +174,7 @@ class TrainingState:
             "swa_model": self.swa_model.state_dict() if self.swa_model is not None else None,
             "rng": _rng_state(),
             "history": self.history.records,
-            "binding": _BINDING.get(),
+            "binding": self.binding,
             "num_threads": torch.get_num_threads(),
         }
         path = Path(path)
@@ -210,7 +197,7 @@ class TrainingState:
                               f"{type(exc).__name__}); {start_over}") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise MedlibError(f"{path} is not a medlib training checkpoint; {start_over}")
-        binding = _BINDING.get()
+        binding = self.binding
         if binding is not None and state.get("binding") != binding:
             theirs = state.get("binding") if isinstance(state.get("binding"), dict) else {}
             changed = sorted(k for k in binding if theirs.get(k) != binding[k]) or ["binding"]
