@@ -38,3 +38,27 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def retina(tmp_path_factory):
+    """A small synthetic Retina stand-in in the real layout (the hospital CLI's tests)."""
+    from medlib.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("retina")
+    synthesize("retina", root, seed=0, size="small")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pre(retina, tmp_path_factory):
+    """θ_pre as ``medlib pretrained`` writes it (smoke). The caller's MEDLIB_HOME (make test's) holds the
+    synthetic pretrained backbone: built once, under its lock, for every test file and the book alike."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("models") / "pre.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "medlib", "pretrained", "--dataset", "retina", "--root", str(retina),
+                           "--profile", "smoke", "--seed", "0", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"medlib pretrained failed:\n{proc.stdout}\n{proc.stderr}"
+    return out

@@ -710,25 +710,6 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("home")
 
 
-@pytest.fixture(scope="module")
-def retina(tmp_path_factory):
-    from medlib.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("retina")
-    synthesize("retina", root, seed=0, size="small")
-    return root
-
-
-@pytest.fixture(scope="module")
-def pre(retina, tmp_path_factory):
-    # the caller's MEDLIB_HOME (make test's): its synthetic θ_pre backbone is pretrained once, under a lock,
-    # for this file, tests/test_paper_a_cli.py and the book alike
-    out = tmp_path_factory.mktemp("models") / "pre.safetensors"
-    subprocess.run([sys.executable, "-m", "medlib", "pretrained", "--dataset", "retina", "--root", str(retina),
-                    "--profile", "smoke", "--seed", "0", "--out", str(out)], check=True, capture_output=True)
-    return out
-
-
 def test_catalogue(retina, pre, home, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MEDLIB_HOME", str(home))
     ctx = Ctx(tmp_path, retina, pre, capsys)

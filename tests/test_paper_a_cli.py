@@ -11,7 +11,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medlib.data.synth import synthesize
 
 
 def medlib(*args, check=True):
@@ -19,20 +18,6 @@ def medlib(*args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"medlib {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-@pytest.fixture(scope="module")
-def retina(tmp_path_factory):
-    root = tmp_path_factory.mktemp("retina")
-    synthesize("retina", root, seed=0, size="small")
-    return root
-
-
-@pytest.fixture(scope="module")
-def pre(retina, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "pre.safetensors"
-    medlib("pretrained", "--dataset", "retina", "--root", retina, "--profile", "smoke", "--seed", 0, "--out", out)
-    return out
 
 
 def data_args(retina):
