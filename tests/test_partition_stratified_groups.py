@@ -47,3 +47,17 @@ def test_test_seed_fixes_the_test_set_while_the_sites_follow_the_seed():
     assert not all(np.array_equal(x, y) for x, y in zip(a.sites, b.sites))
     drawn = {tuple(partition_sites(labels, 4, groups=groups, seed=s, test_size=189).test) for s in range(6)}
     assert len(drawn) > 1  # without test_seed the seed draws the test set too
+
+
+def test_the_tables_share_one_test_set_across_training_seeds_unless_asked(tmp_path, monkeypatch):
+    """paper_sites: the training seed moves the sites, not the test set; test_seed moves the test set."""
+    import numpy as np
+
+    from medlib.experiments.paper_a.runs import paper_sites
+    from medlib.profiles import SMOKE
+
+    monkeypatch.setenv("MEDLIB_HOME", str(tmp_path))
+    a, b = paper_sites("retina", SMOKE, 0), paper_sites("retina", SMOKE, 1)
+    assert np.array_equal(np.sort(a.partition.test), np.sort(b.partition.test))
+    other = paper_sites("retina", SMOKE, 0, test_seed=SMOKE.first_seed + 7)
+    assert not np.array_equal(np.sort(a.partition.test), np.sort(other.partition.test))

@@ -99,7 +99,8 @@ def _on_disk(name: str, P: Profile):
         return None
 
 
-def training_plan(datasets, seeds, profile: Profile, *, split: str = "paper") -> pd.DataFrame:
+def training_plan(datasets, seeds, profile: Profile, *, split: str = "paper",
+                  test_seed: int | None = None) -> pd.DataFrame:
     """One row per model :func:`~medlib.experiments.paper_a.runs.train_sites` needs: what is cached, what not.
 
     ``datasets`` / ``seeds``: None = all of the profile's. Columns: ``dataset``, ``seed``,
@@ -138,7 +139,7 @@ def training_plan(datasets, seeds, profile: Profile, *, split: str = "paper") ->
                 rows += [{"dataset": name, "seed": seed, "role": role, "images": np.nan, "epochs": A.epochs,
                           "cached": False, "seconds": np.nan, "basis": "dataset not downloaded yet"} for role in roles]
                 continue
-            data = runs.paper_sites(name, P, seed, split=split)
+            data = runs.paper_sites(name, P, seed, split=split, test_seed=test_seed)
             indices = dict(zip(roles, [*data.partition.sites, data.partition.train]))
             tr = None
             if theta_pre_ready:

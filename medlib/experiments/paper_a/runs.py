@@ -206,14 +206,15 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
 
 
 def train_sites(dataset: str, profile: Profile, seed: int | None = None, *,
-                split: str = "paper") -> Trained:
+                split: str = "paper", test_seed: int | None = None) -> Trained:
     """θ_pre, four site models and the full-training model for ``dataset`` (§3.1, §4.1).
 
     ``seed`` defaults to the profile's first seed, so every page shows the tables' models.
+    ``test_seed`` draws the test set (None: the profile's first seed, one test set for every ``seed``).
     """
     P = profile
     seed = P.first_seed if seed is None else seed
-    data = paper_sites(dataset, P, seed, split=split)
+    data = paper_sites(dataset, P, seed, split=split, test_seed=test_seed)
     pre = pretrained_classifier(P, len(data.classes), seed)
     tr = Trained(dataset, P, seed, data, pre, [], pre)
     print(f"[{dataset}] seed {seed}: {P.paper_a.arch} from {theta_pre_source(P)}, "

@@ -88,19 +88,21 @@ class TableResult:
 
 
 def run_table(dataset: str, profile: Profile, seeds=None, restore: str = "finetune_epoch", *,
-              split: str = "paper") -> TableResult:
+              split: str = "paper", test_seed: int | None = None) -> TableResult:
     """The whole Table for ``dataset`` over ``seeds``; writes ``results/paper_a/<dataset>-<profile>.json``.
 
     ``split="official"`` (Bladder's ``sub_dataset`` test split) writes ``<dataset>-<profile>-official.json``
-    beside it: the paper-sized split's table is never overwritten by another split's.
+    beside it: the paper-sized split's table is never overwritten by another split's. Every seed
+    shares one test set (``test_seed`` None: the profile's first seed); another ``test_seed`` writes
+    ``…-test<N>.json``.
     """
     P = profile
     seeds = list(P.seeds if seeds is None else seeds)
-    per_seed = {s: table(train_sites(dataset, P, s, split=split), restore) for s in seeds}
+    per_seed = {s: table(train_sites(dataset, P, s, split=split, test_seed=test_seed), restore) for s in seeds}
     result = TableResult(dataset, P.name, seeds, per_seed,
                          {**provenance(P, seeds), "theta_pre": theta_pre_source(P), "dry_run": P.dry_run,
-                          "split": split})
-    suffix = "" if split == "paper" else f"-{split}"
+                          "split": split, "test_seed": P.first_seed if test_seed is None else test_seed})
+    suffix = ("" if split == "paper" else f"-{split}") + ("" if test_seed is None else f"-test{test_seed}")
     path = results_dir() / "paper_a" / f"{dataset}-{P.result_tag}{suffix}.json"
     atomic_write_text(path, json.dumps(result.to_json(), indent=1, allow_nan=True) + "\n")
     print(f"[{dataset}] table written to {path.name}", flush=True)
