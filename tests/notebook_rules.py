@@ -20,6 +20,7 @@ def logic_lines(source: str) -> int:
     return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
+HIDDEN_INPUT = {"remove-input", "remove-cell", "hide-input", "hide-cell"}  # the reader does not see the code
 MAX_INSTALL_LINES = 6  # the install cell is the same everywhere: the rest lives in medlib.colab
 
 
@@ -73,6 +74,9 @@ def problems(path: Path, repo_url: str) -> list[str]:
         n = logic_lines(cell.source)
         if n > MAX_LOGIC_LINES:
             out.append(f"cell {i} has {n} lines of logic (> {MAX_LOGIC_LINES}): move it into medlib")
+        glues = len(re.findall(r"(?<![\w.])glue\(", cell.source))
+        if glues > 1 and not set(cell.get("metadata", {}).get("tags", [])) & HIDDEN_INPUT:
+            out.append(f"cell {i} shows the reader {glues} glue calls: move them into a cell tagged remove-input")
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         out.append(f"{len(tagged)} cells tagged 'parameters', expected exactly one")

@@ -48,6 +48,16 @@ def test_missing_parameters_cell_is_caught(clean_copy):
     assert any("parameters" in p for p in problems(clean_copy, repository_url(REPO)))
 
 
+def test_glue_calls_in_the_readers_view_are_caught(clean_copy):
+    nb = nbformat.read(clean_copy, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell('glue("a", 1)\nglue("b", 2)'))
+    nbformat.write(nb, clean_copy)
+    assert any("glue calls" in p for p in problems(clean_copy, repository_url(REPO)))
+    nb.cells[-1].metadata["tags"] = ["remove-input"]
+    nbformat.write(nb, clean_copy)
+    assert problems(clean_copy, repository_url(REPO)) == []
+
+
 def test_install_cell_that_touches_torch_is_caught(clean_copy):
     nb = nbformat.read(clean_copy, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
