@@ -27,3 +27,12 @@ def test_unscaled_attention_is_broad_at_unit_features_and_saturates_for_large_on
     large = attention_logits_at_init(channels=32, clinical_channels=8, side=8, cases=2, feature_std=6.0)
     assert (unit["scaled_positions"] >= unit["unscaled_positions"]).mean() > 0.9
     assert float(torch.tensor(large["unscaled"]).median()) > float(torch.tensor(unit["unscaled"]).median())
+
+
+def test_recipe_agreement_flips_with_the_weight_gap():
+    from medlib.experiments.paper_b import recipe_agreement
+
+    same = recipe_agreement(0.0, 2.4e-7)
+    assert same.startswith("are identical to") and "2e-07" in same and "another order" in same
+    drift = recipe_agreement(0.0526, 0.15)
+    assert drift.startswith("differ from") and "0.05" in drift and "0.1" in drift and "another order" not in drift

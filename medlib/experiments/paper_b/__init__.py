@@ -26,7 +26,8 @@ from medlib.train import fit
 from .analysis import (DISPLAY_SIZE, attention_example, attention_logits_at_init, augmentation_text, block_costs,
                        branch_table, example_cases, framework_shapes, positions_holding, settings_table, tradeoff, variants_table,
                        weight_surface)
-from .claims import CLAIMS, CLOSE_TOLERANCE, MASS_SHARE, attention_spread, claims, claims_table, compare
+from .claims import (CLAIMS, CLOSE_TOLERANCE, MASS_SHARE, attention_spread, claims, claims_table, compare,
+                     recipe_agreement)
 from .configs import ABBREVIATIONS, Config, all_configs, table_configs, with_runs
 from .metrics import HEADLINE, ConfigResult, branch_metrics, never_predicted, run_metrics
 from .paper import (CATEGORY_COLUMNS, MELANOMA_COLUMNS, PAPER_BEST, PAPER_MEAN, PAPER_ROWS_AVG, PAPER_SETTINGS,

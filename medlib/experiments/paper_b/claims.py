@@ -15,7 +15,8 @@ from .paper import PAPER_ROWS_AVG
 from .tables import write_result
 from . import runs
 
-__all__ = ["CLAIMS", "CLOSE_TOLERANCE", "MASS_SHARE", "claims", "compare", "claims_table", "attention_spread"]
+__all__ = ["CLAIMS", "CLOSE_TOLERANCE", "MASS_SHARE", "claims", "compare", "claims_table", "attention_spread",
+           "recipe_agreement"]
 
 CLOSE_TOLERANCE = 1.0  # points: "about the same" in a paper claim means |Δ| ≤ this
 MASS_SHARE = 0.9  # an attention row's spread: how many positions hold this share of its weight
@@ -106,3 +107,18 @@ def attention_spread(max_weight: float, positions: float, n: int) -> str:
     if positions <= n / 10:
         return f"concentrated — {share}, so each position copies from a few others"
     return f"broad — {share}, so each position averages over many others"
+
+
+def recipe_agreement(weight_gap: float, pred_gap: float) -> str:
+    """How notebook 24's step-by-step run stands to the tables' first run (same seed, same recipe).
+
+    ``weight_gap``: largest absolute difference of their SWA weights; ``pred_gap``: of their TTA
+    test probabilities. Bitwise equal weights leave only the order in which the views are averaged.
+    """
+    if weight_gap == 0:
+        return (f"are identical to the tables' first run's; its test predictions with TTA differ from that run's by "
+                f"at most {pred_gap:.1g} in probability, because the tables average the views in another order")
+    return (f"differ from the tables' first run's (largest difference {weight_gap:.1g}), so its test predictions "
+            f"with TTA differ by up to {pred_gap:.1g} in probability: the tables' run was trained in another "
+            "process, and with another thread count or device floating-point sums round differently and "
+            "training drifts apart (in one process, as in the tests, the two are bitwise equal)")
