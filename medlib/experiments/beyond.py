@@ -43,7 +43,9 @@ import pandas as pd
 from medlib.bn import restore_batchnorm
 from medlib.errors import MedlibError
 from medlib.experiments.data import SiteData
-from medlib.experiments.paper_a import Trained, artifact_key, train_sites
+# from the defining module, not the package: the package imports its plan, which imports medlib.estimates,
+# and medlib.estimates counts this chapter
+from medlib.experiments.paper_a.runs import Trained, artifact_key, train_sites
 from medlib.federated import STRATEGIES, FederatedSite, rounds_grid, run_federated
 from medlib.io import atomic_write_text
 from medlib.models import load_classifier, save_classifier
