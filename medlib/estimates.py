@@ -1,11 +1,10 @@
 """GPU time of the full profile from its FLOPs, the same way for a T4, an A100 and an H100.
 
-A training image costs three forward passes (forward, and a backward pass of about twice that);
-an evaluated image one. The models' forward FLOPs are counted by ``torch.utils.flop_counter`` on
-the ``meta`` device (shapes only: no weights, no compute). A GPU's sustained rate is assumed from
-ResNet50 mixed-precision training in public benchmarks until ``make gpu-check`` measures one
-(its JSON's images/s and model-FLOPs utilisation). README, ``book/running.md`` and the plans
-printed before Part A's trainings (:mod:`medlib.experiments.paper_a.plan`) all use these numbers.
+A trained image costs three forward passes (a backward pass is about two), an evaluated one one.
+Forward FLOPs are counted by ``torch.utils.flop_counter`` on the ``meta`` device (no weights, no
+compute); a GPU's sustained rate is assumed from public ResNet50 mixed-precision benchmarks until
+``make gpu-check`` measures one. README, ``book/running.md`` and the planner (:mod:`medlib.runs.plan`)
+use these numbers.
 """
 
 from __future__ import annotations
@@ -15,12 +14,16 @@ import math
 
 import torch
 
-__all__ = ["GPU_IMAGES_PER_SECOND", "SIZES", "forward_flops", "gpu_seconds", "evaluations", "paper_b_run_flops", "work",
-           "estimate_table"]
+__all__ = ["GPU_IMAGES_PER_SECOND", "CPU_IMAGES_PER_SECOND", "SIZES", "forward_flops", "gpu_seconds", "evaluations",
+           "paper_a_seconds", "paper_b_seconds", "paper_b_run_flops", "work", "estimate_table"]
 
 # ResNet50 at 224 px, mixed-precision training images/s (NVIDIA DeepLearningExamples' ResNet50 v1.5
 # tables, rounded down: a 32-image batch of a small dataset does not reach their 256-image batches)
 GPU_IMAGES_PER_SECOND = {"T4": 250.0, "A100": 2300.0, "H100": 4600.0}
+# smoke's (training, evaluation) images per second before anything is measured: test_resnet at 48 px on one
+# core of this project's 2-core CPU machines (the smoke book's 120-image Retina site: 8 epochs and its test set in 4 s)
+CPU_IMAGES_PER_SECOND = {"smoke": (250.0, 800.0)}
+T4 = "estimated (T4, from FLOPs)"
 # the full profile's data: Paper A's datasets (images) and derm7pt's splits (cases)
 SIZES = {"retina": 601, "bladder-tissue": 1754, "pad-ufes-20": 2298, "derm7pt/train": 413, "derm7pt/valid": 203,
          "derm7pt/test": 395}
@@ -59,6 +62,26 @@ def gpu_seconds(flops: float, gpu: str) -> float:
 def evaluations(epochs: int, every: int) -> int:
     """Evaluations inside a training of ``epochs`` epochs that evaluates every ``every`` and after the last."""
     return len(set(range(every, epochs + 1, every)) | {epochs})
+
+
+def paper_a_seconds(P, n_train: float, n_test: float, epochs: int | None = None) -> tuple[float, str]:
+    """A Paper A training's time before any is measured, and its basis: smoke on this CPU, else a T4."""
+    A = P.paper_a
+    epochs = A.epochs if epochs is None else epochs
+    if P.max_steps is not None:  # a dry run: capped batches per epoch and per evaluated split
+        n_train, n_test = (min(n, P.max_steps * A.batch_size) for n in (n_train, n_test))
+    evaluated = evaluations(epochs, A.eval_every) * n_test
+    if P.name in CPU_IMAGES_PER_SECOND:
+        train_rate, eval_rate = CPU_IMAGES_PER_SECOND[P.name]
+        return epochs * n_train / train_rate + evaluated / eval_rate, "estimated (CPU)"
+    return gpu_seconds(forward_flops("A", A.arch, A.image_size) * (3 * epochs * n_train + evaluated), "T4"), T4
+
+
+def paper_b_seconds(P, config) -> tuple[float | None, str]:
+    """A Paper B run's time before any is measured: the full profile's FLOPs on a T4; unknown elsewhere."""
+    if P.name == "full" and P.max_steps is None:
+        return gpu_seconds(paper_b_run_flops(config, P.paper_b), "T4"), T4
+    return None, "unknown yet"
 
 
 def paper_b_run_flops(config, B) -> float:

@@ -24,11 +24,13 @@ def _trained(groups=None, n=200, seed=3):
     return Trained("retina", P, seed, data, None, [], None)
 
 
-@pytest.mark.parametrize("method,alpha", [("dirichlet", 0.3), ("grouped", None)])
-def test_repartition_keeps_the_test_set_and_the_training_pool(method, alpha):
+@pytest.mark.parametrize("partition", ["Dirichlet α=0.3", "grouped by patient"])
+def test_repartition_keeps_the_test_set_and_the_training_pool(partition):
     groups = np.repeat(np.arange(50), 4)
     tr = _trained(groups)
-    data = beyond._repartition(tr, method, alpha)
+    method = beyond.PARTITIONS[partition][0]
+    data = beyond.partitioned(tr, partition).data
+    assert beyond.partitioned(tr, "equal (paper)") is tr  # the paper's split is Paper A's own
     assert np.array_equal(data.partition.test, tr.data.partition.test)
     assert np.array_equal(np.sort(np.concatenate(data.partition.sites)), tr.data.partition.train)
     sizes = [len(s) for s in data.partition.sites]
@@ -83,3 +85,40 @@ def test_summary_picks_the_numbers_the_conclusion_quotes():
 def test_unknown_partition_is_a_clear_error():
     with pytest.raises(MedlibError, match="unknown partition 'iid'"):
         beyond.hospitals("retina", SMOKE, 0, "iid")
+    with pytest.raises(MedlibError, match="retina has no patient ids"):
+        beyond.partitioned(_trained(), "grouped by patient")
+
+
+def test_the_chapters_work_is_every_federation_once():
+    work = beyond.chapter_work(SMOKE)
+    assert list(work) == ["bladder-tissue"]
+    # rounds study: 3 strategies × R ∈ {1, 4}; heterogeneity at R = 4 adds the two other partitions
+    # (its paper-split federations are the rounds study's own)
+    assert len(work["bladder-tissue"]) == 3 * 2 + 2 * 3
+    assert ("grouped by patient", "fedbn", 4) in work["bladder-tissue"]
+    assert [beyond.partition_slug(p) for p in beyond.PARTITIONS] == [
+        "equal", "dirichlet100", "dirichlet1", "dirichlet0.3", "grouped"]
+
+
+def test_a_federation_is_a_run_that_the_chapter_then_reads(capsys):
+    """The chapter's trainings are runs (``medlib runs --paper beyond``): listed, executed, then found."""
+    from medlib.runs import Selection, execute_one, plan, read_state
+    from medlib.runs import paper_a as runs_a
+
+    planned = plan(SMOKE, Selection(paper="beyond"))
+    pre, work = planned[0].run, [p.run for p in planned[1:]]
+    assert pre.id == "a:theta_pre:pretrain:s3315"
+    # bladder, seed 3315: 3 strategies × R ∈ {1, 4} on the paper's split, then 2 other partitions × (4 sites + 3)
+    assert len(work) == 6 + 2 * (4 + 3) and all(r.needs == (pre.id,) for r in work)
+    assert {r.subject for r in work} == {"bladder-tissue"}
+    assert "grouped-site3" in {r.role for r in work} and "equal-fedavg-R1" in {r.role for r in work}
+    execute_one(pre, SMOKE)  # θ_pre, shared with every test and the book (built once, under its lock)
+    (run,) = [p.run for p in plan(SMOKE, Selection(paper="beyond")) if p.run.role == "equal-fedavg-R1"]
+    assert run.key and run.artifacts and run.prior_basis == "estimated (CPU)"
+    execute_one(run, SMOKE)
+    assert read_state(run).done
+    capsys.readouterr()
+    tr = runs_a._trained(SMOKE, "bladder-tissue", run.seed)
+    outcome = beyond.federated_accuracy(beyond.Hospitals("equal (paper)", tr), "fedavg", 1)
+    assert "FedAvg R=1" not in capsys.readouterr().out  # read from the run's artifact, not trained again
+    assert 0.0 <= outcome["accuracy"] <= 100.0

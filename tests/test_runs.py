@@ -1,5 +1,6 @@
 """Runs without Ray: state read from real files, cost estimates, selections, the ``runs plan`` command."""
 
+import dataclasses
 import json
 import math
 
@@ -9,7 +10,7 @@ import torch
 from medlib.errors import MedlibError
 from medlib.io import save_weights
 from medlib.runs.execute import Progress
-from medlib.runs.plan import PlannedRun, Selection, estimate, format_seconds
+from medlib.runs.plan import PlannedRun, Selection, estimate, format_duration
 from medlib.runs.spec import Run, RunState, read_state
 from medlib.train import TrainConfig, fit, make_loader
 
@@ -52,15 +53,18 @@ def test_estimates_scale_measured_epoch_times_by_family_then_paper():
     fresh = _run("retina", "full", n_train=400, key="c")
     other = _run("pad-ufes-20", "site1", n_train=50, key="d")  # no family measurement: Paper A's rate
     paper_b = _run("MN-ST-aab", "run0", paper="b", key="e")  # nothing measured for Paper B
+    prior = dataclasses.replace(_run("MN-ST-xyz", "run0", paper="b", key="f"), prior_s=500.0, prior_basis="T4")
     planned = {p.run.key: p for p in estimate([
         (done, RunState("done", 10, 2.0)), (partial, RunState("partial", 4, 3.0)), (fresh, RunState("missing")),
-        (other, RunState("missing")), (paper_b, RunState("missing"))])}
+        (other, RunState("missing")), (paper_b, RunState("missing")), (prior, RunState("partial", 6))])}
     assert planned["a"].estimate_s == 0.0
     assert planned["b"].estimate_s == pytest.approx(6 * 3.0)  # its own epochs: 6 left × 3 s
     # family rate = mean(2.0/100, 3.0/100) = 0.025 s per item-epoch
     assert planned["c"].estimate_s == pytest.approx(10 * 400 * 0.025)
     assert planned["d"].estimate_s == pytest.approx(10 * 50 * 0.025)
-    assert planned["e"].estimate_s is None
+    assert planned["e"].estimate_s is None and planned["e"].basis == "unknown yet"
+    assert (planned["f"].estimate_s, planned["f"].basis) == (pytest.approx(500.0 * 4 / 10), "T4")  # 4 of 10 left
+    assert [planned[k].basis for k in "abc"] == ["done", "measured", "measured (similar runs)"]
 
 
 def test_progress_divides_the_time_left_among_parallel_slots():
@@ -72,7 +76,7 @@ def test_progress_divides_the_time_left_among_parallel_slots():
     progress.show()
     assert "0/4 done, 0 running, 3 waiting, 1 failed" in lines[-1]
     assert progress.seconds_left() == pytest.approx(300.0 / 2)
-    assert format_seconds(3725) == "1h02m" and format_seconds(None) == "?" and format_seconds(math.nan) == "?"
+    assert format_duration(3725) == "1 h 02 min" and format_duration(None) == "?" and format_duration(math.nan) == "?"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -80,6 +84,7 @@ def test_progress_divides_the_time_left_among_parallel_slots():
     ({"paper": "a", "table": "4"}, "Paper A has no Table 4"),
     ({"paper": "b", "table": "1"}, "Paper B has no trained Table 1"),
     ({"paper": "c"}, "expected 'a'"),
+    ({"paper": "beyond", "table": "2"}, "--table needs --paper"),
 ])
 def test_a_bad_selection_says_what_is_expected(kwargs, message):
     with pytest.raises(MedlibError, match=message):
@@ -96,7 +101,12 @@ def test_plan_json_lists_theta_pre_and_every_site_of_a_paper_a_table(tmp_path, m
     assert ids == ["a:theta_pre:pretrain:s3315"] + [f"a:bladder-tissue:{r}:s0" for r in
                                                     ("site1", "site2", "site3", "site4", "full")]
     assert {r["status"] for r in plan["runs"]} == {"missing"}
-    assert plan["summary"] == {"done": 0, "partial": 0, "missing": 6, "runs": 6, "estimate_s": None, "unestimated": 6}
+    summary = plan["summary"]
+    assert {k: summary[k] for k in ("done", "partial", "missing", "runs", "unestimated")} == {
+        "done": 0, "partial": 0, "missing": 6, "runs": 6, "unestimated": 0}
+    # nothing measured yet: every run has smoke's CPU estimate, and the total is their sum
+    assert {r["basis"] for r in plan["runs"]} == {"estimated (CPU)"}
+    assert summary["estimate_s"] == pytest.approx(sum(r["estimate_s"] for r in plan["runs"]))
     sites = plan["runs"][1:]
     # until θ_pre exists the fine-tunings' keys (which hash θ_pre) are unknown, and they wait for it
     assert all(r["key"] == "" and r["needs"] == ["a:theta_pre:pretrain:s3315"] for r in sites)

@@ -1,32 +1,14 @@
-"""Beyond the paper: Paper A's one-shot merges against federated learning, on friendly and unfriendly hospitals.
+"""Beyond the paper: Paper A's one-shot merges against FedAvg, FedProx and FedBN, on friendly and unfriendly hospitals.
 
-Everything starts from Paper A's θ_pre (:func:`medlib.experiments.paper_a.train_sites`) with
-Paper A's optimiser settings, and every site spends the same local compute — the profile's
-``epochs`` local epochs — whether it trains once and sends a data vector, or trains ``R`` rounds
-of ``epochs / R`` epochs inside a federation (:mod:`medlib.federated`).
-
-Two studies:
-
-:func:`rounds_study`
-    test accuracy against communication rounds R (:func:`medlib.federated.rounds_grid`) for
-    FedAvg, FedProx and FedBN on the paper's equal random split; Params Mean and the data
-    vector are the one-round points.
-:func:`heterogeneity_study`
-    every method on the paper's split and on harder ones — Dirichlet label skew (α = 100, 1,
-    0.3; Hsu et al., 2019) and grouped by patient (datasets with patient ids) — with the
-    federated methods at :func:`federated_rounds` rounds.
-
-The test set and the union of the sites are the same for every partition (the sites are a
-re-partition of the paper's training pool), so Full Training is one model and one line.
-
-Every model built by averaging — Params Mean, Data Vector, TIES, DARE, FedAvg, FedProx — gets the
-same BatchNorm restoration (:data:`RESTORE`: statistics recomputed by forward passes on all
-sites' un-augmented images, no labels, no weight change). FedBN needs none: its BN state is each
-site's own, and its accuracy is the mean over the sites' models (see :mod:`medlib.federated`).
-Base Model is the mean test accuracy of the four site models.
-
-Trained models are cached under ``$MEDLIB_HOME/artifacts/beyond`` (site models of the paper's
-split are Paper A's own, shared with Part A's pages); study tables under ``results/beyond``.
+Everything starts from Paper A's θ_pre with Paper A's optimiser, and every site spends the same local
+compute (the profile's ``epochs``), trained once (a data vector) or in ``R`` rounds of ``epochs / R``
+(:mod:`medlib.federated`). :func:`rounds_study`: accuracy against R on the paper's split.
+:func:`heterogeneity_study`: every method on the paper's split, Dirichlet label skew (α = 100, 1, 0.3;
+Hsu et al., 2019) and patient-grouped sites, at :func:`federated_rounds` rounds. The sites are always a
+re-partition of the paper's training pool, so the test set and Full Training are shared. Every averaged
+model gets the same BatchNorm restoration (:data:`RESTORE`); FedBN keeps each site's BN and reports the
+mean over the sites' models; Base Model is the mean of the site models. Site models of other partitions
+and federations are runs (:mod:`medlib.runs.beyond`), cached under ``$MEDLIB_HOME/artifacts``.
 """
 
 from __future__ import annotations
@@ -34,7 +16,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,19 +26,19 @@ from medlib.errors import MedlibError
 from medlib.experiments.data import SiteData
 # from the defining module, not the package: the package imports its plan, which imports medlib.estimates,
 # and medlib.estimates counts this chapter
-from medlib.experiments.paper_a.runs import Trained, artifact_key, train_sites
+from medlib.experiments.paper_a.runs import Trained, _finetune, artifact_key, model_path, train_sites
 from medlib.federated import STRATEGIES, FederatedSite, rounds_grid, run_federated
 from medlib.io import atomic_write_text
 from medlib.models import load_classifier, save_classifier
 from medlib.paths import artifacts_dir, results_dir
 from medlib.profiles import Profile
-from medlib.runtime import seed_everything
-from medlib.train import TrainConfig, class_weights_from_labels, fit
+from medlib.train import class_weights_from_labels
 from medlib.vectors import merge
 
 __all__ = [
     "PARTITIONS", "ONE_SHOT", "FEDERATED", "METHODS", "RESTORE", "FEDPROX_MU", "TIES_DENSITY", "TIES_LAM",
-    "DARE_DROP", "Hospitals", "hospitals", "federated_rounds", "partitions_for", "one_shot_accuracies",
+    "DARE_DROP", "Hospitals", "hospitals", "partitioned", "federation_path", "partition_slug", "chapter_work",
+    "federated_rounds", "partitions_for", "one_shot_accuracies",
     "federated_accuracy", "rounds_study", "heterogeneity_study", "label_skew", "book_plan", "site_epochs",
     "cost_estimate", "summary",
 ]
@@ -103,34 +84,38 @@ class Hospitals:
         return restore_batchnorm(model, tr.site_loaders(train=False), RESTORE, device=tr.device, seed=tr.seed)
 
 
-def _repartition(tr: Trained, method: str, alpha: float | None) -> SiteData:
-    """The paper's training pool split again into sites by ``method``; same test set."""
+def partition_slug(partition: str) -> str:
+    """The partition's name in file names and run ids: ``equal``, ``dirichlet0.3``, ``grouped``."""
+    method, alpha = PARTITIONS[partition]
+    return method if alpha is None else f"{method}{alpha:g}"
+
+
+def partitioned(base: Trained, partition: str) -> Trained:
+    """``base`` (θ_pre and the paper's split) with its training pool split again by ``partition``; no site trained.
+
+    The paper's own split is ``base`` itself; the others keep its test set and θ_pre.
+    """
+    if partition not in PARTITIONS:
+        raise MedlibError(f"unknown partition {partition!r}; expected one of {list(PARTITIONS)}")
+    method, alpha = PARTITIONS[partition]
+    if method == "equal":
+        return base
     from medlib.data.partition import SitePartition, partition_sites
 
-    data = tr.data
+    data, groups = base.data, base.data.dataset.groups
+    if method == "grouped" and groups is None:
+        others = [p for p in PARTITIONS if PARTITIONS[p][0] != "grouped"]
+        raise MedlibError(f"{base.dataset} has no patient ids, so it cannot be partitioned by patient; "
+                          f"use one of {others}")
     pool = data.partition.train
-    groups = data.dataset.groups
-    inner = partition_sites(data.labels[pool], tr.profile.paper_a.n_sites, method=method, seed=tr.seed,
+    inner = partition_sites(data.labels[pool], base.profile.paper_a.n_sites, method=method, seed=base.seed,
                             test_fraction=0.0, alpha=alpha or 0.5,
                             groups=None if groups is None else np.asarray(groups)[pool])
-    part = SitePartition([pool[s] for s in inner.sites], data.partition.test, method, tr.seed, data.labels)
-    return SiteData(data.dataset, data.images, data.labels, part)
-
-
-def _finetune_site(tr: Trained, indices: np.ndarray):
-    """θ_pre fine-tuned on ``indices`` exactly as Paper A's sites are; cached by Paper A's key."""
-    P = tr.profile.paper_a
-    path = artifacts_dir() / "beyond" / f"{tr.dataset}-site-{artifact_key(tr, indices)}.safetensors"
-    if path.is_file():
-        return load_classifier(path)[0].eval()
-    cfg = TrainConfig(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device,
-                      class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0,
-                      max_steps=tr.profile.max_steps)
-    model = copy.deepcopy(tr.pretrained)
-    seed_everything(tr.seed)
-    fit(model, tr.loader(indices, train=True), cfg)
-    save_classifier(path, model.cpu(), {"role": "site", "dataset": tr.dataset, "profile": tr.profile.label})
-    return model.eval()
+    part = SitePartition([pool[s] for s in inner.sites], data.partition.test, method, base.seed, data.labels)
+    tr = copy.copy(base)
+    tr.data = SiteData(data.dataset, data.images, data.labels, part)
+    tr.sites, tr.histories, tr._digests = [], {}, dict(base._digests)
+    return tr
 
 
 def partitions_for(dataset: str, profile: Profile) -> list[str]:
@@ -143,21 +128,34 @@ def partitions_for(dataset: str, profile: Profile) -> list[str]:
 
 def hospitals(dataset: str, profile: Profile, seed: int | None = None,
               partition: str = "equal (paper)") -> Hospitals:
-    """θ_pre and the four site models of ``dataset`` under ``partition`` (one of :data:`PARTITIONS`)."""
+    """θ_pre and the site models of ``dataset`` under ``partition`` (the paper's split: Paper A's own models)."""
     if partition not in PARTITIONS:
         raise MedlibError(f"unknown partition {partition!r}; expected one of {list(PARTITIONS)}")
     P = profile
     base = train_sites(dataset, P, P.first_seed if seed is None else seed)
-    method, alpha = PARTITIONS[partition]
-    if method == "equal":
-        return Hospitals(partition, base)
-    if method == "grouped" and base.data.dataset.groups is None:
-        raise MedlibError(f"{dataset} has no patient ids, so it cannot be partitioned by patient; "
-                          f"use one of {partitions_for(dataset, P)}")
-    tr = copy.copy(base)
-    tr.data, tr.histories, tr._digests = _repartition(base, method, alpha), {}, dict(base._digests)
-    tr.sites = [_finetune_site(tr, idx) for idx in tr.data.partition.sites]
+    tr = partitioned(base, partition)
+    if tr is not base:  # fine-tuned exactly as Paper A's sites, cached by Paper A's key
+        slug = partition_slug(partition)
+        tr.sites = [_finetune(tr, idx, f"{slug}-site{k}")[0] for k, idx in enumerate(tr.data.partition.sites, 1)]
     return Hospitals(partition, tr)
+
+
+def chapter_work(profile: Profile) -> dict[str, list[tuple[str, str, int]]]:
+    """What the chapter trains per dataset: ``(partition, strategy, rounds)`` of every federation.
+
+    The rounds study runs on every dataset of :func:`book_plan`; the heterogeneity study on its first.
+    """
+    P = profile
+    plan = book_plan(P)
+    grid = plan["rounds"] or rounds_grid(P.paper_a.epochs)
+    out = {}
+    for i, dataset in enumerate(plan["datasets"]):
+        work = [("equal (paper)", s, r) for s in STRATEGIES for r in grid]
+        if i == 0:
+            parts = plan["partitions"] or partitions_for(dataset, P)
+            work += [(p, s, federated_rounds(P)) for p in parts for s in STRATEGIES]
+        out[dataset] = list(dict.fromkeys(work))
+    return out
 
 
 def federated_rounds(profile: Profile) -> int:
@@ -180,11 +178,12 @@ def one_shot_accuracies(h: Hospitals) -> dict[str, float]:
     return out
 
 
-def _federated_key(h: Hospitals, strategy: str, rounds: int) -> str:
-    tr = h.trained
+def federation_path(tr: Trained, strategy: str, rounds: int):
+    """Where a federation over ``tr``'s sites is cached, keyed by its sites' data, θ_pre and settings."""
     parts = {"sites": [artifact_key(tr, idx) for idx in tr.data.partition.sites], "strategy": strategy,
              "rounds": rounds, "mu": FEDPROX_MU if strategy == "fedprox" else None, "restore": RESTORE}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    return artifacts_dir() / "beyond" / f"{tr.dataset}-{strategy}-R{rounds}-{key}.safetensors"
 
 
 def federated_accuracy(h: Hospitals, strategy: str, rounds: int) -> dict:
@@ -192,7 +191,7 @@ def federated_accuracy(h: Hospitals, strategy: str, rounds: int) -> dict:
     tr, P = h.trained, h.profile.paper_a
     if P.epochs % rounds:
         raise MedlibError(f"{rounds} rounds do not split {P.epochs} local epochs evenly; use one of {rounds_grid(P.epochs)}")
-    path = artifacts_dir() / "beyond" / f"{tr.dataset}-{strategy}-R{rounds}-{_federated_key(h, strategy, rounds)}.safetensors"
+    path = federation_path(tr, strategy, rounds)
     if path.is_file():
         return load_classifier(path)[1]["outcome"]
     result = run_federated(strategy, tr.pretrained, h.federated_sites(), rounds=rounds, local_epochs=P.epochs // rounds,
@@ -260,8 +259,7 @@ def label_skew(dataset: str, profile: Profile, seed: int | None = None, partitio
     base = train_sites(dataset, P, P.first_seed if seed is None else seed)
     out = {}
     for name in partitions:
-        method, alpha = PARTITIONS[name]
-        part = base.data.partition if method == "equal" else _repartition(base, method, alpha).partition
+        part = partitioned(base, name).data.partition
         n_classes = len(base.data.classes)
         pool = np.bincount(base.data.labels[part.train], minlength=n_classes) / len(part.train)
         tv = [0.5 * np.abs(np.bincount(base.data.labels[s], minlength=n_classes) / len(s) - pool).sum()

@@ -14,10 +14,12 @@ __all__ = ["register", "cmd_plan", "cmd_execute", "selection_of"]
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="auto", help="smoke, full or auto (default: $MEDLIB_PROFILE, else by hardware)")
-    p.add_argument("--paper", choices=("a", "b"), help="only Paper A (data vectors) or Paper B (AMMFM)")
+    p.add_argument("--paper", choices=("a", "b", "beyond"),
+                   help="only Paper A (data vectors), Paper B (AMMFM) or the Beyond chapter (federations, partitions)")
     p.add_argument("--table", help="only the runs of this table of --paper (A: 1-3, B: 2-10)")
-    p.add_argument("--dataset", nargs="+", metavar="NAME", help="Paper A: only these datasets")
-    p.add_argument("--seed", nargs="+", type=bounded_int(0, 2**32), metavar="SEED", help="Paper A: only these seeds")
+    p.add_argument("--dataset", nargs="+", metavar="NAME", help="Paper A, beyond: only these datasets")
+    p.add_argument("--seed", nargs="+", type=bounded_int(0, 2**32), metavar="SEED",
+                   help="Paper A, beyond: only these seeds; Paper B: the first run's seed")
     p.add_argument("--config", nargs="+", metavar="NAME", help="Paper B: only these configurations (e.g. MN-ST-aab)")
     p.add_argument("--runs", type=int, metavar="N", help="Paper B: the first N runs of each configuration")
 

@@ -1,11 +1,8 @@
 """Executing runs: one run (:func:`execute_one`, what every executor calls), progress, the local executor.
 
-A run is executed by its paper's own training code, which resumes from the run's checkpoint
-when one exists and writes its artifacts atomically. :func:`execute_one` holds the run's lock
-on the shared home (a second process executing the same run waits, then finds it done and
-skips it, saying so), looks at the disk again, so a run finished meanwhile (by another node, or
-an earlier execute) is not trained twice, and removes what cannot be resumed or read (a truncated
-artifact or checkpoint, e.g. a copy cut short), saying which, before training it again.
+:func:`execute_one` holds the run's lock on the shared home, looks at the disk again (a run finished
+meanwhile is not trained twice), removes what cannot be resumed or read, saying which, and calls the
+paper's own training code, which resumes from the run's checkpoint and writes its artifacts atomically.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from dataclasses import dataclass, field
 from medlib.errors import MedlibError
 from medlib.io import file_lock
 from medlib.profiles import Profile
-from medlib.runs.plan import PlannedRun, adaptor, estimate, format_seconds, todo
+from medlib.runs.plan import PlannedRun, adaptor, estimate, format_duration, todo
 from medlib.runs.spec import MISSING, Run, RunState, complete, lock_path, read_state
 
 __all__ = ["Outcome", "Report", "Progress", "execute_one", "execute_local"]
@@ -48,10 +45,7 @@ def _remove_unusable(run: Run, state: RunState) -> None:
 
 
 def execute_one(run: Run, profile: Profile) -> Outcome:
-    """Bring ``run`` to done: nothing if its artifacts exist, else train (resuming a checkpoint).
-
-    Under the run's lock: another process executing the same run (on a shared home) waits for it.
-    """
+    """Bring ``run`` to done under its lock: nothing if its artifacts exist, else train (resuming a checkpoint)."""
     P = profile
     waiting = f"[runs] {run.id}: another process is executing it; waiting for it to finish"
     with file_lock(lock_path(run), waiting=waiting):
@@ -136,9 +130,9 @@ class Progress:
     def line(self) -> str:
         n = len(self.planned)
         waiting = n - len(self.done) - len(self.failed) - len(self.running)
-        elapsed = format_seconds(time.monotonic() - self.t0)
+        elapsed = format_duration(time.monotonic() - self.t0)
         return (f"[runs] {len(self.done)}/{n} done, {len(self.running)} running, {waiting} waiting, "
-                f"{len(self.failed)} failed; {elapsed} elapsed, ~{format_seconds(self.seconds_left())} left")
+                f"{len(self.failed)} failed; {elapsed} elapsed, ~{format_duration(self.seconds_left())} left")
 
     def show(self) -> None:
         self.out(self.line())
@@ -156,7 +150,7 @@ def execute_local(planned: list[PlannedRun], profile: Profile, *, out=None) -> R
             progress.finished(p.run.id, ok=False)
             continue
         progress.started(p.run.id)
-        progress.out(f"[runs] {p.run.id} ({p.state.status}, ~{format_seconds(p.estimate_s)})")
+        progress.out(f"[runs] {p.run.id} ({p.state.status}, ~{format_duration(p.estimate_s)})")
         try:
             report.add(execute_one(p.run, P))
             progress.finished(p.run.id, ok=True)

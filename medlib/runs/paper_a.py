@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medlib.errors import MedlibError
+from medlib.errors import DataError, MedlibError
+from medlib.estimates import paper_a_seconds
 from medlib.paths import medlib_home
 from medlib.profiles import Profile
 from medlib.runs.spec import Run
@@ -36,8 +37,9 @@ def _pretrain_run(P: Profile) -> Run | None:
         return None  # θ_pre is downloaded (full) or random (dry run): nothing to train
     key = pretrain.pretrain_key(A)
     path = pretrain.pretrained_backbone_file(A)
+    prior = paper_a_seconds(P, A.pretrain_images * 1.25, 0, epochs=A.pretrain_epochs)  # larger images than a site's
     return Run(PAPER, "theta_pre", "pretrain", A.seed, key, P.label, A.pretrain_epochs, A.pretrain_images,
-               (_rel(path),), None, (), family="a:pretrain")
+               (_rel(path),), None, (), family="a:pretrain", prior_s=prior[0], prior_basis=prior[1])
 
 
 def _experiments():
@@ -52,23 +54,32 @@ def _roles(data) -> list[tuple[str, object]]:
     return sites + [("full", data.partition.train)]
 
 
-def _trained(P: Profile, dataset: str, seed: int):
+def _trained(P: Profile, dataset: str, seed: int, data=None):
     """The paper's :class:`Trained` of one dataset and seed, before any fine-tuning (θ_pre must exist)."""
     ex = _experiments()
-    data = ex.paper_sites(dataset, P, seed)
+    data = ex.paper_sites(dataset, P, seed) if data is None else data
     pre = ex.pretrained_classifier(P, len(data.classes), seed)
     return ex.Trained(dataset, P, seed, data, pre, [], pre)
 
 
-def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
+def _on_disk(name: str, P: Profile) -> bool:
+    from medlib.data import load_dataset
+    from medlib.paths import data_root
+
+    try:
+        return P.data_source == "synthetic" or load_dataset(name, data_root(name, "real")) is not None
+    except (DataError, MedlibError):
+        return False
+
+
+def runs(P: Profile, *, datasets=None, seeds=None, split: str = "paper", test_seed: int | None = None,
+         download: bool = True) -> list[Run]:
     """Every Paper A training of ``datasets`` × ``seeds`` (default: the profile's), θ_pre first.
 
-    A fine-tuning's key hashes θ_pre's weights and the partition's data: while θ_pre is not
-    trained yet, the site runs are listed with an empty key (known once θ_pre is done).
-    Preparing the partition writes the synthetic stand-in (smoke) or downloads the real data
-    (full) once.
+    Keys hash θ_pre's weights and the partition's data: until θ_pre is trained they are empty.
+    Listing writes the synthetic stand-in or, with ``download``, fetches the real data once;
+    without it a real dataset not on disk is listed with every run to do and no sizes.
     """
-    from medlib.paths import artifacts_dir
     from medlib.runs.spec import read_state
 
     known = P.paper_a.datasets
@@ -82,19 +93,26 @@ def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
     needs = (pre.id,) if pre is not None else ()
     keyed = pre is None or read_state(pre).done
     ex = _experiments()
+    roles = [f"site{k}" for k in range(1, P.paper_a.n_sites + 1)] + ["full"]
     for dataset in datasets:
+        here = download or _on_disk(dataset, P)
         for seed in seeds:
-            tr = _trained(P, dataset, seed) if keyed else None
-            data = tr.data if tr is not None else ex.paper_sites(dataset, P, seed)
+            if not here:
+                out += [Run(PAPER, dataset, role, seed, "", P.label, P.paper_a.epochs, 0, (), None, needs,
+                            family=f"a:{dataset}", prior_basis="dataset not downloaded yet") for role in roles]
+                continue
+            data = ex.paper_sites(dataset, P, seed, split=split, test_seed=test_seed)
+            tr = _trained(P, dataset, seed, data) if keyed else None
             for role, idx in _roles(data):
+                prior = paper_a_seconds(P, len(idx), len(data.partition.test))
                 if tr is None:
                     out.append(Run(PAPER, dataset, role, seed, "", P.label, P.paper_a.epochs, len(idx), (), None,
-                                   needs, family=f"a:{dataset}"))
+                                   needs, family=f"a:{dataset}", prior_s=prior[0], prior_basis=prior[1]))
                     continue
-                key = ex.artifact_key(tr, idx)
-                path = artifacts_dir() / "paper_a" / f"{dataset}-{role}-{key}.safetensors"
-                out.append(Run(PAPER, dataset, role, seed, key, P.label, P.paper_a.epochs, len(idx),
-                               (_rel(path),), _rel(path.with_suffix(".ckpt")), needs, family=f"a:{dataset}"))
+                path = ex.model_path(tr, idx, role)
+                out.append(Run(PAPER, dataset, role, seed, path.stem.rsplit("-", 1)[-1], P.label, P.paper_a.epochs,
+                               len(idx), (_rel(path),), _rel(path.with_suffix(".ckpt")), needs, family=f"a:{dataset}",
+                               prior_s=prior[0], prior_basis=prior[1]))
     return out
 
 

@@ -1,12 +1,8 @@
-"""The Ray executor: one Ray task per run, on any number of GPUs or nodes (``medlib[cluster]``).
+"""The Ray executor: one Ray task per run, on any number of GPUs or nodes (``medlib[cluster]``; imported here only).
 
-Each run becomes one task with its own resource request (``num_gpus``, ``num_cpus``); a run that
-needs another (Paper A's θ_pre) receives that task's result as an argument, so Ray starts it
-only after its dependency finished. Every node must see the same ``$MEDLIB_HOME`` (a shared
-filesystem): the task writes its artifacts there atomically, and a task that fails or whose
-worker dies (preemption, OOM kill) is retried by Ray and resumes from the run's checkpoint.
-
-Ray is imported here only: the notebooks and Colab never import this module.
+A run that needs another receives that task's result as an argument, so Ray starts it after its
+dependency. Every node sees the same ``$MEDLIB_HOME``; a task that fails or whose worker dies is
+retried by Ray and resumes from the run's checkpoint.
 """
 
 from __future__ import annotations

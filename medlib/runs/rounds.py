@@ -1,8 +1,4 @@
-"""Executing a selection in rounds: plan, execute the runs whose dependencies are done, plan again.
-
-:func:`execute` hands each round to the local executor (:func:`medlib.runs.execute.execute_local`)
-or the Ray one (:func:`medlib.runs.ray_executor.execute_ray`); Ray itself is imported only when used.
-"""
+"""Executing a selection in rounds: plan, execute (here or on Ray) the runs whose dependencies are done, plan again."""
 
 from __future__ import annotations
 
@@ -27,9 +23,8 @@ def execute(profile: Profile, selection=None, *, executor: str = "local", out=No
             **ray_options) -> Report:
     """Plan ``selection`` and execute every run not done, with ``executor`` ("local" or "ray").
 
-    Runs whose key depends on another run (Paper A's fine-tunings hash θ_pre) wait for it: each
-    round plans again and executes the runs whose dependencies are done, until none is left.
-    ``ray_options`` go to :func:`medlib.runs.ray_executor.execute_ray` (address, gpus_per_run, ...).
+    A run whose key hashes another's output (θ_pre) waits for a later round. ``ray_options`` go to
+    :func:`medlib.runs.ray_executor.execute_ray` (address, gpus_per_run, ...).
     """
     P = profile
     selection = selection or Selection()

@@ -1,15 +1,9 @@
 """A run: one training the book needs, named by the key of the artifacts it leaves.
 
-A :class:`Run` is small, frozen and hashable: which paper, which dataset or configuration,
-which site/role, which seed, and the key the paper's own code derives from everything that
-determines the result. Its artifacts are paths *relative to* ``$MEDLIB_HOME``, so a node that
-mounts the shared folder elsewhere still finds them.
-
-Its :class:`RunState` is read from disk only: ``done`` when every artifact exists and is complete
-(a safetensors header that covers the file: a copy cut short is not done), ``partial`` when a
-readable training checkpoint exists (with the epochs it holds), else ``missing``. Epoch times come
-from the ``seconds`` column of the history that :func:`medlib.train.fit` records and the papers
-store in the weights' metadata (done) or the checkpoint (partial).
+Artifacts are paths relative to ``$MEDLIB_HOME`` (a node mounting it elsewhere still finds them).
+A run's state is read from disk only: ``done`` when every artifact is complete (a copy cut short is
+not), ``partial`` when a readable checkpoint exists, else ``missing``; epoch times come from the
+history :func:`medlib.train.fit` records.
 """
 
 from __future__ import annotations
@@ -28,11 +22,11 @@ DONE, PARTIAL, MISSING = "done", "partial", "missing"
 
 @dataclass(frozen=True)
 class Run:
-    """One training: ``paper`` ("a" | "b"), ``subject`` (dataset or configuration name), ``role``."""
+    """One training: ``paper`` ("a" | "b" | "beyond"), ``subject`` (dataset or configuration name), ``role``."""
 
     paper: str
     subject: str
-    role: str  # Paper A: "pretrain", "site1".."siteN", "full"; Paper B: "run0".."run9"
+    role: str  # A: "pretrain", "site1".."siteN", "full"; B: "run0".."run9"; beyond: a partition's site, a federation
     seed: int
     key: str  # the paper's cache key: what determines the result
     profile: str  # the profile's label ("smoke", "full", "full (dry run)")
@@ -42,6 +36,8 @@ class Run:
     checkpoint: str | None = None  # relative to $MEDLIB_HOME; exists while a run is partial
     needs: tuple[str, ...] = ()  # ids of runs that must be done first (Paper A's θ_pre)
     family: str = field(default="", compare=False)  # runs whose epoch times predict each other
+    prior_s: float | None = field(default=None, compare=False)  # the whole run's time before any is measured
+    prior_basis: str = field(default="", compare=False)  # where prior_s comes from
 
     @property
     def id(self) -> str:

@@ -1,0 +1,81 @@
+"""Beyond the paper's runs: the site models of the other partitions and every federation the chapter needs.
+
+They start from Paper A's θ_pre (smoke: its ``pretrain`` run, which they need) and are keyed like Paper A's
+fine-tunings, so the chapter (:mod:`medlib.experiments.beyond`) finds what a run executed here wrote.
+"""
+
+from __future__ import annotations
+
+from medlib.errors import MedlibError
+from medlib.estimates import paper_a_seconds
+from medlib.profiles import Profile
+from medlib.runs import paper_a
+from medlib.runs.spec import Run, read_state
+
+__all__ = ["PAPER", "runs", "execute"]
+
+PAPER = "beyond"
+
+
+def _chapter():
+    from medlib.experiments import beyond
+
+    return beyond
+
+
+def _work(P: Profile, dataset: str):
+    """(role, partition, strategy or None, rounds or site number) of everything the chapter trains on ``dataset``."""
+    ex = _chapter()
+    out = []
+    for partition, strategy, rounds in ex.chapter_work(P)[dataset]:
+        slug = ex.partition_slug(partition)
+        if partition != "equal (paper)":
+            out += [(f"{slug}-site{k}", partition, None, k) for k in range(1, P.paper_a.n_sites + 1)]
+        out.append((f"{slug}-{strategy}-R{rounds}", partition, strategy, rounds))
+    return list({role: (role, *rest) for role, *rest in out}.values())
+
+
+def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
+    """The chapter's trainings on ``datasets`` (default: its own) × ``seeds`` (default: the profile's first)."""
+    ex = _chapter()
+    pre = paper_a._pretrain_run(P)
+    needs = (pre.id,) if pre is not None else ()
+    keyed = pre is None or read_state(pre).done  # keys hash θ_pre's weights
+    out = []
+    for dataset in ex.chapter_work(P):
+        if datasets and dataset not in datasets:
+            continue
+        for seed in seeds or (P.first_seed,):
+            base = paper_a._trained(P, dataset, seed) if keyed else None
+            data = base.data if base is not None else paper_a._experiments().paper_sites(dataset, P, seed)
+            n_test = len(data.partition.test)
+            for role, partition, strategy, which in _work(P, dataset):
+                tr = ex.partitioned(base, partition) if base is not None else None
+                if strategy is None:  # one site's fine-tuning
+                    n_train = len(tr.data.partition.sites[which - 1]) if tr else len(data.partition.train) // P.paper_a.n_sites
+                    path = paper_a._experiments().model_path(tr, tr.data.partition.sites[which - 1], role) if tr else None
+                else:  # a federation: every site trains every local epoch
+                    n_train = len(data.partition.train)
+                    path = ex.federation_path(tr, strategy, which) if tr else None
+                prior = paper_a_seconds(P, n_train, n_test if strategy is None else 0)
+                artifacts = (paper_a._rel(path),) if path else ()
+                checkpoint = paper_a._rel(path.with_suffix(".ckpt")) if path and strategy is None else None
+                out.append(Run(PAPER, dataset, role, seed, path.stem.rsplit("-", 1)[-1] if path else "", P.label,
+                               P.paper_a.epochs, n_train, artifacts, checkpoint, needs,
+                               family=f"beyond:{dataset}:{'site' if strategy is None else 'federation'}",
+                               prior_s=prior[0], prior_basis=prior[1]))
+    return ([pre] if pre is not None and out else []) + out
+
+
+def execute(run: Run, P: Profile) -> None:
+    """Train ``run``: one site of a partition, or one federation (with its BatchNorm-restored accuracy)."""
+    ex = _chapter()
+    work = {role: rest for role, *rest in _work(P, run.subject)}
+    if run.role not in work:
+        raise MedlibError(f"run {run.id}: the chapter trains no {run.role!r} on {run.subject} in profile {P.label}")
+    partition, strategy, which = work[run.role]
+    tr = ex.partitioned(paper_a._trained(P, run.subject, run.seed), partition)
+    if strategy is None:
+        paper_a._experiments()._finetune(tr, tr.data.partition.sites[which - 1], run.role)
+    else:
+        ex.federated_accuracy(ex.Hospitals(partition, tr), strategy, which)
