@@ -181,7 +181,7 @@ def plan_frame(planned: list[PlannedRun], *, per: str = "run") -> pd.DataFrame:
         frame = pd.DataFrame({"runs": groups.size(), "done": groups["state"].apply(lambda s: int((s == DONE).sum())),
                               "seconds": groups["seconds"].sum(min_count=1).where(~groups["seconds"].apply(
                                   lambda s: s.isna().any()))})
-        frame["to train"] = frame["runs"] - frame["done"]
+        frame.insert(2, "to train", frame["runs"] - frame["done"])
         frame["basis"] = groups.apply(lambda g: ", ".join(sorted(set(g.loc[g["state"] != DONE, "basis"]))) or "done",
                                       include_groups=False)
     elif per != "run":
