@@ -1,31 +1,15 @@
-r"""Federated baselines: FedAvg, FedProx and FedBN from Paper A's θ_pre, on medlib's ``fit``.
+r"""Federated baselines from Paper A's θ_pre on medlib's ``fit``: FedAvg, FedProx, FedBN (Paper A never measures them).
 
-Paper A argues that federated learning is impractical and never measures it. Here the same four
-hospitals, starting from the same θ_pre with the same optimiser (Adam, Paper A's lr, batch size
-and class-weighted cross-entropy, through :func:`medlib.train.fit`), train ``rounds`` rounds of
-``local_epochs`` epochs each, and a server averages what they send after every round. Local
-compute is held equal to Paper A's: the profile's ``epochs`` local epochs per site are split into
-``rounds × local_epochs``.
+Every site trains ``rounds × local_epochs`` epochs with Paper A's optimiser; after each round the server
+averages what the sites send (:func:`average`, checked in the tests against Flower's public ``aggregate``).
 
-``fedavg``   the server takes the example-weighted mean of every tensor the sites send
-             (McMahan et al., 2017): parameters *and* BatchNorm running statistics.
-``fedprox``  FedAvg with the proximal term :math:`\frac{\mu}{2}\lVert w - w^t\rVert^2` added to each
-             site's loss (Li et al., 2020).
-``fedbn``    FedAvg where each site keeps its BatchNorm layers — weight, bias and running
-             statistics — at home (Li et al., 2021): only the other tensors travel.
+``fedavg``   example-weighted mean of every tensor, BatchNorm statistics included (McMahan et al., 2017).
+``fedprox``  FedAvg plus :math:`\frac{\mu}{2}\lVert w - w^t\rVert^2` in each site's loss (Li et al., 2020).
+``fedbn``    FedAvg with each site's BatchNorm kept at home (Li et al., 2021); it has no single model, so it
+             is scored as the mean over the sites' models (global weights, own BN) on the shared test set.
 
-The server's step, :func:`average`, is what Flower's FedAvg computes; the tests check it against
-Flower's public :func:`flwr.server.strategy.aggregate.aggregate`. The rounds run in this process,
-one site after another: every site's randomness is a function of (seed, site, round) only, so a
-federation is reproducible, and needs neither Flower's runtime nor Ray.
-
-Evaluating FedBN on the shared test set. A FedBN federation has no single model: the shared
-weights are global, BatchNorm is per site. We evaluate what each hospital would deploy — the
-global weights with *its own* BN — on the shared test set and report the mean over the sites;
-the per-site values are kept too.
-
-FedAvg with one round, all local epochs and equal site sizes *is* Params Mean before any
-BatchNorm restoration (tested).
+A site's randomness depends on (seed, site, round) only, so a federation is reproducible in one process.
+FedAvg with one round and equal sites *is* Params Mean before BatchNorm restoration (tested).
 """
 
 from __future__ import annotations
@@ -54,12 +38,8 @@ _ROUND_SEED_STRIDE = 1000  # round r trains with seed + 1000 (r − 1): round 1 
 
 @dataclass
 class FederatedSite:
-    """What one hospital holds: a loader factory over its own data and its class weights.
-
-    ``loader(seed)`` returns the site's (augmented, shuffled) training loader whose order is
-    fixed by ``seed``; ``test_loader()`` the shared test set (used by FedBN's per-site
-    evaluation only). ``n_examples`` weights the site in the average.
-    """
+    """One hospital: ``loader(seed)`` its training batches in ``seed``'s order, ``n_examples`` its weight in the
+    average, ``test_loader()`` the shared test set (FedBN's per-site scores)."""
 
     loader: Callable[[int], object]
     n_examples: int
@@ -70,7 +50,6 @@ class FederatedSite:
 @dataclass
 class FederatedResult:
     """The outcome of one federation: the final global model and what it cost."""
-
     strategy: str
     rounds: int
     local_epochs: int
@@ -92,10 +71,7 @@ def batchnorm_keys(model: nn.Module) -> set[str]:
 
 
 def rounds_grid(epochs: int) -> tuple[int, ...]:
-    """Round counts R that split ``epochs`` local epochs evenly: 1, 4, 16, … and ``epochs`` itself.
-
-    The paper's 64 epochs give (1, 4, 16, 64); smoke's 4 give (1, 4); a dry run's 1 gives (1,).
-    """
+    """Round counts R that split ``epochs`` evenly: 1, 4, 16, … and ``epochs`` (64 → 1, 4, 16, 64; 4 → 1, 4)."""
     if epochs < 1:
         raise MedlibError(f"epochs must be >= 1 to split into rounds, got {epochs}")
     grid, r = {1, epochs}, 4
@@ -107,10 +83,7 @@ def rounds_grid(epochs: int) -> tuple[int, ...]:
 
 
 def average(states: Sequence[dict[str, torch.Tensor]], n_examples: Sequence[int]) -> dict[str, torch.Tensor]:
-    """FedAvg's server step: each tensor's mean over the sites, weighted by their example counts.
-
-    Accumulated in float64 and returned in each tensor's own dtype (integer counters rounded).
-    """
+    """FedAvg's server step: each tensor's example-weighted mean over the sites (float64; integer counters rounded)."""
     total = float(sum(n_examples))
     out = {}
     for key, first in states[0].items():
@@ -151,12 +124,10 @@ def _accuracy(model: nn.Module, loader, device: str, max_steps: int | None) -> f
 def run_federated(strategy: str, pretrained: nn.Module, sites: Sequence[FederatedSite], *, rounds: int,
                   local_epochs: int, lr: float, seed: int = 0, mu: float = 0.01, device: str | torch.device = "cpu",
                   max_steps: int | None = None) -> FederatedResult:
-    """Run ``strategy`` for ``rounds`` rounds of ``local_epochs`` local epochs on every site.
+    """``strategy`` for ``rounds`` rounds of ``local_epochs`` epochs per site from ``pretrained``, Adam at ``lr``.
 
-    Starts from ``pretrained`` (θ_pre with its head); every site trains with Adam at ``lr`` on its
-    own loader, seeded by (``seed``, round). ``mu`` is FedProx's proximal weight (ignored by the
-    others). Returns the final global model on the CPU and, for FedBN, each site's model and
-    test accuracy (see the module docstring).
+    ``mu`` is FedProx's proximal weight. Returns the global model on the CPU and, for FedBN, each site's model
+    and test accuracy.
     """
     if strategy not in STRATEGIES:
         raise MedlibError(f"unknown federated strategy {strategy!r}; expected one of {STRATEGIES}")

@@ -46,3 +46,26 @@ def test_the_checks_see_what_they_look_for():
     planted = ast.parse('def f(profile: "Profile | str" = "auto"):\n    return get_profile(profile)\n')
     assert _takes_a_profile_name(planted) == ["f"] and _calls(planted, "get_profile") == 1
     assert _takes_a_profile_name(ast.parse("def f(profile: Profile): ...")) == []
+
+
+def test_medlib_stays_thin_and_uses_no_private_flower_api():
+    """Issue 20: at most 10,000 lines, every one counted (docstrings, comments and blank lines too)."""
+    lines = {rel: len(path.read_text().splitlines()) for rel, path in
+             ((p.relative_to(ROOT).as_posix(), p) for p in ROOT.rglob("*.py"))}
+    assert sum(lines.values()) <= 10_000, sorted(lines.items(), key=lambda kv: -kv[1])[:10]
+    for rel, tree in _modules():
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.split(".")[0] == "flwr"], f"{rel} imports Flower"
+
+
+def test_one_planner_one_site_split():
+    """One planner (medlib.runs.plan) and one way of splitting a dataset into hospitals."""
+    defined = {}
+    for rel, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.setdefault(node.name, []).append(rel)
+    assert "training_plan" not in defined, defined.get("training_plan")
+    assert defined["plan"] == ["runs/plan.py"]
+    assert "_Local" not in defined

@@ -91,10 +91,7 @@ def partition_slug(partition: str) -> str:
 
 
 def partitioned(base: Trained, partition: str) -> Trained:
-    """``base`` (θ_pre and the paper's split) with its training pool split again by ``partition``; no site trained.
-
-    The paper's own split is ``base`` itself; the others keep its test set and θ_pre.
-    """
+    """``base`` with its training pool split again by ``partition`` (same test set and θ_pre); no site trained."""
     if partition not in PARTITIONS:
         raise MedlibError(f"unknown partition {partition!r}; expected one of {list(PARTITIONS)}")
     method, alpha = PARTITIONS[partition]
@@ -141,10 +138,7 @@ def hospitals(dataset: str, profile: Profile, seed: int | None = None,
 
 
 def chapter_work(profile: Profile) -> dict[str, list[tuple[str, str, int]]]:
-    """What the chapter trains per dataset: ``(partition, strategy, rounds)`` of every federation.
-
-    The rounds study runs on every dataset of :func:`book_plan`; the heterogeneity study on its first.
-    """
+    """Every federation the chapter trains, ``(partition, strategy, rounds)`` per dataset (heterogeneity: the first)."""
     P = profile
     plan = book_plan(P)
     grid = plan["rounds"] or rounds_grid(P.paper_a.epochs)
@@ -215,10 +209,7 @@ def _save(name: str, frame: pd.DataFrame, P: Profile) -> None:
 
 def rounds_study(dataset: str, profile: Profile, seed: int | None = None,
                  strategies=STRATEGIES, rounds=None) -> pd.DataFrame:
-    """Accuracy vs rounds on the paper's split: rows (method, rounds), columns accuracy and seconds.
-
-    ``rounds`` defaults to every R of :func:`medlib.federated.rounds_grid`.
-    """
+    """Accuracy vs rounds (default: every R of :func:`~medlib.federated.rounds_grid`) on the paper's split."""
     P = profile
     h = hospitals(dataset, P, seed)
     rows = [{"method": name, "rounds": 1, "accuracy": acc, "seconds": np.nan}
@@ -269,13 +260,8 @@ def label_skew(dataset: str, profile: Profile, seed: int | None = None, partitio
 
 
 def book_plan(profile: Profile) -> dict:
-    """What the chapter runs: every dataset, partition and round count in ``full``; less in smoke.
-
-    Smoke keeps the book build short: the Bladder stand-in (the smallest, and it has case ids, so
-    the realistic grouped split is there), the paper's split, the harshest label skew and the
-    grouped split, and R ∈ {1, 4} (the heterogeneity study's R, so its federations on the
-    paper's split are the rounds study's own).
-    """
+    """What the chapter runs: every dataset, partition and R in ``full``; in smoke the Bladder stand-in (smallest,
+    with case ids), the paper's, the harshest skewed and the grouped split, and R ∈ {1, 4}."""
     P = profile
     if P.name == "full" and not P.dry_run:
         return {"datasets": list(P.paper_a.datasets), "partitions": None, "rounds": None}
