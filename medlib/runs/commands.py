@@ -1,4 +1,4 @@
-"""``medlib runs plan`` and ``medlib runs execute``: the book's trainings as runs (see :mod:`medlib.runs`)."""
+"""``medlib runs plan|execute`` (also ``python -m medlib.runs``): the book's trainings as runs (:mod:`medlib.runs`)."""
 
 from __future__ import annotations
 

@@ -77,9 +77,8 @@ def execute_ray(planned: list[PlannedRun], profile: Profile, *, address: str | N
                 poll_s: float = 10.0, out=None) -> Report:
     """Execute the runs still to do as Ray tasks; returns when every one finished or failed.
 
-    ``gpus_per_run`` None: 1 when the cluster has GPUs, else 0 (CPU runs).
-    ``address``: a running cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); None
-    starts a local Ray with ``num_cpus`` CPUs (default: all) on this machine.
+    ``gpus_per_run`` None: 1 when the cluster has GPUs, else 0. ``address``: a running cluster (``"auto"``,
+    ``"ray://host:10001"``); None starts a local Ray with ``num_cpus`` CPUs (default: all).
     """
     ray = _ray()
     P = profile
@@ -136,10 +135,7 @@ def execute_ray(planned: list[PlannedRun], profile: Profile, *, address: str | N
 
 @contextlib.contextmanager
 def session(address: str | None = None, num_cpus: int | None = None):
-    """Ray connected for the duration of the block (reusing a connection that is already open).
-
-    ``address`` None starts a local Ray on this machine with ``num_cpus`` CPUs (default: all).
-    """
+    """Ray connected for the block (an open connection is reused; ``address`` None starts a local Ray)."""
     ray = _ray()
     if ray.is_initialized():
         yield ray
