@@ -1,12 +1,6 @@
-"""Paper A's runs: per dataset and seed, N site fine-tunings and one full training (Tables 1–3).
-
-In the smoke profile every one of them starts from the same synthetic-pretrained θ_pre, itself
-a run (``pretrain``) that the others need. In the full profile θ_pre is the downloaded ImageNet
-ResNet50, not a training.
-
-Keys and paths come from :mod:`medlib.experiments.paper_a` (what the notebooks train and read),
-so a run executed here is exactly the model a notebook finds in its cache.
-"""
+"""Paper A's runs: per dataset and seed, N site fine-tunings and one full training (Tables 1–3), after the
+smoke profile's synthetic-pretrained θ_pre (a run of its own; full: the downloaded ResNet50). Keys and paths
+are :mod:`medlib.experiments.paper_a.runs`'s, so a run executed here is the model a notebook finds."""
 
 from __future__ import annotations
 
@@ -41,15 +35,13 @@ def _pretrain_run(P: Profile) -> Run | None:
 
 
 def _experiments():
-    # the run-level internals (partition, θ_pre, key) live in paper_a.runs
     from medlib.experiments.paper_a import runs as experiments
 
     return experiments
 
 
 def _roles(data) -> list[tuple[str, object]]:
-    sites = [(f"site{k}", idx) for k, idx in enumerate(data.partition.sites, 1)]
-    return sites + [("full", data.partition.train)]
+    return [(f"site{k}", idx) for k, idx in enumerate(data.partition.sites, 1)] + [("full", data.partition.train)]
 
 
 def _trained(P: Profile, dataset: str, seed: int):
@@ -57,20 +49,14 @@ def _trained(P: Profile, dataset: str, seed: int):
     ex = _experiments()
     data = ex.paper_sites(dataset, P, seed)
     pre = ex.pretrained_classifier(P, len(data.classes), seed)
-    return ex.Trained(dataset, P, seed, data, pre, [], pre)
+    return ex.Trained(dataset, P, seed, data, pre, full=pre)
 
 
 def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
     """Every Paper A training of ``datasets`` × ``seeds`` (default: the profile's), θ_pre first.
 
-    A fine-tuning's key hashes θ_pre's weights and the partition's data: while θ_pre is not
-    trained yet, the site runs are listed with an empty key (known once θ_pre is done).
-    Preparing the partition writes the synthetic stand-in (smoke) or downloads the real data
-    (full) once.
+    A fine-tuning's key hashes θ_pre: until θ_pre is trained, the site runs are listed with an empty key.
     """
-    from medlib.paths import artifacts_dir
-    from medlib.runs.spec import read_state
-
     known = P.paper_a.datasets
     datasets = list(known if datasets is None else datasets)
     unknown = [d for d in datasets if d not in known]
@@ -91,8 +77,7 @@ def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
                     out.append(Run(PAPER, dataset, role, seed, "", P.label, P.paper_a.epochs, len(idx), (), None,
                                    needs, family=f"a:{dataset}"))
                     continue
-                key = ex.artifact_key(tr, idx)
-                path = artifacts_dir() / "paper_a" / f"{dataset}-{role}-{key}.safetensors"
+                key, path = ex.artifact_key(tr, idx), ex.model_path(tr, idx, role)
                 out.append(Run(PAPER, dataset, role, seed, key, P.label, P.paper_a.epochs, len(idx),
                                (_rel(path),), _rel(path.with_suffix(".ckpt")), needs, family=f"a:{dataset}"))
     return out
