@@ -76,13 +76,8 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-epoch records of :func:`~medlib.train.fit` and, with SWA, the averaged model.
-
-    ``swa_model`` is a plain module holding the SWA weights with BN statistics recomputed by
-    ``update_bn``; the model passed to ``fit`` keeps the last epoch's weights. Each record has
-    ``skipped_steps``: steps left out because their loss was not finite or, in float16, the
-    gradient scaler found overflowing gradients.
-    """
+    """Per-epoch records of :func:`~medlib.train.fit` (``skipped_steps``: steps with a non-finite loss or
+    gradients) and, with SWA, the averaged model with its BN statistics recomputed."""
 
     records: list[dict] = field(default_factory=list)
     swa_model: nn.Module | None = None
@@ -92,7 +87,7 @@ class History:
     checkpoint_bytes: int = 0  # bytes written by this call of fit
 
     def evaluated_epochs(self) -> list[int]:
-        """The (1-based) epochs whose records have validation numbers: the points of a validation curve."""
+        """The (1-based) epochs with validation numbers: the points of a validation curve."""
         return [r["epoch"] for r in self.records if "val_loss" in r]
 
     def last(self) -> dict:

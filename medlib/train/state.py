@@ -1,24 +1,12 @@
 """Everything a training needs to continue after a kill: :class:`TrainingState` and its checkpoint.
 
-A checkpoint is the site's own local file — model, optimizer, schedulers, gradient scaler, SWA
-model, RNG states, history — written with ``torch.save`` (atomically: a kill while writing
-leaves the previous one intact) and read back with ``torch.load(weights_only=True)``. It never
-leaves the site; weights exchanged between sites are safetensors (:mod:`medlib.io`).
-
-Exact resume rests on one rule: the randomness of epoch ``e`` is a pure function of
-``(seed, e)`` (:func:`seed_epoch` re-seeds Python, NumPy, torch and the loader's own generators
-at the start of every epoch). Shuffling, augmentation, dropout and worker seeds of epoch ``e``
-are therefore the same whether or not the process died in epoch ``e - 1``.
-
-A checkpoint is bound to its run: ``fit(binding=...)`` names what changes the weights besides the
-:class:`TrainConfig` (data, site, partition, θ_pre), and a checkpoint of another binding is refused,
-as is one that is not a readable checkpoint (truncated, empty, a cut upload) — in one line naming
-the file and the way on. It records the thread count, because a resume is bitwise only with the
-same one: a different count is said, and the resume goes on.
-
-Checkpoints are written on a time cadence (:class:`CheckpointCadence`, default every 10 minutes)
-and after the last epoch: a ResNet50 with Adam state is ~0.3 GB, and writing it after each of
-64 or 250 epochs fills a Google Drive. A kill loses at most the cadence's worth of work.
+A checkpoint is the site's own file (model, optimizer, schedules, scaler, SWA model, RNG states, history),
+written atomically with ``torch.save`` and read with ``weights_only=True``; it never leaves the site
+(exchanged weights are safetensors, :mod:`medlib.io`). Exact resume rests on one rule: epoch ``e``'s
+randomness is a function of ``(seed, e)`` (:func:`seed_epoch`). A checkpoint is bound to its run
+(``binding``: data, site, partition, θ_pre; and the config): another run's, or an unreadable one, is
+refused in one line. It is written every 10 minutes (:class:`CheckpointCadence`) and after the last
+epoch, not after each: a ResNet50 with Adam state is ~0.3 GB.
 """
 
 from __future__ import annotations
@@ -44,15 +32,14 @@ __all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "DEFAULT_CHECKPOI
 
 CHECKPOINT_FORMAT = "medlib-train-checkpoint/1"
 DEFAULT_CHECKPOINT_EVERY_S = 600.0
+
+
 def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class CheckpointCadence:
-    """Is a checkpoint due? Every ``every_s`` seconds of training, and always after the last epoch.
-
-    ``every_s=0`` checkpoints after every epoch (what the kill-and-resume tests use).
-    """
+    """Is a checkpoint due? Every ``every_s`` seconds of training (0: every epoch) and after the last epoch."""
 
     def __init__(self, every_s: float = DEFAULT_CHECKPOINT_EVERY_S, clock: Callable[[], float] = time.monotonic):
         if every_s < 0 or math.isnan(every_s):
@@ -80,7 +67,8 @@ def seed_epoch(seed: int, epoch: int, loader) -> None:
 def _loader_generators(loader) -> list[torch.Generator]:
     """Every torch.Generator that decides ``loader``'s order (DataLoader, sampler, chained loaders)."""
     found = []
-    for obj in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
         g = getattr(obj, "generator", None)
         if isinstance(g, torch.Generator) and all(g is not h for h in found):
             found.append(g)
@@ -105,7 +93,8 @@ def _rng_state() -> dict:
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -149,17 +138,14 @@ class TrainingState:
                    AveragedModel(model) if swa else None, History(), binding=dict(binding) if binding else None)
 
     def step_schedules(self) -> None:
-        """After epoch ``self.epoch - 1``: set the lr of the next epoch.
-
-        SWALR takes over so that epoch ``swa_start`` already runs at ``swa_lr``.
-        """
+        """After an epoch: set the next one's lr (SWALR's from ``swa_start`` on)."""
         if self.swa_scheduler is not None and self.epoch >= self.cfg.swa_start:
             self.swa_scheduler.step()
         elif self.scheduler is not None:
             self.scheduler.step()
 
     def save(self, path: str | Path) -> int:
-        """Write the state to ``path`` atomically; return the bytes written."""
+        """Write the state to ``path`` atomically, counted in the history; return the bytes written."""
         state = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
@@ -181,17 +167,29 @@ class TrainingState:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
             size = tmp.stat().st_size
+        self.history.checkpoints_written += 1
+        self.history.checkpoint_bytes += size
         return size
 
-    def load(self, path: str | Path, device: torch.device) -> None:
+    def resume(self, path: Path) -> None:
+        """Continue from ``path`` if it exists, saying so: a resumed run must never pass for a fresh one."""
+        epochs = self.cfg.epochs
+        if not path.exists():
+            if self.cfg.log_every:
+                print(f"no checkpoint at {path}: training from scratch", flush=True)
+            return
+        self.load(path)
+        left = f"{epochs - self.epoch} left" if self.epoch < epochs else "nothing left to train"
+        print(f"resuming from checkpoint {path} after epoch {self.epoch}/{epochs} ({left})", flush=True)
+
+    def load(self, path: str | Path, device: torch.device | None = None) -> None:
         """Continue from the checkpoint at ``path``, written with the same :class:`TrainConfig`."""
         path = Path(path)
         start_over = "delete it (or run without resume) to start over"
-        # On the CPU: the saved RNG states must stay CPU byte tensors (torch.set_rng_state), and
-        # load_state_dict copies every weight and optimizer tensor to where the model lives anyway.
+        # on the CPU: RNG states must stay CPU byte tensors; load_state_dict copies the rest where it lives
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated, empty, random bytes, deleted since fit's exists-check: torch raises RuntimeError, EOFError, UnpicklingError, OSError...
+        except Exception as exc:  # truncated, empty, random bytes, deleted: torch raises many types
             # torch's own message can run to a paragraph and suggests weights_only=False: the type is enough
             raise MedlibError(f"{path} is not a readable training checkpoint (truncated, empty or corrupt: "
                               f"{type(exc).__name__}); {start_over}") from exc
