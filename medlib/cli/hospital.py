@@ -1,16 +1,16 @@
 """Paper A as a workflow hospitals could run: one command per step, safetensors between steps.
 
-    medlib pretrained --dataset NAME --root DIR --profile P --out pre.safetensors
-    medlib finetune   --dataset NAME --root DIR --site K --n-sites 4 --profile P --out site_K.safetensors [--resume]
-    medlib merge      --pretrained pre.safetensors --models site_*.safetensors --method data-vector --lam 0.5 --out merged.safetensors
-                      (or --method ties --density 0.2, --method dare --drop 0.9 --seed 0)
-    medlib restore-bn --model merged.safetensors --dataset NAME --root DIR --method recompute-stats --out restored.safetensors
+    medlib pretrained --dataset NAME --root DIR --out pre.safetensors
+    medlib finetune   --dataset NAME --root DIR --site K --n-sites 4 --out site_K.safetensors [--resume]
+    medlib merge      --pretrained pre.safetensors --models site_*.safetensors --method data-vector --lam 0.5
+                      --out merged.safetensors  (or --method ties --density 0.2, --method dare --drop 0.9)
+    medlib restore-bn --model merged.safetensors --dataset NAME --root DIR --out restored.safetensors
     medlib evaluate   --model restored.safetensors --dataset NAME --root DIR --json
 
-Every file carries JSON metadata (architecture, classes, profile, provenance of its inputs);
-a pickle, a file without metadata or a model of another architecture is refused. In a real
-deployment ``--site`` is dropped and ``--root`` is the hospital's own data; with ``--site K``
-one dataset is split into ``--n-sites`` simulated hospitals exactly as in the book.
+Every file carries JSON metadata (architecture, classes, profile, provenance); a pickle, a file without
+metadata or a model of another architecture is refused. In a real deployment ``--site`` is dropped and
+``--root`` is the hospital's own data; ``--site K`` takes part K of the book's split
+(:func:`~medlib.experiments.paper_a.runs.split_sites`).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def _profile_and_seed(args):
 
     P = get_profile(args.profile, dry=is_dry_run())
     if args.dataset not in P.paper_a.datasets:  # before any data is read or θ_pre built
-        raise MedlibError(f"--dataset {args.dataset!r} is not one of Paper A's: expected one of {list(P.paper_a.datasets)}")
+        raise MedlibError(f"--dataset {args.dataset!r} is not one of Paper A's: expected one of "
+                          f"{list(P.paper_a.datasets)}")
     if args.seed is None:
         args.seed = P.first_seed  # the book's first seed (full: the paper's 3315, Table 4)
     if getattr(args, "out", None) is not None:
@@ -228,8 +229,7 @@ def _cmd_restore(args) -> int:
 
     P, model, meta, local = _model_and_data(args)
     sites = [args.site] if args.site else list(range(1, local.data.partition.n_sites + 1))
-    for k in sites:
-        _site(local, k)  # in range, or a one-line error
+    _site(local, args.site)  # out of range: a one-line error
     restored = restore_on_parts(local, model, [k - 1 for k in sites], _RESTORE[args.method])
     bad = [k for k, v in restored.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:  # e.g. a finetune-epoch that diverged: no NaN model is written
@@ -259,7 +259,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("pretrained", help="Paper A: write the shared θ_pre (backbone + new head) as safetensors")
+    p = subparsers.add_parser("pretrained", help="Paper A: write the shared θ_pre (backbone + new head)")
     _common(p)
     p.add_argument("--pretrained-path", type=Path, help="local safetensors backbone instead of the profile's θ_pre")
     p.add_argument("--out", required=True, type=Path)
@@ -275,7 +275,7 @@ def register(subparsers) -> None:
                    help="continue from OUT.ckpt after an interruption; a checkpoint of another run (dataset, site, "
                         "partition, data, θ_pre or settings) or an unreadable one is refused, naming it")
     p.add_argument("--checkpoint-every", type=_seconds, default=600.0, metavar="SECONDS",
-                   help="write OUT.ckpt every SECONDS of training and after the last epoch (default 600; 0: every epoch)")
+                   help="write OUT.ckpt every SECONDS of training and after the last epoch (600; 0: every epoch)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_finetune)
 
@@ -285,7 +285,7 @@ def register(subparsers) -> None:
     p.add_argument("--models", required=True, nargs="+", type=Path)
     p.add_argument("--method", choices=sorted(_METHOD), default="data-vector")
     p.add_argument("--lam", type=float, default=0.5, help="λ of θ_pre + λ Σ τ_i (paper: 0.5)")
-    p.add_argument("--density", type=float, help="ties: fraction of each vector's largest magnitudes kept (default 0.2)")
+    p.add_argument("--density", type=float, help="ties: fraction of each vector's largest magnitudes kept (0.2)")
     p.add_argument("--drop", type=float, help="dare: probability of dropping each coordinate (default 0.9)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random-vector control and of dare's drops")
     p.add_argument("--out", required=True, type=Path)

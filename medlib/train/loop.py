@@ -215,16 +215,16 @@ def finish_swa(state: TrainingState, loader: Iterable, *, device: torch.device,
                to_device=default_batch_to_device) -> nn.Module:
     """``history.swa_model``: the SWA model, BN statistics recomputed (``update_bn``) in a seeded order."""
     seed_epoch(state.cfg.seed, state.cfg.epochs, loader)
-    update_bn(_Inputs(loader, to_device, device, state.cfg.max_steps), _Splat(state.swa_model.module))
+    # update_bn calls model(batch[0]): each batch's whole input, wrapped
+    inputs = ([to_device(batch, device)[0]] for batch in capped(loader, state.cfg.max_steps))
+    update_bn(inputs, _Splat(state.swa_model.module))
     state.history.swa_model = state.swa_model.module
     return state.history.swa_model
 
 
 def _diverged(state: TrainingState, why: str) -> MedlibError:
-    return MedlibError(
-        f"epoch {state.epoch + 1}: training diverged ({why}). Lower the learning rate "
-        f"(now {state.optimizer.param_groups[0]['lr']:g}) or check the inputs for NaN."
-    )
+    return MedlibError(f"epoch {state.epoch + 1}: training diverged ({why}). Lower the learning rate "
+                       f"(now {state.optimizer.param_groups[0]['lr']:g}) or check the inputs for NaN.")
 
 
 def _finite_weights(model: nn.Module) -> Tensor:
@@ -236,7 +236,7 @@ def _finite_weights(model: nn.Module) -> Tensor:
 
 
 class _Splat(nn.Module):
-    """Lets ``update_bn`` (which calls ``model(batch[0])``) drive a multi-input model."""
+    """Lets ``update_bn`` drive a multi-input model."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -244,17 +244,6 @@ class _Splat(nn.Module):
 
     def forward(self, x):
         return forward(self.model, x)
-
-
-class _Inputs:
-    """Yields ``[inputs]`` of each batch so that ``update_bn``'s ``batch[0]`` is the whole input."""
-
-    def __init__(self, loader, to_device, device, max_steps):
-        self.loader, self.to_device, self.device, self.max_steps = loader, to_device, device, max_steps
-
-    def __iter__(self):
-        for batch in capped(self.loader, self.max_steps):
-            yield [self.to_device(batch, self.device)[0]]
 
 
 def _single_label(out, y) -> bool:
