@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from medlib.errors import WeightsFileError
 
 __all__ = ["atomic_path", "atomic_write_text", "save_weights", "load_weights", "read_metadata", "tensor_shapes",
-           "file_lock"]
+           "file_lock", "first_line"]
 
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 # a temporary file untouched this long belongs to a killed write (a live one grows as it writes)
@@ -68,9 +68,13 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], metada
         save_file(tensors, str(tmp), metadata=meta)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (its type when it has none)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _unreadable(path: Path, exc: Exception) -> WeightsFileError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return WeightsFileError(f"{path} is not a readable safetensors file ({first}): truncated or corrupt; "
+    return WeightsFileError(f"{path} is not a readable safetensors file ({first_line(exc)}): truncated or corrupt; "
                             "write or send it again")
 
 

@@ -179,7 +179,8 @@ class DataVector(Mapping):
             raise MedlibError(f"cannot {op} data vectors over different layers:"
                               + _listing(diff or ["same keys in a different order"])
                               + "\nBuild every vector from the same pretrained model.")
-        bad = [f"{k}: {tuple(a.shape)} vs {tuple(other[k].shape)}" for k, a in self.items() if a.shape != other[k].shape]
+        bad = [f"{k}: {tuple(a.shape)} vs {tuple(other[k].shape)}" for k, a in self.items()
+               if a.shape != other[k].shape]
         if bad:
             raise MedlibError(f"cannot {op} data vectors with different shapes:" + _listing(bad))
         return [(k, a, other[k]) for k, a in self.items()]
@@ -227,20 +228,20 @@ class DataVector(Mapping):
         return _assemble(pretrained, {k: state[k] for k in pre})
 
     # -- geometry (Figure 2)
+    def dot(self, other: "DataVector") -> float:
+        """⟨τ_a, τ_b⟩ in float64."""
+        return sum(float((a.double() * b.double()).sum()) for _, a, b in self._zip(other, "compare"))
+
     def norm(self) -> float:
-        return math.sqrt(sum(float(v.double().square().sum()) for v in self.values()))
+        return math.sqrt(self.dot(self))
 
     def cosine(self, other: "DataVector", per_layer: bool = False):
         """cos(τ_a, τ_b) over the whole vector, or ``{key: cos}`` per tensor; NaN for a zero vector."""
-        stats = {k: (float((a.double() * b.double()).sum()), float(a.double().square().sum()),
-                     float(b.double().square().sum())) for k, a, b in self._zip(other, "compare")}
-
-        def cos(dot, aa, bb):
-            return dot / math.sqrt(aa * bb) if aa * bb > 0 else math.nan
-
         if per_layer:
-            return {k: cos(*s) for k, s in stats.items()}
-        return cos(*(sum(s[i] for s in stats.values()) for i in range(3)))
+            return {k: DataVector({k: a}).cosine(DataVector({k: b})) for k, a, b in self._zip(other, "compare")}
+        dot = self.dot(other)
+        squares = self.dot(self) * other.dot(other)
+        return dot / math.sqrt(squares) if squares > 0 else math.nan
 
     # -- later merging methods, as operations on vectors
     @staticmethod
@@ -252,7 +253,8 @@ class DataVector(Mapping):
         code does); the mean of the trimmed values that agree with it, 0 where none do.
         """
         if not 0 < density <= 1:
-            raise MedlibError(f"TIES density must be in (0, 1] (the fraction of values kept; 0.2 in the paper), got {density}")
+            raise MedlibError(f"TIES density must be in (0, 1] (the fraction of values kept; 0.2 in the paper), "
+                              f"got {density}")
         if not vectors:
             raise MedlibError("TIES needs at least one data vector")
         keys = list(vectors[0].keys())
@@ -267,17 +269,14 @@ class DataVector(Mapping):
         sign[sign == 0] = torch.sign(sign.sum())
         agree = torch.where(sign > 0, flat > 0, flat < 0)
         merged = (flat * agree).sum(dim=0) / agree.sum(dim=0).clamp_min(1)
-        out, start = {}, 0
-        for key in keys:
-            t = vectors[0][key]
-            out[key] = merged[start:start + t.numel()].view_as(t).to(t.dtype)
-            start += t.numel()
-        return DataVector(out)
+        parts = merged.split([vectors[0][key].numel() for key in keys])
+        return DataVector({key: p.view_as(vectors[0][key]).to(vectors[0][key].dtype) for key, p in zip(keys, parts)})
 
     def dare(self, drop: float, seed: int | torch.Generator = 0) -> "DataVector":
         """DARE (Yu et al., 2024): drop each value with probability ``drop``, rescale the rest by 1/(1 − drop)."""
         if not 0 <= drop < 1:
-            raise MedlibError(f"DARE drop must be in [0, 1) (the probability of zeroing a value; 0.9 in the paper), got {drop}")
+            raise MedlibError(f"DARE drop must be in [0, 1) (the probability of zeroing a value; 0.9 in the paper), "
+                              f"got {drop}")
         g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
         out = {}
         for k, v in self.items():
@@ -298,7 +297,8 @@ class DataVector(Mapping):
 
         state, meta = load_weights(path)
         if meta.get("kind") != "data_vector":
-            raise MedlibError(f"{path} is not a data vector file (metadata kind={meta.get('kind')!r}); write it with DataVector.save")
+            raise MedlibError(f"{path} is not a data vector file (metadata kind={meta.get('kind')!r}); "
+                              "write it with DataVector.save")
         keys = meta.get("keys", list(state))
         if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(state):
             raise MedlibError(f"{path}: its metadata 'keys' do not list exactly the file's {len(state)} tensors; "

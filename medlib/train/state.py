@@ -24,7 +24,7 @@ from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 
 from medlib.errors import MedlibError
-from medlib.io import atomic_path
+from medlib.io import atomic_path, first_line
 from medlib.train.config import History, TrainConfig
 from medlib.train.precision import Precision
 
@@ -32,10 +32,6 @@ __all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "DEFAULT_CHECKPOI
 
 CHECKPOINT_FORMAT = "medlib-train-checkpoint/1"
 DEFAULT_CHECKPOINT_EVERY_S = 600.0
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class CheckpointCadence:
@@ -100,6 +96,12 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _changed(expected: dict, saved) -> str:
+    """The keys of ``expected`` whose value ``saved`` (a dict, or anything) does not share, comma-separated."""
+    saved = saved if isinstance(saved, dict) else {}
+    return ", ".join(sorted(k for k in expected if saved.get(k) != expected[k]))
+
+
 @dataclass
 class TrainingState:
     """The model and everything that moves with it from one epoch to the next."""
@@ -114,9 +116,7 @@ class TrainingState:
     history: History
     epoch: int = 0  # epochs done
     skipped_in_a_row: int = 0  # steps skipped in a row (not checkpointed: a resume starts a new count)
-    # what the checkpoint belongs to besides cfg (JSON-able: data digest, site, θ_pre digest...);
-    # saved with it, and a resume refuses a checkpoint of another binding
-    binding: dict | None = None
+    binding: dict | None = None  # what the checkpoint belongs to besides cfg (JSON-able: data, site, θ_pre)
 
     @classmethod
     def create(cls, model: nn.Module, cfg: TrainConfig, precision: Precision,
@@ -147,24 +147,18 @@ class TrainingState:
     def save(self, path: str | Path) -> int:
         """Write the state to ``path`` atomically, counted in the history; return the bytes written."""
         state = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "config": self.cfg.fingerprint(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.cfg.fingerprint(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             # SWALR keeps its annealing *function* in its state; the constructor recreates it
             "swa_scheduler": ({k: v for k, v in self.swa_scheduler.state_dict().items() if k != "anneal_func"}
                               if self.swa_scheduler is not None else None),
             "scaler": self.scaler.state_dict(),
             "swa_model": self.swa_model.state_dict() if self.swa_model is not None else None,
-            "rng": _rng_state(),
-            "history": self.history.records,
-            "binding": self.binding,
+            "rng": _rng_state(), "history": self.history.records, "binding": self.binding,
             "num_threads": torch.get_num_threads(),
         }
-        path = Path(path)
-        with atomic_path(path) as tmp:
+        with atomic_path(Path(path)) as tmp:
             torch.save(state, tmp)
             size = tmp.stat().st_size
         self.history.checkpoints_written += 1
@@ -195,25 +189,22 @@ class TrainingState:
                               f"{type(exc).__name__}); {start_over}") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise MedlibError(f"{path} is not a medlib training checkpoint; {start_over}")
-        binding = self.binding
-        if binding is not None and state.get("binding") != binding:
-            theirs = state.get("binding") if isinstance(state.get("binding"), dict) else {}
-            changed = sorted(k for k in binding if theirs.get(k) != binding[k]) or ["binding"]
-            raise MedlibError(f"{path} belongs to another run (its {', '.join(changed)} differ); {start_over}")
+        if self.binding is not None and state.get("binding") != self.binding:
+            changed = _changed(self.binding, state.get("binding")) or "binding"
+            raise MedlibError(f"{path} belongs to another run (its {changed} differ); {start_over}")
         threads = state.get("num_threads")
         if threads is not None and threads != torch.get_num_threads():
             print(f"{path} was written with {threads} threads, this process has {torch.get_num_threads()}: "
                   "the resumed weights will not be bitwise those of an uninterrupted run", flush=True)
-        expected, saved = self.cfg.fingerprint(), state.get("config")
-        if saved != expected:
-            saved = saved if isinstance(saved, dict) else {}
-            changed = sorted(k for k in expected if saved.get(k) != expected[k])
-            raise MedlibError(f"{path} was written with different settings ({', '.join(changed)}); resume with "
-                              f"the same settings, or {start_over}")
+        if state.get("config") != self.cfg.fingerprint():
+            raise MedlibError(f"{path} was written with different settings "
+                              f"({_changed(self.cfg.fingerprint(), state.get('config'))}); resume with the same "
+                              f"settings, or {start_over}")
         try:
             self._restore(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint missing or misshaping a part
-            raise MedlibError(f"{path} does not fit this model and optimizer ({_one_line(exc)}); {start_over}") from exc
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a part missing or misshapen
+            raise MedlibError(f"{path} does not fit this model and optimizer ({first_line(exc)}); "
+                              f"{start_over}") from exc
         self.history.checkpoint = path
 
     def _restore(self, state: dict) -> None:

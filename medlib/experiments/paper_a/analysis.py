@@ -93,7 +93,8 @@ def bn_ablation(tr: Trained) -> pd.DataFrame:
     return df
 
 
-def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None = None, lam: float = 0.5) -> pd.DataFrame:
+def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None = None,
+                       lam: float = 0.5) -> pd.DataFrame:
     """The method in two dimensions from the run's vectors, by inner products only (θ_pre at the origin).
 
     x: along the mean data vector; y: where the sites differ most once x is removed (top principal axis of
@@ -102,11 +103,7 @@ def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None =
     names = list(vectors)
     taus = [vectors[n] for n in names]
     n = len(taus)
-
-    def dot(a, b) -> float:
-        return sum(float((x.double() * y.double()).sum()) for x, y in zip(a.values(), b.values()))
-
-    G = np.array([[dot(a, b) for b in taus] for a in taus])
+    G = np.array([[a.dot(b) for b in taus] for a in taus])
     ones = np.ones(n)
     Gm = G @ ones / n  # ⟨τ_j, m⟩ with m the mean vector
     mm = ones @ G @ ones / n**2  # ‖m‖²
@@ -120,7 +117,7 @@ def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None =
     points = {"θ_pre": (0.0, 0.0), **{name: (x[i], y[i]) for i, name in enumerate(names)},
               "mean (λ = 1/N)": (x.mean(), y.mean()), f"λ = {lam:g}": (lam * x.sum(), lam * y.sum())}
     if full is not None:
-        gf = np.array([dot(full, t) for t in taus])
+        gf = np.array([full.dot(t) for t in taus])
         fm = gf @ ones / n
         points["full training"] = (fm / np.sqrt(mm), float(v @ (gf - Gm * fm / mm)) / norm2)
     return pd.DataFrame.from_dict(points, orient="index", columns=["x", "y"])
