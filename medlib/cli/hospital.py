@@ -159,10 +159,10 @@ def _cmd_pretrained(args) -> int:
 def _cmd_finetune(args) -> int:
     import torch
 
-    from medlib.experiments.paper_a import pretrained_classifier
+    from medlib.experiments.paper_a.runs import finetune_config, pretrained_classifier
     from medlib.models import load_classifier, save_classifier
     from medlib.runtime import provenance, seed_everything
-    from medlib.train import TrainConfig, class_weights_from_labels, fit
+    from medlib.train import fit
 
     P = _profile_and_seed(args)
     local = _local(args, P)
@@ -174,9 +174,7 @@ def _cmd_finetune(args) -> int:
         model = pretrained_classifier(P, len(classes), args.seed, pretrained_path=args.pretrained_path)
     idx = _site(local, args.site)
     epochs = args.epochs if args.epochs is not None else P.paper_a.epochs
-    cfg = TrainConfig(lr=P.paper_a.lr, epochs=epochs, batch_size=P.paper_a.batch_size, seed=args.seed,
-                      class_weights=class_weights_from_labels(local.data.labels[idx], len(classes)),
-                      max_steps=P.max_steps)
+    cfg = finetune_config(local, idx, epochs=epochs, log_every=1)
     print(f"fine-tuning {model.arch} on {args.dataset} site {args.site or 'all'} ({len(idx)} images), "
           f"{epochs} epochs, profile {P.label}", flush=True)
     seed_everything(args.seed)

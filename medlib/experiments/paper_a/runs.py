@@ -27,7 +27,7 @@ from medlib.profiles import Profile
 from medlib.runtime import seed_everything, select_device
 from medlib.train import TrainConfig, class_weights_from_labels, fit, predict
 
-__all__ = ["Trained", "paper_sites", "split_sites", "pretrained_classifier",
+__all__ = ["Trained", "paper_sites", "split_sites", "pretrained_classifier", "finetune_config",
            "artifact_key", "model_path", "train_sites", "SPLITS"]
 
 SPLITS = ("paper", "official")
@@ -173,6 +173,15 @@ def model_path(tr: Trained, indices: np.ndarray, role: str):
     return artifacts_dir() / "paper_a" / f"{tr.dataset}-{role}-{artifact_key(tr, indices)}.safetensors"
 
 
+def finetune_config(tr: Trained, indices: np.ndarray, **changes) -> TrainConfig:
+    """Table 4's settings for fine-tuning on ``indices``, class weights from their labels (also the hospital CLI's)."""
+    P = tr.profile.paper_a
+    settings = dict(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device, log_every=0,
+                    class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes),
+                    max_steps=tr.profile.max_steps, eval_every=P.eval_every)
+    return TrainConfig(**{**settings, **changes})
+
+
 def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, pd.DataFrame]:
     """Fine-tune θ_pre on ``indices`` (a site, or all of them); cached by :func:`artifact_key`."""
     P = tr.profile.paper_a
@@ -180,9 +189,7 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
     if path.is_file():
         model, meta = load_classifier(path)
         return model.eval(), pd.DataFrame(meta["history"])
-    cfg = TrainConfig(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device,
-                      class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0,
-                      max_steps=tr.profile.max_steps, eval_every=P.eval_every)
+    cfg = finetune_config(tr, indices)
     model = copy.deepcopy(tr.pretrained)
     seed_everything(tr.seed)
     t0 = time.perf_counter()
@@ -190,11 +197,12 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
                   checkpoint_path=path.with_suffix(".ckpt"), resume=True)
     frame = history.to_frame()
     last = frame.iloc[-1]
-    print(f"  {tr.dataset} {role:>6}: {len(indices):4d} images, {P.epochs} epochs, "
-          f"test acc {100 * last.get('val_accuracy', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
-    save_classifier(path, model.cpu(), {"history": frame.to_dict("records"), "role": role, "dataset": tr.dataset,
-                                        "profile": tr.profile.label, "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile),
-                                        "images": len(indices), "device": str(tr.device)})
+    print(f"  {tr.dataset} {role:>6}: {len(indices):4d} images, {P.epochs} epochs, test acc "
+          f"{100 * last.get('val_accuracy', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    meta = {"history": frame.to_dict("records"), "role": role, "dataset": tr.dataset, "profile": tr.profile.label,
+            "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile), "images": len(indices),
+            "device": str(tr.device)}
+    save_classifier(path, model.cpu(), meta)
     path.with_suffix(".ckpt").unlink(missing_ok=True)
     return model.eval(), frame
 
