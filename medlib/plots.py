@@ -15,11 +15,7 @@ __all__ = ["sample_grid", "class_balance", "paper_vs_ours"]
 
 def sample_grid(images: torch.Tensor, labels: np.ndarray, classes: Sequence[str], rows: Mapping[str, np.ndarray],
                 per_row: int = 6, seed: int = 0, shuffle: bool = True):
-    """A grid of uint8 ``(N, 3, H, W)`` images: one row per entry of ``rows`` (e.g. per site).
-
-    With ``shuffle`` each row shows a seeded random sample of its indices, else the first ones
-    in order (to align rows, e.g. the two images of a pair).
-    """
+    """uint8 ``(N, 3, H, W)`` images, one row per entry of ``rows``: a seeded sample, or (no ``shuffle``) the first."""
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(rows), per_row, figsize=(1.4 * per_row, 1.5 * len(rows)), squeeze=False)
     for r, (name, indices) in enumerate(rows.items()):
@@ -40,8 +36,8 @@ def class_balance(counts: Mapping[str, Mapping[str, int]], title: str = ""):
     n = len(counts)
     cols = min(n, 4)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1, 1.2 + 1.1 * rows * max(map(len, counts.values())) / 3),
-                             squeeze=False)
+    height = 1.2 + 1.1 * rows * max(map(len, counts.values())) / 3
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1, height), squeeze=False)
     for ax, (task, per_class) in zip(axes.flat, counts.items()):
         names, values = list(per_class), list(per_class.values())
         ax.barh(names, values, color="tab:blue")
@@ -60,11 +56,9 @@ def class_balance(counts: Mapping[str, Mapping[str, int]], title: str = ""):
 
 
 def paper_vs_ours(panels: Mapping[str, pd.DataFrame], xlabel: str = "%", title: str | None = None):
-    """One panel per entry: per row (a table's row or column), the paper's value beside ours.
+    """One panel per frame: per row, the paper's value beside ours (NaN: not reported).
 
-    Each frame is indexed by row label with columns ``paper`` (and optionally ``paper_std``),
-    ``ours_mean``, ``ours_std`` and optionally ``ours_values`` (a list per row: every run,
-    drawn as small dots so the runs' spread is visible). NaN = not reported.
+    Columns ``paper`` [``paper_std``], ``ours_mean``, ``ours_std`` [``ours_values``: every run, drawn as dots].
     """
     panels = {k: v for k, v in panels.items() if len(v)}
     if not panels:

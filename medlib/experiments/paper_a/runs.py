@@ -37,11 +37,9 @@ def split_sites(ds, profile: Profile, seed: int | None = None, *, split: str = "
                 test_seed: int | None = None, n_sites: int | None = None, progress: bool = False) -> SiteData:
     """A loaded dataset split into ``n_sites`` hospitals plus a held-out test set (§4.1): the book's split.
 
-    ``split="paper"``: on real data a test set of the size the paper's tables imply
-    (:data:`~medlib.experiments.paper_a.paper.PAPER_TEST_SIZES`), else the profile's ``test_fraction``;
-    grouped by patient/case when the dataset has them, else stratified. ``split="official"``: the
-    dataset's own test split, the rest divided among the sites. The test set is drawn with ``test_seed``
-    (None: the profile's first seed), so every training seed is scored on the same test images.
+    ``split="paper"``: a test set of :data:`~medlib.experiments.paper_a.paper.PAPER_TEST_SIZES` on real data,
+    else of ``test_fraction``, by patient/case when known, stratified; drawn with ``test_seed`` (None: the
+    profile's first seed, one test set for every seed). ``split="official"``: the dataset's own test split.
     """
     from medlib.data.cache import cached_images
     from medlib.data.partition import SitePartition, partition_sites
@@ -129,11 +127,8 @@ class Trained:
 
 
 def pretrained_classifier(P: Profile, n_classes: int, seed: int, pretrained_path=None) -> Classifier:
-    """θ_pre with a new ``n_classes`` head, identical for every site given the seed (§3.1, §4.1).
-
-    The head's initialisation is shared too: averaging heads that started from different random
-    draws would average unrelated directions.
-    """
+    """θ_pre with a new ``n_classes`` head, identical for every site given the seed (§3.1, §4.1): heads from
+    different random draws would average unrelated directions."""
     if pretrained_path is not None:
         backbone = create_backbone(P.paper_a.arch, pretrained_path=pretrained_path)
     else:
