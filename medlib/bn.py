@@ -22,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
 
 from medlib.errors import MedlibError
+from medlib.train.metrics import device_of
 
 __all__ = ["RESTORE_METHODS", "restore_batchnorm", "InterleavedLoader", "BNMoments", "site_bn_moments",
            "pool_moments", "batchnorm_layers", "running_variances"]
@@ -178,7 +179,7 @@ def restore_batchnorm(
     if device is not None:
         restored.to(device)
     else:  # stay where the model is
-        device = next(itertools.chain(restored.parameters(), restored.buffers()), torch.empty(0)).device
+        device = device_of(restored)
     if cumulative_stats and method != "finetune_epoch":
         raise MedlibError(f"cumulative_stats belongs to 'finetune_epoch'; {method!r} always recomputes from scratch")
     if method == "recompute_stats":

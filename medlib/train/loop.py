@@ -283,13 +283,11 @@ def _validate(model, loader, device, to_device, loss_fn, precision: Precision, m
 
 
 def _progress_line(record: dict, epochs: int) -> str:
+    shown = {"train_accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc",
+             "val_balanced_accuracy": "val_bacc", "val_macro_f1": "val_f1", "val_auroc": "val_auroc"}
     parts = [f"epoch {record['epoch']:>3d}/{epochs}", f"loss {record['train_loss']:.4f}"]
-    if not math.isnan(record["train_accuracy"]):
-        parts.append(f"acc {record['train_accuracy']:.3f}")
-    for key, short in (("val_loss", "val_loss"), ("val_accuracy", "val_acc"),
-                       ("val_balanced_accuracy", "val_bacc"), ("val_macro_f1", "val_f1"), ("val_auroc", "val_auroc")):
-        if key in record and not math.isnan(record[key]):
-            parts.append(f"{short} {record[key]:.3f}")
+    parts += [f"{short} {record[key]:.3f}" for key, short in shown.items()
+              if key in record and not math.isnan(record[key])]
     parts.append(f"lr {record['lr']:.2e}")
     if record.get("skipped_steps"):
         parts.append(f"skipped {record['skipped_steps']} steps")

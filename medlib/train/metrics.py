@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterable
@@ -19,9 +20,7 @@ __all__ = ["predict", "evaluate", "classification_metrics", "device_of"]
 
 def device_of(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model without any)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
+    return next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0, device="cpu")).device
 
 
 def predict(model: nn.Module, loader: Iterable, device=None, *, batch_to_device=None,
