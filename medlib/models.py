@@ -27,11 +27,9 @@ class Classifier(nn.Module):
         super().__init__()
         out_features = getattr(backbone, "num_classes", None)
         if not isinstance(out_features, int) or out_features <= 0:
-            raise MedlibError(
-                f"the backbone {type(backbone).__name__} has no positive integer `num_classes` "
-                f"(got {out_features!r}); expected a timm classification model whose output "
-                "layer is kept (e.g. timm.create_model('resnet50'))"
-            )
+            raise MedlibError(f"the backbone {type(backbone).__name__} has no positive integer `num_classes` (got "
+                              f"{out_features!r}); expected a timm classification model whose output layer is kept "
+                              "(e.g. timm.create_model('resnet50'))")
         if num_classes < 1:
             raise MedlibError(f"num_classes must be >= 1, got {num_classes}")
         self.arch = arch or getattr(backbone, "default_cfg", {}).get("architecture")
@@ -63,13 +61,10 @@ def normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg["mean"]), tuple(cfg["std"])
 
 
-def _classifier_key(arch: str) -> str:
-    name = _pretrained_cfg(arch).get("classifier") or "fc"
-    return name if isinstance(name, str) else name[0]
-
-
-def _check_shapes(path: Path, what: str, build, shapes: dict[str, tuple[int, ...]]) -> None:
-    """Compare a file's shapes with ``build()``'s on the meta device: lying metadata allocates nothing."""
+def _checked_model(path, what: str, build, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``build()`` holding a file's ``state``: shapes compared first on the meta device (lying metadata, e.g. a
+    200000000-way layer, allocates nothing), NaN or infinite weights refused."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
     missing = sorted(expected.keys() - shapes.keys())
@@ -79,43 +74,36 @@ def _check_shapes(path: Path, what: str, build, shapes: dict[str, tuple[int, ...
     if missing or unexpected or wrong:
         raise MedlibError(f"{path} does not match {what}: missing keys {missing[:5]}, unexpected keys "
                           f"{unexpected[:5]}, other shapes {wrong[:5]}")
-
-
-def _load_backbone_file(arch: str, path: Path) -> nn.Module:
-    from medlib.io import load_weights, tensor_shapes
-
-    if not path.is_file():
-        raise MedlibError(
-            f"pretrained weights file {path} does not exist; expected a safetensors file with "
-            f"the {arch} backbone (e.g. timm's Hugging Face `model.safetensors`, or the file "
-            "medlib.pretrain writes). Check the path."
-        )
-    shapes = tensor_shapes(path)  # refuses pickles and truncated files in one line
-    if any(k.startswith("backbone.") for k in shapes):
-        raise MedlibError(
-            f"{path} holds a whole medlib classifier (keys backbone.*/head.*), not a backbone; "
-            "load it with medlib.models.load_classifier(path)"
-        )
-    fc = _classifier_key(arch)
-    if len(shapes.get(f"{fc}.weight", ())) != 2:
-        raise MedlibError(
-            f"{path} has no 2-D `{fc}.weight`: it is not a {arch} backbone with its output layer "
-            f"(first keys: {sorted(shapes)[:5]}). Expected the state dict of timm.create_model({arch!r})."
-        )
-    classes = shapes[f"{fc}.weight"][0]
-    _check_shapes(path, f"timm {arch!r} with {classes} outputs (pass the architecture the file was saved from)",
-                  lambda: timm.create_model(arch, pretrained=False, num_classes=classes), shapes)
-    backbone = timm.create_model(arch, pretrained=False, num_classes=classes)
-    backbone.load_state_dict(_finite_state(path, load_weights(path, require_metadata=False)[0]))
-    return backbone
-
-
-def _finite_state(path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise MedlibError(f"{path} holds NaN or infinite weights ({len(bad)} tensors, first {bad[0]}): "
                           "the training that wrote it diverged; use another model")
-    return state
+    model = build()
+    model.load_state_dict(state)
+    return model
+
+
+def _load_backbone_file(arch: str, path: Path) -> nn.Module:
+    from medlib.io import load_weights
+
+    if not path.is_file():
+        raise MedlibError(f"pretrained weights file {path} does not exist; expected a safetensors file with the "
+                          f"{arch} backbone (e.g. timm's Hugging Face `model.safetensors`, or the file medlib.pretrain "
+                          "writes). Check the path.")
+    state = load_weights(path, require_metadata=False)[0]  # refuses pickles and truncated files in one line
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in shapes):
+        raise MedlibError(f"{path} holds a whole medlib classifier (keys backbone.*/head.*), not a backbone; "
+                          "load it with medlib.models.load_classifier(path)")
+    fc = _pretrained_cfg(arch).get("classifier") or "fc"
+    fc = fc if isinstance(fc, str) else fc[0]
+    if len(shapes.get(f"{fc}.weight", ())) != 2:
+        raise MedlibError(f"{path} has no 2-D `{fc}.weight`: it is not a {arch} backbone with its output layer "
+                          f"(first keys: {sorted(shapes)[:5]}). Expected the state dict of "
+                          f"timm.create_model({arch!r}).")
+    classes = shapes[f"{fc}.weight"][0]
+    return _checked_model(path, f"timm {arch!r} with {classes} outputs (pass the architecture the file was saved "
+                          "from)", lambda: timm.create_model(arch, pretrained=False, num_classes=classes), state)
 
 
 def create_backbone(
@@ -136,10 +124,8 @@ def create_backbone(
             raise MedlibError(f"timm has no architecture {arch!r}: {exc}") from exc
         raise
     except OSError as exc:  # hub unreachable (offline machine, firewall)
-        raise MedlibError(
-            f"could not download pretrained {arch!r} weights ({exc}). On an offline machine "
-            "download `model.safetensors` elsewhere and pass pretrained_path=..."
-        ) from exc
+        raise MedlibError(f"could not download pretrained {arch!r} weights ({exc}). On an offline machine "
+                          "download `model.safetensors` elsewhere and pass pretrained_path=...") from exc
 
 
 def create_classifier(
@@ -180,13 +166,10 @@ def _classifier_metadata(path, meta: dict) -> tuple[str, int, int]:
 
 def load_classifier(path: str | os.PathLike) -> tuple[Classifier, dict]:
     """``(model, metadata)`` from :func:`save_classifier`'s file; lying metadata and NaN/inf weights are refused."""
-    from medlib.io import load_weights, read_metadata, tensor_shapes
+    from medlib.io import load_weights, read_metadata
 
     arch, num_classes, backbone_classes = _classifier_metadata(path, read_metadata(path))
-    _check_shapes(path, f"a {arch} classifier for {num_classes} classes ({backbone_classes} backbone outputs) as its "
-                  "metadata says", lambda: create_classifier(arch, num_classes, backbone_classes=backbone_classes),
-                  tensor_shapes(path))
     state, meta = load_weights(path)
-    model = create_classifier(arch, num_classes, backbone_classes=backbone_classes)
-    model.load_state_dict(_finite_state(path, state))
-    return model, meta
+    what = f"a {arch} classifier for {num_classes} classes ({backbone_classes} backbone outputs) as its metadata says"
+    return _checked_model(path, what, lambda: create_classifier(arch, num_classes, backbone_classes=backbone_classes),
+                          state), meta
