@@ -153,17 +153,8 @@ def _site_stats(model: nn.Module, loaders: list, device) -> nn.Module:
     return model
 
 
-def restore_batchnorm(
-    model: nn.Module,
-    loaders,
-    method: str = "recompute_stats",
-    *,
-    device=None,
-    lr: float = 1e-5,
-    class_weights: Tensor | None = None,
-    seed: int = 0,
-    cumulative_stats: bool = False,
-) -> nn.Module:
+def restore_batchnorm(model: nn.Module, loaders, method: str = "recompute_stats", *, device=None, lr: float = 1e-5,
+                      class_weights: Tensor | None = None, seed: int = 0, cumulative_stats: bool = False) -> nn.Module:
     """§3.5: a copy of ``model`` (in eval mode) restored on ``loaders``: one loader, or a list, one per site.
 
     ``finetune_epoch`` trains one epoch (Adam at ``lr``, cross-entropy weighted by ``class_weights``), the

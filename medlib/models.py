@@ -106,12 +106,8 @@ def _load_backbone_file(arch: str, path: Path) -> nn.Module:
                           "from)", lambda: timm.create_model(arch, pretrained=False, num_classes=classes), state)
 
 
-def create_backbone(
-    arch: str,
-    pretrained: bool = False,
-    pretrained_path: str | os.PathLike | None = None,
-    backbone_classes: int | None = None,
-) -> nn.Module:
+def create_backbone(arch: str, pretrained: bool = False, pretrained_path: str | os.PathLike | None = None,
+                    backbone_classes: int | None = None) -> nn.Module:
     """A timm model with its own output layer: θ_pre from ``pretrained_path`` (local safetensors) or
     ``pretrained=True`` (a hub download: Colab, not offline), else a random init."""
     if pretrained_path is not None:
@@ -128,14 +124,9 @@ def create_backbone(
                           "download `model.safetensors` elsewhere and pass pretrained_path=...") from exc
 
 
-def create_classifier(
-    arch: str,
-    num_classes: int,
-    pretrained: bool = False,
-    pretrained_path: str | os.PathLike | None = None,
-    *,
-    backbone_classes: int | None = None,
-) -> Classifier:
+def create_classifier(arch: str, num_classes: int, pretrained: bool = False,
+                      pretrained_path: str | os.PathLike | None = None, *,
+                      backbone_classes: int | None = None) -> Classifier:
     """Paper A's model (§4.1): timm ``arch`` (ResNet50) + a new ``Linear`` head; backbone as :func:`create_backbone`."""
     return Classifier(create_backbone(arch, pretrained, pretrained_path, backbone_classes), num_classes, arch=arch)
 

@@ -25,9 +25,8 @@ import numpy as np
 from medlib.cli import bounded_int
 from medlib.errors import MedlibError
 
-_METHOD = {"data-vector": "data_vector", "params-mean": "params_mean", "random-vector": "random_vector",
-           "ties": "ties", "dare": "dare"}
-_RESTORE = {"finetune-epoch": "finetune_epoch", "recompute-stats": "recompute_stats", "site-stats": "site_stats"}
+_METHOD = {m.replace("_", "-"): m for m in ("data_vector", "params_mean", "random_vector", "ties", "dare")}
+_RESTORE = {m.replace("_", "-"): m for m in ("finetune_epoch", "recompute_stats", "site_stats")}
 
 
 def _sha256(path: Path) -> str:
@@ -100,10 +99,8 @@ def _binding(args, local, idx: np.ndarray, model) -> dict:
 
 def _check_classes(meta: dict, ds, path) -> None:
     if meta.get("classes") != list(ds.classes):
-        raise MedlibError(
-            f"{path} was trained for classes {meta.get('classes')} but {ds.name} at this root has "
-            f"{list(ds.classes)}; use a model trained on the same dataset"
-        )
+        raise MedlibError(f"{path} was trained for classes {meta.get('classes')} but {ds.name} at this root has "
+                          f"{list(ds.classes)}; use a model trained on the same dataset")
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
@@ -205,11 +202,9 @@ def _cmd_merge(args) -> int:
     for path in args.models:
         model, meta = load_classifier(path)
         if meta.get("arch") != pre_meta.get("arch") or meta.get("classes") != pre_meta.get("classes"):
-            raise MedlibError(
-                f"{path} is a {meta.get('arch')} model for classes {meta.get('classes')}, but the pretrained "
-                f"model is a {pre_meta.get('arch')} for {pre_meta.get('classes')}: every site must fine-tune "
-                "the same θ_pre"
-            )
+            raise MedlibError(f"{path} is a {meta.get('arch')} model for classes {meta.get('classes')}, but the "
+                              f"pretrained model is a {pre_meta.get('arch')} for {pre_meta.get('classes')}: every site "
+                              "must fine-tune the same θ_pre")
         sites.append(model)
     merged = merge(pre, sites, _METHOD[args.method], lam=args.lam, density=args.density, drop=args.drop, seed=args.seed)
     meta = {"classes": pre_meta["classes"], "profile": pre_meta.get("profile"), "role": "merged",

@@ -24,21 +24,11 @@ from medlib.train.state import DEFAULT_CHECKPOINT_EVERY_S, CheckpointCadence, Tr
 __all__ = ["fit", "train_one_epoch", "finish_swa", "weighted_cross_entropy", "tune_for", "compiled_for_training"]
 
 
-def fit(
-    model: nn.Module,
-    train_loader: Iterable,
-    cfg: TrainConfig,
-    *,
-    loss_fn: Callable[[Any, Any], Tensor] | None = None,
-    val_loader: Iterable | None = None,
-    checkpoint_path: str | Path | None = None,
-    resume: bool = False,
-    checkpoint_every_s: float | None = None,
-    batch_to_device: Callable | None = None,
-    val_batch_to_device: Callable | None = None,
-    on_epoch_end: Callable[[int, nn.Module, History], None] | None = None,
-    binding: dict | None = None,
-) -> History:
+def fit(model: nn.Module, train_loader: Iterable, cfg: TrainConfig, *,
+        loss_fn: Callable[[Any, Any], Tensor] | None = None, val_loader: Iterable | None = None,
+        checkpoint_path: str | Path | None = None, resume: bool = False, checkpoint_every_s: float | None = None,
+        batch_to_device: Callable | None = None, val_batch_to_device: Callable | None = None,
+        on_epoch_end: Callable[[int, nn.Module, History], None] | None = None, binding: dict | None = None) -> History:
     """Train ``model`` in place (on ``cfg.device``) for ``cfg.epochs`` epochs; return the :class:`History`.
 
     ``loss_fn(output, targets)`` defaults to cross-entropy with ``cfg.class_weights``;
