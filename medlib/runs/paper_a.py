@@ -57,6 +57,8 @@ def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
 
     A fine-tuning's key hashes θ_pre: until θ_pre is trained, the site runs are listed with an empty key.
     """
+    from medlib.runs.spec import read_state
+
     known = P.paper_a.datasets
     datasets = list(known if datasets is None else datasets)
     unknown = [d for d in datasets if d not in known]
