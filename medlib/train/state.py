@@ -1,12 +1,8 @@
-"""Everything a training needs to continue after a kill: :class:`TrainingState` and its checkpoint.
-
-A checkpoint is the site's own file (model, optimizer, schedules, scaler, SWA model, RNG states, history),
-written atomically with ``torch.save`` and read with ``weights_only=True``; it never leaves the site
-(exchanged weights are safetensors, :mod:`medlib.io`). Exact resume rests on one rule: epoch ``e``'s
-randomness is a function of ``(seed, e)`` (:func:`seed_epoch`). A checkpoint is bound to its run
-(``binding``: data, site, partition, θ_pre; and the config): another run's, or an unreadable one, is
-refused in one line. It is written every 10 minutes (:class:`CheckpointCadence`) and after the last
-epoch, not after each: a ResNet50 with Adam state is ~0.3 GB.
+"""Everything a training needs to continue after a kill: :class:`TrainingState` and its checkpoint, the site's
+own file (``torch.save`` atomically, read with ``weights_only=True``; exchanged weights are safetensors). Exact
+resume rests on one rule: epoch ``e``'s randomness is a function of ``(seed, e)`` (:func:`seed_epoch`). A
+checkpoint of another run (``binding``, config) or an unreadable one is refused in one line. Written every
+10 minutes (:class:`CheckpointCadence`) and after the last epoch: a ResNet50 with Adam state is ~0.3 GB.
 """
 
 from __future__ import annotations
