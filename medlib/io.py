@@ -1,11 +1,6 @@
-"""Files exchanged between sites: atomic writes and safetensors with JSON metadata.
-
-Weights that travel between hospitals are safetensors only: loading them never runs code.
-A pickle (``torch.save``) is refused with an explanation, and so is a file whose header, metadata
-or data is truncated or malformed. Files are written with the mode the umask gives (readable by
-the other users of a shared ``MEDLIB_HOME``); a temporary file left by a killed write is removed
-at the next write of the same file. :func:`file_lock` serialises processes that share a home.
-"""
+"""Files exchanged between sites: atomic writes, safetensors with JSON metadata (loading never runs code: a
+pickle, a truncated or malformed file is refused in one line), and :func:`file_lock` for shared homes.
+Files get the umask's mode (readable by the other users of a shared ``MEDLIB_HOME``)."""
 
 from __future__ import annotations
 
@@ -19,14 +14,13 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
 from medlib.errors import WeightsFileError
 
 __all__ = ["atomic_path", "atomic_write_text", "save_weights", "load_weights", "read_metadata", "tensor_shapes",
-           "file_lock"]
+           "file_lock", "first_line"]
 
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 # a temporary file untouched this long belongs to a killed write (a live one grows as it writes)
@@ -42,10 +36,7 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``.
-
-    A crash mid-write leaves the previous file intact, never a half-written one.
-    """
+    """Yield a temporary path beside ``path``, renamed over it on success: a crash leaves the previous file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
@@ -77,28 +68,25 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], metada
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def _refuse_non_safetensors(path: Path) -> None:
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if any(head.startswith(m) for m in _PICKLE_MAGIC):
-        raise WeightsFileError(
-            f"{path} looks like a pickle/torch.save file. medlib only loads safetensors, "
-            "because unpickling a file from another site can run arbitrary code. Ask the "
-            "sender to export it with `medlib` (or safetensors.torch.save_file)."
-        )
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (its type when it has none)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _unreadable(path: Path, exc: Exception) -> WeightsFileError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return WeightsFileError(f"{path} is not a readable safetensors file ({first}): truncated or corrupt; "
+    return WeightsFileError(f"{path} is not a readable safetensors file ({first_line(exc)}): truncated or corrupt; "
                             "write or send it again")
 
 
 def _header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
-    """(metadata, {key: shape}) from the header alone; safetensors checks it against the file's size."""
+    """(metadata, {key: shape}) from the header; safetensors checks it against the file's size."""
     if not path.is_file():
         raise WeightsFileError(f"no weights file at {path}: check the path")
-    _refuse_non_safetensors(path)
+    with path.open("rb") as fh:
+        if any(fh.read(8).startswith(m) for m in _PICKLE_MAGIC):
+            raise WeightsFileError(f"{path} looks like a pickle/torch.save file. medlib only loads safetensors, "
+                                   "because unpickling a file from another site can run arbitrary code. Ask the "
+                                   "sender to export it with `medlib` (or safetensors.torch.save_file).")
     try:
         with safe_open(str(path), framework="pt") as fh:
             return fh.metadata() or {}, {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
@@ -115,10 +103,8 @@ def read_metadata(path: str | os.PathLike) -> dict:
     path = Path(path)
     meta = _header(path)[0]
     if "medlib" not in meta:
-        raise WeightsFileError(
-            f"{path} is a safetensors file without medlib metadata (architecture, classes, "
-            "profile); write it with medlib.io.save_weights"
-        )
+        raise WeightsFileError(f"{path} is a safetensors file without medlib metadata (architecture, classes, "
+                               "profile); write it with medlib.io.save_weights")
     try:
         parsed = json.loads(meta["medlib"])
     except json.JSONDecodeError as exc:
@@ -128,9 +114,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return parsed
 
 
-def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Return ``(state_dict, metadata)``; refuses pickles, files without metadata, truncated files."""
-    meta = read_metadata(path)
+def load_weights(path: str | os.PathLike, *, require_metadata: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, metadata)``; refuses pickles, truncated files and (unless told not to) files without metadata."""
+    meta = read_metadata(path) if require_metadata else _header(Path(path))[0]
     try:
         return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as exc:
@@ -139,11 +125,8 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, *, waiting: str | None = None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block.
-
-    Another process asking for it waits (and says ``waiting`` once, if given); the kernel releases
-    the lock when its holder dies, so a killed process never leaves a stale lock behind.
-    """
+    """Hold an exclusive ``flock`` on ``path`` for the block; a waiter says ``waiting`` once. The kernel releases
+    it when its holder dies: a killed process leaves no stale lock."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:

@@ -1,22 +1,7 @@
-"""Paper A's classifier: a pretrained timm backbone plus the new classification layer (§4.1).
-
-The paper fine-tunes ImageNet ResNet50 and, because its 1000-way output does not match the
-downstream classes, "added a new classification layer after the output layer of ResNet50".
-Read literally, that keeps the pretrained 1000-way ``fc`` and puts a fresh
-``Linear(1000 → num_classes)`` on top. This module does exactly that::
-
-    Classifier
-    ├── backbone   timm model, *including* its pretrained output layer ``fc``
-    └── head       nn.Linear(backbone.num_classes, num_classes), new, randomly initialised
-
-State-dict keys are therefore ``backbone.*`` and ``head.*``. The distinction matters for the
-data vectors (§3.2, §4.1): "we only considered layers with pretrained parameters and ignored
-the classification layer", so every ``backbone.*`` parameter — the pretrained ``fc``
-included — enters the vector, while ``head.*`` is declared new (``Classifier.new_layers``)
-and is averaged across sites instead (see :mod:`medlib.vectors`).
-
-No activation sits between ``fc`` and ``head``: the paper names none, so the head reads the
-ImageNet logits linearly.
+"""Paper A's classifier (§4.1): a pretrained timm backbone, *with* its ImageNet output layer ``fc``, plus a new
+``Linear(backbone.num_classes → num_classes)`` head, as the paper "added a new classification layer after the
+output layer of ResNet50" (no activation between them). Every ``backbone.*`` parameter enters the data
+vector; ``head.*`` is new (``Classifier.new_layers``) and averaged across sites (:mod:`medlib.vectors`).
 """
 
 from __future__ import annotations
@@ -30,21 +15,11 @@ from torch import nn
 
 from medlib.errors import MedlibError
 
-__all__ = [
-    "Classifier",
-    "create_backbone",
-    "create_classifier",
-    "normalization",
-    "save_classifier",
-    "load_classifier",
-]
+__all__ = ["Classifier", "create_backbone", "create_classifier", "normalization", "save_classifier", "load_classifier"]
 
 
 class Classifier(nn.Module):
-    """``head(backbone(x))``: the paper's fine-tuning model (§4.1).
-
-    ``new_layers`` names the sub-modules that have no pretrained values; data vectors skip them.
-    """
+    """``head(backbone(x))`` (§4.1); ``new_layers`` have no pretrained values, so data vectors skip them."""
 
     new_layers: tuple[str, ...] = ("head",)
 
@@ -52,11 +27,9 @@ class Classifier(nn.Module):
         super().__init__()
         out_features = getattr(backbone, "num_classes", None)
         if not isinstance(out_features, int) or out_features <= 0:
-            raise MedlibError(
-                f"the backbone {type(backbone).__name__} has no positive integer `num_classes` "
-                f"(got {out_features!r}); expected a timm classification model whose output "
-                "layer is kept (e.g. timm.create_model('resnet50'))"
-            )
+            raise MedlibError(f"the backbone {type(backbone).__name__} has no positive integer `num_classes` (got "
+                              f"{out_features!r}); expected a timm classification model whose output layer is kept "
+                              "(e.g. timm.create_model('resnet50'))")
         if num_classes < 1:
             raise MedlibError(f"num_classes must be >= 1, got {num_classes}")
         self.arch = arch or getattr(backbone, "default_cfg", {}).get("architecture")
@@ -88,14 +61,10 @@ def normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg["mean"]), tuple(cfg["std"])
 
 
-def _classifier_key(arch: str) -> str:
-    name = _pretrained_cfg(arch).get("classifier") or "fc"
-    return name if isinstance(name, str) else name[0]
-
-
-def _check_shapes(path: Path, what: str, build, shapes: dict[str, tuple[int, ...]]) -> None:
-    """Compare a file's tensor shapes with the model ``build()`` makes, built on the meta device:
-    metadata that lies (a 200000000-way layer) allocates nothing before it is refused."""
+def _checked_model(path, what: str, build, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``build()`` holding a file's ``state``: shapes compared first on the meta device (lying metadata, e.g. a
+    200000000-way layer, allocates nothing), NaN or infinite weights refused."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
     missing = sorted(expected.keys() - shapes.keys())
@@ -105,60 +74,42 @@ def _check_shapes(path: Path, what: str, build, shapes: dict[str, tuple[int, ...
     if missing or unexpected or wrong:
         raise MedlibError(f"{path} does not match {what}: missing keys {missing[:5]}, unexpected keys "
                           f"{unexpected[:5]}, other shapes {wrong[:5]}")
-
-
-def _load_backbone_file(arch: str, path: Path) -> nn.Module:
-    """Build ``arch`` from a local safetensors file holding a bare backbone state dict."""
-    from safetensors.torch import load_file
-
-    from medlib.io import tensor_shapes
-
-    if not path.is_file():
-        raise MedlibError(
-            f"pretrained weights file {path} does not exist; expected a safetensors file with "
-            f"the {arch} backbone (e.g. timm's Hugging Face `model.safetensors`, or the file "
-            "medlib.pretrain writes). Check the path."
-        )
-    shapes = tensor_shapes(path)  # refuses pickles and truncated files in one line
-    if any(k.startswith("backbone.") for k in shapes):
-        raise MedlibError(
-            f"{path} holds a whole medlib classifier (keys backbone.*/head.*), not a backbone; "
-            "load it with medlib.models.load_classifier(path)"
-        )
-    fc = _classifier_key(arch)
-    if len(shapes.get(f"{fc}.weight", ())) != 2:
-        raise MedlibError(
-            f"{path} has no 2-D `{fc}.weight`: it is not a {arch} backbone with its output layer "
-            f"(first keys: {sorted(shapes)[:5]}). Expected the state dict of timm.create_model({arch!r})."
-        )
-    classes = shapes[f"{fc}.weight"][0]
-    _check_shapes(path, f"timm {arch!r} with {classes} outputs (pass the architecture the file was saved from)",
-                  lambda: timm.create_model(arch, pretrained=False, num_classes=classes), shapes)
-    state = load_file(str(path))
-    _refuse_non_finite(path, state)
-    backbone = timm.create_model(arch, pretrained=False, num_classes=classes)
-    backbone.load_state_dict(state)
-    return backbone
-
-
-def _refuse_non_finite(path, state: dict[str, torch.Tensor]) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise MedlibError(f"{path} holds NaN or infinite weights ({len(bad)} tensors, first {bad[0]}): "
                           "the training that wrote it diverged; use another model")
+    model = build()
+    model.load_state_dict(state)
+    return model
 
 
-def create_backbone(
-    arch: str,
-    pretrained: bool = False,
-    pretrained_path: str | os.PathLike | None = None,
-    backbone_classes: int | None = None,
-) -> nn.Module:
-    """A timm model with its own output layer: θ_pre when pretrained, else a random init.
+def _load_backbone_file(arch: str, path: Path) -> nn.Module:
+    from medlib.io import load_weights
 
-    ``pretrained_path`` (a local safetensors file) wins over ``pretrained=True`` (a download
-    from the timm / Hugging Face hub, which works on Colab but not offline).
-    """
+    if not path.is_file():
+        raise MedlibError(f"pretrained weights file {path} does not exist; expected a safetensors file with the "
+                          f"{arch} backbone (e.g. timm's Hugging Face `model.safetensors`, or the file medlib.pretrain "
+                          "writes). Check the path.")
+    state = load_weights(path, require_metadata=False)[0]  # refuses pickles and truncated files in one line
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in shapes):
+        raise MedlibError(f"{path} holds a whole medlib classifier (keys backbone.*/head.*), not a backbone; "
+                          "load it with medlib.models.load_classifier(path)")
+    fc = _pretrained_cfg(arch).get("classifier") or "fc"
+    fc = fc if isinstance(fc, str) else fc[0]
+    if len(shapes.get(f"{fc}.weight", ())) != 2:
+        raise MedlibError(f"{path} has no 2-D `{fc}.weight`: it is not a {arch} backbone with its output layer "
+                          f"(first keys: {sorted(shapes)[:5]}). Expected the state dict of "
+                          f"timm.create_model({arch!r}).")
+    classes = shapes[f"{fc}.weight"][0]
+    return _checked_model(path, f"timm {arch!r} with {classes} outputs (pass the architecture the file was saved "
+                          "from)", lambda: timm.create_model(arch, pretrained=False, num_classes=classes), state)
+
+
+def create_backbone(arch: str, pretrained: bool = False, pretrained_path: str | os.PathLike | None = None,
+                    backbone_classes: int | None = None) -> nn.Module:
+    """A timm model with its own output layer: θ_pre from ``pretrained_path`` (local safetensors) or
+    ``pretrained=True`` (a hub download: Colab, not offline), else a random init."""
     if pretrained_path is not None:
         return _load_backbone_file(arch, Path(pretrained_path))
     kwargs = {} if backbone_classes is None else {"num_classes": backbone_classes}
@@ -169,28 +120,15 @@ def create_backbone(
             raise MedlibError(f"timm has no architecture {arch!r}: {exc}") from exc
         raise
     except OSError as exc:  # hub unreachable (offline machine, firewall)
-        raise MedlibError(
-            f"could not download pretrained {arch!r} weights ({exc}). On an offline machine "
-            "download `model.safetensors` elsewhere and pass pretrained_path=..."
-        ) from exc
+        raise MedlibError(f"could not download pretrained {arch!r} weights ({exc}). On an offline machine "
+                          "download `model.safetensors` elsewhere and pass pretrained_path=...") from exc
 
 
-def create_classifier(
-    arch: str,
-    num_classes: int,
-    pretrained: bool = False,
-    pretrained_path: str | os.PathLike | None = None,
-    *,
-    backbone_classes: int | None = None,
-) -> Classifier:
-    """Paper A's model (§4.1): timm ``arch`` (ResNet50 in the paper) + a new ``Linear`` head.
-
-    ``pretrained=True`` downloads timm's ImageNet weights (``resnet50`` resolves to timm's
-    default tag; ``resnet50.tv_in1k`` are torchvision's original weights). ``pretrained_path``
-    loads a local safetensors backbone instead; its output-layer size is read from the file.
-    """
-    backbone = create_backbone(arch, pretrained, pretrained_path, backbone_classes)
-    return Classifier(backbone, num_classes, arch=arch)
+def create_classifier(arch: str, num_classes: int, pretrained: bool = False,
+                      pretrained_path: str | os.PathLike | None = None, *,
+                      backbone_classes: int | None = None) -> Classifier:
+    """Paper A's model (§4.1): timm ``arch`` (ResNet50) + a new ``Linear`` head; backbone as :func:`create_backbone`."""
+    return Classifier(create_backbone(arch, pretrained, pretrained_path, backbone_classes), num_classes, arch=arch)
 
 
 def save_classifier(path: str | os.PathLike, model: Classifier, metadata: dict | None = None) -> None:
@@ -205,7 +143,6 @@ def save_classifier(path: str | os.PathLike, model: Classifier, metadata: dict |
 
 
 def _classifier_metadata(path, meta: dict) -> tuple[str, int, int]:
-    """``(arch, num_classes, backbone_classes)`` of a file's metadata, each checked for its type."""
     missing = [k for k in ("arch", "num_classes", "backbone_classes") if k not in meta]
     if missing:
         raise MedlibError(f"{path} lacks classifier metadata {missing}; write it with save_classifier")
@@ -219,19 +156,11 @@ def _classifier_metadata(path, meta: dict) -> tuple[str, int, int]:
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[Classifier, dict]:
-    """Rebuild a classifier written by :func:`save_classifier`; returns ``(model, metadata)``.
-
-    The metadata is checked against the file's tensor shapes before anything is built, and
-    NaN or infinite weights are refused: files come from other sites.
-    """
-    from medlib.io import load_weights, read_metadata, tensor_shapes
+    """``(model, metadata)`` from :func:`save_classifier`'s file; lying metadata and NaN/inf weights are refused."""
+    from medlib.io import load_weights, read_metadata
 
     arch, num_classes, backbone_classes = _classifier_metadata(path, read_metadata(path))
-    _check_shapes(path, f"a {arch} classifier for {num_classes} classes ({backbone_classes} backbone outputs) as its "
-                  "metadata says", lambda: create_classifier(arch, num_classes, backbone_classes=backbone_classes),
-                  tensor_shapes(path))
     state, meta = load_weights(path)
-    _refuse_non_finite(path, state)
-    model = create_classifier(arch, num_classes, backbone_classes=backbone_classes)
-    model.load_state_dict(state)
-    return model, meta
+    what = f"a {arch} classifier for {num_classes} classes ({backbone_classes} backbone outputs) as its metadata says"
+    return _checked_model(path, what, lambda: create_classifier(arch, num_classes, backbone_classes=backbone_classes),
+                          state), meta

@@ -1,20 +1,9 @@
 """θ_pre for the smoke profile: a short pretraining on a synthetic source task (Paper A §3.1).
 
-The paper starts every site from ImageNet weights. The full profile does the same
-(timm ``resnet50.tv_in1k``, the profile's ``PaperA.weights``). The smoke profile runs offline on a CPU in
-minutes, where no ImageNet weights can be downloaded — and a random initialisation is not a
-pretrained model: data vectors measured from it would mean something else. So the smoke
-θ_pre is *actually pretrained*, briefly, on a source task generated in-process:
-
-    24 texture classes = 4 pattern families (gratings, rings, checkerboards, blobs)
-                       × 2 spatial frequencies × 3 colour palettes,
-
-each image drawn with a random phase, orientation, centre, colour jitter and noise, all
-deterministic given the seed. The task needs colour *and* spatial filters, which is what a
-backbone should bring to the downstream task. The result is a trained artifact, kept as
-safetensors under ``$MEDLIB_HOME/artifacts/pretrained`` (keyed by architecture, image size,
-epochs, number of images and seed): computed once, and found by every node of a cluster and
-every Colab session that shares ``$MEDLIB_HOME`` — not under the node-local data cache.
+The paper starts from ImageNet weights (the full profile: timm ``resnet50.tv_in1k``). Offline on a CPU a
+random initialisation is no pretrained model, so the smoke θ_pre is trained briefly on 24 texture classes
+(4 pattern families × 2 frequencies × 3 palettes, seeded) and kept as safetensors under
+``$MEDLIB_HOME/artifacts/pretrained``, shared by every process and node of a home.
 """
 
 from __future__ import annotations
@@ -31,15 +20,8 @@ from torch import nn
 
 from medlib.errors import MedlibError
 
-__all__ = [
-    "N_SOURCE_CLASSES",
-    "synthetic_source_task",
-    "pretrain_backbone",
-    "pretrain_key",
-    "pretrained_backbone_file",
-    "pretrained_backbone_path",
-    "pretrained_backbone",
-]
+__all__ = ["N_SOURCE_CLASSES", "synthetic_source_task", "pretrain_backbone", "pretrain_key",
+           "pretrained_backbone_file", "pretrained_backbone_path", "pretrained_backbone"]
 
 N_SOURCE_CLASSES = 24
 _GENERATOR_VERSION = 1  # bump when the images change, so old caches are not reused
@@ -53,10 +35,7 @@ _PALETTES = (  # (background, foreground) RGB in [0, 1]
 
 
 def synthetic_source_task(n_images: int, image_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)``: float images in [0, 1] of shape (n, 3, s, s) and labels in [0, 24).
-
-    Classes are balanced (``label = i mod 24`` before a seeded shuffle).
-    """
+    """``(images, labels)``: float images in [0, 1], (n, 3, s, s), and balanced labels in [0, 24)."""
     if n_images < 1 or image_size < 8:
         raise MedlibError(f"need n_images >= 1 and image_size >= 8, got {n_images}, {image_size}")
     g = torch.Generator().manual_seed(seed)
@@ -69,8 +48,7 @@ def synthetic_source_task(n_images: int, image_size: int, seed: int) -> tuple[to
     def uniform(lo, hi, shape=(n_images,)):
         return lo + (hi - lo) * torch.rand(shape, generator=g)
 
-    lo = torch.tensor([f[0] for f in _FREQUENCIES])[band]
-    hi = torch.tensor([f[1] for f in _FREQUENCIES])[band]
+    lo, hi = (torch.tensor([f[j] for f in _FREQUENCIES])[band] for j in (0, 1))
     freq = (lo + (hi - lo) * torch.rand(n_images, generator=g)).view(-1, 1, 1)
     theta = uniform(0, math.pi).view(-1, 1, 1)
     phase = uniform(0, 2 * math.pi).view(-1, 1, 1)
@@ -98,46 +76,31 @@ def synthetic_source_task(n_images: int, image_size: int, seed: int) -> tuple[to
             pattern[i] = (torch.sin(k[i] * along[i] + phase[i]) * torch.sin(k[i] * across[i]) > 0).float()
         else:  # 6 Gaussian spots whose radius shrinks as the frequency grows
             radius = (0.9 / freq[i]).unsqueeze(1)
-            d2 = (u[i].unsqueeze(1) + cx[i].unsqueeze(1) - bx[i]) ** 2 + (v[i].unsqueeze(1) + cy[i].unsqueeze(1) - by[i]) ** 2
+            d2 = ((u[i].unsqueeze(1) + cx[i].unsqueeze(1) - bx[i]) ** 2
+                  + (v[i].unsqueeze(1) + cy[i].unsqueeze(1) - by[i]) ** 2)
             pattern[i] = torch.exp(-d2 / (2 * radius**2)).amax(dim=1)
 
-    background = torch.tensor([p[0] for p in _PALETTES])[palette]  # (n, 3)
-    foreground = torch.tensor([p[1] for p in _PALETTES])[palette]
     jitter = uniform(-0.08, 0.08, (n_images, 2, 3))
-    background, foreground = background + jitter[:, 0], foreground + jitter[:, 1]
+    background, foreground = (torch.tensor([p[j] for p in _PALETTES])[palette] + jitter[:, j] for j in (0, 1))
     images = background.view(-1, 3, 1, 1) + (foreground - background).view(-1, 3, 1, 1) * pattern.unsqueeze(1)
     brightness = uniform(0.8, 1.2).view(-1, 1, 1, 1)
     noise = 0.04 * torch.randn(images.shape, generator=g)
     return (images * brightness + noise).clamp_(0, 1), labels
 
 
-def _cache_key(arch: str, image_size: int, epochs: int, n_images: int, seed: int) -> str:
-    spec = {"arch": arch, "image_size": image_size, "epochs": epochs, "images": n_images, "seed": seed,
-            "classes": N_SOURCE_CLASSES, "generator": _GENERATOR_VERSION}
+def pretrain_key(paper_a, seed: int | None = None) -> str:
+    """The cache key of the smoke θ_pre of ``paper_a`` (a :class:`~medlib.profiles.PaperA`)."""
+    A = paper_a
+    if not A.pretrain_epochs:
+        raise MedlibError(f"profile arch {A.arch!r} has pretrain_epochs=0: its θ_pre is the downloaded ImageNet "
+                          "model (or random weights in a dry run), not a trained file; call pretrained_backbone(...)")
+    spec = {"arch": A.arch, "image_size": A.image_size, "epochs": A.pretrain_epochs, "images": A.pretrain_images,
+            "seed": A.seed if seed is None else seed, "classes": N_SOURCE_CLASSES, "generator": _GENERATOR_VERSION}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def pretrain_key(paper_a, seed: int | None = None) -> str:
-    """The cache key of the smoke θ_pre of ``paper_a`` (a :class:`~medlib.profiles.PaperA`)."""
-    _needs_pretraining(paper_a)
-    seed = paper_a.seed if seed is None else seed
-    return _cache_key(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs, paper_a.pretrain_images, seed)
-
-
-def _needs_pretraining(paper_a) -> None:
-    if not paper_a.pretrain_epochs:
-        raise MedlibError(
-            f"profile arch {paper_a.arch!r} has pretrain_epochs=0: its θ_pre is the downloaded "
-            "ImageNet model (or random weights in a dry run), not a trained file; call pretrained_backbone(...) instead"
-        )
-
-
 def pretrained_backbone_file(paper_a, seed: int | None = None, directory: str | os.PathLike | None = None) -> Path:
-    """Where the smoke θ_pre of ``paper_a`` is (or will be) kept; trains nothing, reads nothing.
-
-    ``directory`` defaults to ``$MEDLIB_HOME/artifacts/pretrained``: a trained artifact, shared
-    like the models fine-tuned from it (the data cache, ``$MEDLIB_DATA_HOME``, may be node-local).
-    """
+    """Where the smoke θ_pre is (or will be) kept: ``$MEDLIB_HOME/artifacts/pretrained`` unless ``directory``."""
     from medlib.paths import artifacts_dir
 
     directory = artifacts_dir() / "pretrained" if directory is None else Path(directory)
@@ -146,11 +109,7 @@ def pretrained_backbone_file(paper_a, seed: int | None = None, directory: str | 
 
 def pretrain_backbone(arch: str, image_size: int, epochs: int, n_images: int, seed: int,
                       *, lr: float = 2e-3, batch_size: int = 32, log_every: int = 0) -> tuple[nn.Module, dict]:
-    """Train timm ``arch`` (with a 24-way output layer) on the synthetic source task.
-
-    Returns ``(backbone, info)``; ``info`` holds the held-out source-task accuracy, which
-    must be well above chance (1/24) for the result to count as pretrained.
-    """
+    """Train timm ``arch`` (24-way output) on the synthetic task: ``(backbone, info)``, with its held-out accuracy."""
     import timm
 
     from medlib.models import normalization
@@ -179,60 +138,45 @@ def pretrain_backbone(arch: str, image_size: int, epochs: int, n_images: int, se
 
 def pretrained_backbone_path(paper_a, directory: str | os.PathLike | None = None, seed: int | None = None) -> Path:
     """The smoke θ_pre's safetensors file (:func:`pretrained_backbone_file`), pretrained once when missing."""
-    from medlib.io import file_lock
+    from medlib.io import file_lock, read_metadata, save_weights
 
-    _needs_pretraining(paper_a)
-    seed = paper_a.seed if seed is None else seed
-    key = pretrain_key(paper_a, seed)
-    path = pretrained_backbone_file(paper_a, seed, directory)
-    if _cached(path):
+    A, seed = paper_a, paper_a.seed if seed is None else seed
+    key, path = pretrain_key(A, seed), pretrained_backbone_file(A, seed, directory)
+
+    def cached() -> bool:
+        try:
+            read_metadata(path)  # also checks the header covers the file: a truncated copy is not cached
+            return True
+        except ValueError:  # missing or damaged
+            return False
+
+    if cached():
         return path
     # processes sharing a home (notebook lanes, hospital commands) pretrain it once: the others wait
-    with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"[pretrain] waiting for another process to write {path.name}"):
-        if _cached(path):  # written by the process we waited for
+    with file_lock(path.with_name(f".{path.name}.lock"),
+                   waiting=f"[pretrain] waiting for another process to write {path.name}"):
+        if cached():  # written by the process we waited for
             return path
         path.unlink(missing_ok=True)  # a damaged (e.g. truncated) cache file: make it again
-        return _pretrain(paper_a, seed, key, path)
-
-
-def _cached(path: Path) -> bool:
-    from medlib.io import read_metadata
-
-    try:
-        read_metadata(path)  # also checks the header covers the file: a truncated copy is not cached
-        return True
-    except ValueError:  # missing or damaged
-        return False
-
-
-def _pretrain(paper_a, seed: int, key: str, path: Path) -> Path:
-    from medlib.io import save_weights
-
-    print(f"[pretrain] θ_pre for {paper_a.arch}: {paper_a.pretrain_epochs} epochs on "
-          f"{paper_a.pretrain_images} synthetic texture images ({paper_a.image_size}px, seed {seed})", flush=True)
-    backbone, info = pretrain_backbone(paper_a.arch, paper_a.image_size, paper_a.pretrain_epochs,
-                                       paper_a.pretrain_images, seed)
-    print(f"[pretrain] source-task test accuracy {info['source_test_accuracy']:.3f} "
-          f"(chance {info['chance']:.3f}) in {info['seconds']:.1f}s → {path.name}", flush=True)
-    if info["source_test_accuracy"] < 3 * info["chance"]:
-        raise MedlibError(
-            f"the synthetic pretraining of {paper_a.arch} reached only "
-            f"{info['source_test_accuracy']:.3f} accuracy (chance {info['chance']:.3f}); that "
-            "is not a pretrained model. Raise pretrain_epochs / pretrain_images in the profile."
-        )
-    meta = {"arch": paper_a.arch, "image_size": paper_a.image_size, "epochs": paper_a.pretrain_epochs,
-            "images": paper_a.pretrain_images, "seed": seed, "cache_key": key, **info}
-    save_weights(path, backbone.state_dict(), meta)
+        print(f"[pretrain] θ_pre for {A.arch}: {A.pretrain_epochs} epochs on {A.pretrain_images} synthetic "
+              f"texture images ({A.image_size}px, seed {seed})", flush=True)
+        backbone, info = pretrain_backbone(A.arch, A.image_size, A.pretrain_epochs, A.pretrain_images, seed)
+        accuracy, chance = info["source_test_accuracy"], info["chance"]
+        print(f"[pretrain] source-task test accuracy {accuracy:.3f} (chance {chance:.3f}) in {info['seconds']:.1f}s "
+              f"→ {path.name}", flush=True)
+        if accuracy < 3 * chance:
+            raise MedlibError(f"the synthetic pretraining of {A.arch} reached only {accuracy:.3f} accuracy (chance "
+                              f"{chance:.3f}); that is not a pretrained model. Raise pretrain_epochs / pretrain_images "
+                              "in the profile.")
+        meta = {"arch": A.arch, "image_size": A.image_size, "epochs": A.pretrain_epochs, "images": A.pretrain_images,
+                "seed": seed, "cache_key": key, **info}
+        save_weights(path, backbone.state_dict(), meta)
     return path
 
 
 def pretrained_backbone(paper_a, directory: str | os.PathLike | None = None, seed: int | None = None) -> nn.Module:
-    """θ_pre's backbone for a profile.
-
-    ``paper_a.weights`` set (full): that explicit timm tag, ``resnet50.tv_in1k`` — torchvision's
-    IMAGENET1K_V1, never timm's default ``resnet50`` (``a1_in1k``, another recipe). Else the cached
-    synthetic pretraining (smoke), or, with neither (a dry run), seeded random weights.
-    """
+    """θ_pre's backbone: ``paper_a.weights`` (full: ``resnet50.tv_in1k``, torchvision's IMAGENET1K_V1, not timm's
+    default recipe), else the cached synthetic pretraining (smoke), else seeded random weights (dry run)."""
     from medlib.models import create_backbone
 
     if paper_a.weights:

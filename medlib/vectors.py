@@ -1,27 +1,12 @@
 r"""Data vectors (Paper A §3.2–3.4), in the style of task vectors (Ilharco et al., 2023).
 
-.. math::
+.. math:: \tau_i = \theta_i - \theta_{pre} \;(1) \qquad \tau_{sum} = \lambda \sum_i \tau_i \;(2) \qquad
+          \theta_{mix} = \theta_{pre} + \tau_{sum} \;(3)
 
-    \tau_i = \theta_i - \theta_{pre} \quad (1) \qquad
-    \tau_{sum} = \lambda \sum_{i=1}^{N} \tau_i \quad (2) \qquad
-    \theta_{mix} = \theta_{pre} + \tau_{sum} \quad (3)
-
-::
-
-    taus = [DataVector.between(pretrained, site) for site in sites]   # Eq. 1
-    tau_sum = 0.5 * sum(taus)                                          # Eq. 2
-    merged = tau_sum.apply_to(pretrained)                              # Eq. 3
-
-What enters a vector: the *parameters* of the pretrained model, minus the layers the model
-declares new (``model.new_layers``; ``head`` for :class:`medlib.models.Classifier`) — the
-paper "ignored the classification layer". BatchNorm running statistics are buffers, not
-weights, and stay out: pushed through Eq. 3, σ²_mix = (1 − Nλ)σ²_pre + λΣσ²_i can be negative.
-For plain state dicts a key is a buffer when it is not floating point or ends in
-``running_mean``/``running_var``/``num_batches_tracked``, and ``head.*`` is new.
-
-:func:`merge` builds whole merged *models* (the columns of Tables 1–3 and two later merging
-methods): the vector keys by the method, the heads and BN buffers as the sites' mean (§4.1; the
-statistics are then restored, :mod:`medlib.bn`), ``num_batches_tracked`` as the sites' maximum.
+A vector holds the pretrained *parameters* only: the layers a model declares new (``new_layers``, the
+head; the paper "ignored the classification layer") and BatchNorm buffers stay out (through Eq. 3,
+σ²_mix = (1 − Nλ)σ²_pre + λΣσ²_i can be negative). :func:`merge` builds whole merged models: heads and
+BN buffers as the sites' mean (§4.1; statistics then restored, :mod:`medlib.bn`).
 """
 
 from __future__ import annotations
@@ -49,7 +34,7 @@ _MAX_LISTED = 12
 
 @dataclass(frozen=True)
 class KeyRoles:
-    """The state-dict keys of a model, sorted by what merging does with them."""
+    """A model's state-dict keys, sorted by what merging does with them."""
 
     vector: tuple[str, ...]  # pretrained parameters: Eq. 1–3
     new: tuple[str, ...]  # parameters of new layers (the head): the sites' mean
@@ -66,7 +51,7 @@ def _state(model: ModelOrState) -> dict[str, Tensor]:
 
 
 def split_keys(model: ModelOrState, new_layers: Sequence[str] | None = None) -> KeyRoles:
-    """Sort ``model``'s state-dict keys into vector / new-layer / buffer keys (see module doc)."""
+    """Sort ``model``'s keys; for a plain state dict a buffer is a non-float or BN-named key and ``head.*`` is new."""
     state, is_module = _state(model), isinstance(model, nn.Module)
     if new_layers is None:
         new_layers = getattr(model, "new_layers", None) or (() if is_module else ("head",))
@@ -92,7 +77,6 @@ def _listing(lines: list[str]) -> str:
 
 def _check_layout(reference: dict, others: Sequence[dict], names: Sequence[str],
                   keys: Sequence[str] | None = None, ref_name: str = "pretrained") -> None:
-    """Raise a MedlibError listing every key whose presence, shape or dtype differs."""
     problems = []
     for other, name in zip(others, names):
         if keys is None:  # a full check also reports keys the reference lacks
@@ -114,7 +98,6 @@ def _check_layout(reference: dict, others: Sequence[dict], names: Sequence[str],
 
 
 def _finite(key: str, result: Tensor, inputs: Sequence[Tensor], names: Sequence[str], what: str) -> Tensor:
-    """``result``, or a MedlibError naming the key and the input holding a NaN/inf."""
     # a sum is finite when every term is (one reduction, no mask); the exact test only if it is not
     if not result.is_floating_point() or bool(torch.isfinite(result.sum())) or bool(torch.isfinite(result).all()):
         return result
@@ -146,9 +129,8 @@ def _kth_largest(rows: Tensor, k: int) -> Tensor:
 
 
 class DataVector(Mapping):
-    """τ = θ_i − θ_pre over the pretrained parameters (Eq. 1), with the arithmetic of Eq. 2.
+    """τ = θ_i − θ_pre over the pretrained parameters (Eq. 1); ``+ - * /`` and ``sum`` key by key (Eq. 2).
 
-    ``a + b``, ``a - b``, ``-a``, ``2.0 * a``, ``a / 4`` and ``sum([...])`` work key by key.
     Immutable; tensors are shared between vectors, never modified in place.
     """
 
@@ -170,7 +152,6 @@ class DataVector(Mapping):
         return cls({k: _finite(k, ft[k] - pre[k].to(ft[k].device), [ft[k], pre[k]], ["finetuned", "pretrained"],
                                "DataVector.between") for k in keys})
 
-    # -- a read-only mapping: keys(), items(), values(), `in` come from Mapping
     def __getitem__(self, key: str) -> Tensor:
         return self._tensors[key]
 
@@ -198,7 +179,8 @@ class DataVector(Mapping):
             raise MedlibError(f"cannot {op} data vectors over different layers:"
                               + _listing(diff or ["same keys in a different order"])
                               + "\nBuild every vector from the same pretrained model.")
-        bad = [f"{k}: {tuple(a.shape)} vs {tuple(other[k].shape)}" for k, a in self.items() if a.shape != other[k].shape]
+        bad = [f"{k}: {tuple(a.shape)} vs {tuple(other[k].shape)}" for k, a in self.items()
+               if a.shape != other[k].shape]
         if bad:
             raise MedlibError(f"cannot {op} data vectors with different shapes:" + _listing(bad))
         return [(k, a, other[k]) for k, a in self.items()]
@@ -246,35 +228,33 @@ class DataVector(Mapping):
         return _assemble(pretrained, {k: state[k] for k in pre})
 
     # -- geometry (Figure 2)
+    def dot(self, other: "DataVector") -> float:
+        """⟨τ_a, τ_b⟩ in float64."""
+        return sum(float((a.double() * b.double()).sum()) for _, a, b in self._zip(other, "compare"))
+
     def norm(self) -> float:
-        """Euclidean norm of the whole vector."""
-        return math.sqrt(sum(float(v.double().square().sum()) for v in self.values()))
+        return math.sqrt(self.dot(self))
 
     def cosine(self, other: "DataVector", per_layer: bool = False):
         """cos(τ_a, τ_b) over the whole vector, or ``{key: cos}`` per tensor; NaN for a zero vector."""
-        stats = {k: (float((a.double() * b.double()).sum()), float(a.double().square().sum()),
-                     float(b.double().square().sum())) for k, a, b in self._zip(other, "compare")}
-
-        def cos(dot, aa, bb):
-            return dot / math.sqrt(aa * bb) if aa * bb > 0 else math.nan
-
         if per_layer:
-            return {k: cos(*s) for k, s in stats.items()}
-        return cos(*(sum(s[i] for s in stats.values()) for i in range(3)))
+            return {k: DataVector({k: a}).cosine(DataVector({k: b})) for k, a, b in self._zip(other, "compare")}
+        dot = self.dot(other)
+        squares = self.dot(self) * other.dot(other)
+        return dot / math.sqrt(squares) if squares > 0 else math.nan
 
     # -- later merging methods, as operations on vectors
     @staticmethod
     def ties(vectors: Sequence["DataVector"], density: float) -> "DataVector":
         """TIES-merging (Yadav et al., 2023) of ``vectors``, before the scale λ.
 
-        Trim: keep each vector's ``int(d · density)`` largest magnitudes over the whole flattened
-        vector of d values (values tied at the threshold all kept; the authors' code keeps one
-        more). Elect: the sign of the sum of the trimmed vectors per coordinate (a zero sum takes
-        the sign of the elected signs' total, as in the authors' code). Disjoint mean: the mean
-        of the trimmed values that agree with the elected sign, 0 where none do.
+        Trim to each vector's ``int(d · density)`` largest magnitudes (ties at the threshold kept); elect
+        the sign of the sum per coordinate (a zero sum takes the sign of the signs' total, as the authors'
+        code does); the mean of the trimmed values that agree with it, 0 where none do.
         """
         if not 0 < density <= 1:
-            raise MedlibError(f"TIES density must be in (0, 1] (the fraction of values kept; 0.2 in the paper), got {density}")
+            raise MedlibError(f"TIES density must be in (0, 1] (the fraction of values kept; 0.2 in the paper), "
+                              f"got {density}")
         if not vectors:
             raise MedlibError("TIES needs at least one data vector")
         keys = list(vectors[0].keys())
@@ -289,17 +269,14 @@ class DataVector(Mapping):
         sign[sign == 0] = torch.sign(sign.sum())
         agree = torch.where(sign > 0, flat > 0, flat < 0)
         merged = (flat * agree).sum(dim=0) / agree.sum(dim=0).clamp_min(1)
-        out, start = {}, 0
-        for key in keys:
-            t = vectors[0][key]
-            out[key] = merged[start:start + t.numel()].view_as(t).to(t.dtype)
-            start += t.numel()
-        return DataVector(out)
+        parts = merged.split([vectors[0][key].numel() for key in keys])
+        return DataVector({key: p.view_as(vectors[0][key]).to(vectors[0][key].dtype) for key, p in zip(keys, parts)})
 
     def dare(self, drop: float, seed: int | torch.Generator = 0) -> "DataVector":
         """DARE (Yu et al., 2024): drop each value with probability ``drop``, rescale the rest by 1/(1 − drop)."""
         if not 0 <= drop < 1:
-            raise MedlibError(f"DARE drop must be in [0, 1) (the probability of zeroing a value; 0.9 in the paper), got {drop}")
+            raise MedlibError(f"DARE drop must be in [0, 1) (the probability of zeroing a value; 0.9 in the paper), "
+                              f"got {drop}")
         g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
         out = {}
         for k, v in self.items():
@@ -320,7 +297,8 @@ class DataVector(Mapping):
 
         state, meta = load_weights(path)
         if meta.get("kind") != "data_vector":
-            raise MedlibError(f"{path} is not a data vector file (metadata kind={meta.get('kind')!r}); write it with DataVector.save")
+            raise MedlibError(f"{path} is not a data vector file (metadata kind={meta.get('kind')!r}); "
+                              "write it with DataVector.save")
         keys = meta.get("keys", list(state))
         if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(state):
             raise MedlibError(f"{path}: its metadata 'keys' do not list exactly the file's {len(state)} tensors; "
@@ -340,9 +318,8 @@ def merge(pretrained: ModelOrState, finetuned: Sequence[ModelOrState], method: s
     ``ties``           θ_pre + λ · TIES(τ_1..τ_N; ``density``, default 0.2)  (:meth:`DataVector.ties`).
     ``dare``           θ_pre + λ Σ DARE(τ_i; ``drop``, default 0.9, seeded by ``seed``).
 
-    Heads: the sites' mean; float buffers: the sites' mean (``include_buffers=True`` pushes them
-    through Eq. 1–3 instead: the ablation with negative variances); int buffers: the maximum.
-    ``into`` (a separate model of the same architecture) receives the result in place.
+    Heads and float buffers: the sites' mean (``include_buffers=True`` pushes the buffers through Eq. 1–3:
+    the ablation with negative variances); int buffers: the maximum. ``into`` receives the result in place.
     """
     if method not in MERGE_METHODS:
         raise MedlibError(f"unknown merge method {method!r}; expected one of {MERGE_METHODS}")
@@ -363,33 +340,27 @@ def merge(pretrained: ModelOrState, finetuned: Sequence[ModelOrState], method: s
     target = _target(into, pre, [pretrained, *finetuned])
     what = f"merge({method!r})"
 
-    def site_mean(k):
-        return _finite(k, sum(s[k] for s in sites) / n, [s[k] for s in sites], names, what)
+    def finite(k, value):  # NaN/inf propagate to the result: checked once per key
+        return _finite(k, value, [pre[k]] + [s[k] for s in sites], ["pretrained"] + names, what)
 
     pushed = roles.vector + (roles.float_buffers if include_buffers else ())
     averaged = roles.new + (() if include_buffers else roles.float_buffers)
     if method == "params_mean":
         pushed, averaged = (), roles.vector + roles.new + roles.float_buffers
-    out = {k: site_mean(k) for k in averaged}
+    out = {k: finite(k, sum(s[k] for s in sites) / n) for k in averaged}
     out.update({k: torch.stack([s[k] for s in sites]).amax(dim=0) for k in roles.int_buffers})
-    if method in ("ties", "dare"):
-        taus = [DataVector.between(pretrained, s, new_layers=new_layers) for s in sites]
-        if method == "ties":
-            tau_sum = lam * DataVector.ties(taus, 0.2 if density is None else density)
-        else:
-            g = torch.Generator().manual_seed(seed)
-            tau_sum = lam * sum(t.dare(0.9 if drop is None else drop, g) for t in taus)
-        out.update({k: pre[k] + tau_sum[k] for k in pushed})
+    taus = [DataVector({k: s[k] - pre[k] for k in pushed}) for s in sites]  # Eq. 1
+    if method == "ties":
+        tau_sum = lam * DataVector.ties(taus, 0.2 if density is None else density)
+    elif method == "dare":
+        g = torch.Generator().manual_seed(seed)
+        tau_sum = lam * sum(t.dare(0.9 if drop is None else drop, g) for t in taus)
     else:
-        generator = torch.Generator().manual_seed(seed)
-        for k in pushed:
-            inputs = [pre[k]] + [s[k] for s in sites]
-            tau_sum = lam * sum(s[k] - pre[k] for s in sites)  # NaN/inf propagate: checked once, below
-            if method == "random_vector":
-                direction = torch.randn(tau_sum.shape, generator=generator, dtype=torch.float64)
-                scale = float(torch.linalg.vector_norm(tau_sum.double())) / max(float(direction.norm()), 1e-300)
-                tau_sum = (direction * scale).to(device=device, dtype=tau_sum.dtype)
-            out[k] = _finite(k, pre[k] + tau_sum, inputs, ["pretrained"] + names, what)
+        tau_sum = lam * sum(taus)  # Eq. 2
+    if method == "random_vector":
+        g = torch.Generator().manual_seed(seed)
+        tau_sum = DataVector({k: _random_direction(v, g) for k, v in tau_sum.items()})
+    out.update({k: finite(k, pre[k] + tau_sum[k]) for k in pushed})  # Eq. 3
     if target is None:
         return _assemble(pretrained, {k: out[k] for k in pre})
     for k, value in out.items():
@@ -397,8 +368,14 @@ def merge(pretrained: ModelOrState, finetuned: Sequence[ModelOrState], method: s
     return into
 
 
+def _random_direction(like: Tensor, generator: torch.Generator) -> Tensor:
+    """A seeded Gaussian direction with the norm of ``like`` (the random-vector control)."""
+    direction = torch.randn(like.shape, generator=generator, dtype=torch.float64)
+    scale = float(torch.linalg.vector_norm(like.double())) / max(float(direction.norm()), 1e-300)
+    return (direction * scale).to(device=like.device, dtype=like.dtype)
+
+
 def _target(into: ModelOrState | None, pre: dict[str, Tensor], inputs: Sequence[ModelOrState]) -> dict | None:
-    """The tensors of ``into`` to write the merge into, after checking it is safe to."""
     if into is None:
         return None
     if any(into is m for m in inputs):

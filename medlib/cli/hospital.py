@@ -1,16 +1,16 @@
 """Paper A as a workflow hospitals could run: one command per step, safetensors between steps.
 
-    medlib pretrained --dataset NAME --root DIR --profile P --out pre.safetensors
-    medlib finetune   --dataset NAME --root DIR --site K --n-sites 4 --profile P --out site_K.safetensors [--resume]
-    medlib merge      --pretrained pre.safetensors --models site_*.safetensors --method data-vector --lam 0.5 --out merged.safetensors
-                      (or --method ties --density 0.2, --method dare --drop 0.9 --seed 0)
-    medlib restore-bn --model merged.safetensors --dataset NAME --root DIR --method recompute-stats --out restored.safetensors
+    medlib pretrained --dataset NAME --root DIR --out pre.safetensors
+    medlib finetune   --dataset NAME --root DIR --site K --n-sites 4 --out site_K.safetensors [--resume]
+    medlib merge      --pretrained pre.safetensors --models site_*.safetensors --method data-vector --lam 0.5
+                      --out merged.safetensors  (or --method ties --density 0.2, --method dare --drop 0.9)
+    medlib restore-bn --model merged.safetensors --dataset NAME --root DIR --out restored.safetensors
     medlib evaluate   --model restored.safetensors --dataset NAME --root DIR --json
 
-Every file carries JSON metadata (architecture, classes, profile, provenance of its inputs);
-a pickle, a file without metadata or a model of another architecture is refused. In a real
-deployment ``--site`` is dropped and ``--root`` is the hospital's own data; with ``--site K``
-one dataset is split into ``--n-sites`` simulated hospitals exactly as in the book.
+Every file carries JSON metadata (architecture, classes, profile, provenance); a pickle, a file without
+metadata or a model of another architecture is refused. In a real deployment ``--site`` is dropped and
+``--root`` is the hospital's own data; ``--site K`` takes part K of the book's split
+(:func:`~medlib.experiments.paper_a.runs.split_sites`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import numpy as np
 from medlib.cli import bounded_int
 from medlib.errors import MedlibError
 
-_METHOD = {"data-vector": "data_vector", "params-mean": "params_mean", "random-vector": "random_vector",
-           "ties": "ties", "dare": "dare"}
-_RESTORE = {"finetune-epoch": "finetune_epoch", "recompute-stats": "recompute_stats", "site-stats": "site_stats"}
+_METHOD = {m.replace("_", "-"): m for m in ("data_vector", "params_mean", "random_vector", "ties", "dare")}
+_RESTORE = {m.replace("_", "-"): m for m in ("finetune_epoch", "recompute_stats", "site_stats")}
 
 
 def _sha256(path: Path) -> str:
@@ -38,48 +37,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class _Local:
-    """The data of one command: the dataset, its cached images and the simulated partition."""
+def _local(args, profile):
+    """The dataset at ``--root`` split into ``--n-sites`` hospitals exactly as the book splits it, with the
+    book's batches (:class:`~medlib.experiments.paper_a.runs.Trained`: images on the device, augmented there)."""
+    from medlib.data import load_dataset
+    from medlib.experiments.paper_a.runs import Trained, split_sites
 
-    def __init__(self, args, profile):
-        from medlib.data import load_dataset
-        from medlib.data.cache import cached_images
-        from medlib.data.partition import partition_sites
-        from medlib.paths import cache_dir
+    ds = load_dataset(args.dataset, args.root)
+    # progress would corrupt `--json` output on stdout
+    data = split_sites(ds, profile, args.seed, method=args.partition, n_sites=args.n_sites,
+                       progress=not getattr(args, "json", False))
+    return Trained(args.dataset, profile, args.seed, data)
 
-        self.P = profile
-        self.ds = load_dataset(args.dataset, args.root)
-        # progress would corrupt `--json` output on stdout
-        self.images = cached_images(self.ds.image_paths, profile.paper_a.image_size, cache_dir(),
-                                    progress=not getattr(args, "json", False))
-        self.labels = np.asarray(self.ds.labels)
-        self._on_device = None  # (images, labels) on the training device, copied by the first loader
-        self.seed = args.seed
-        self.partition = partition_sites(self.labels, args.n_sites, method=args.partition, groups=self.ds.groups,
-                                         seed=args.seed, test_fraction=profile.paper_a.test_fraction)
 
-    def site(self, k: int | None) -> np.ndarray:
-        if k is None:
-            return self.partition.train
-        if not 1 <= k <= self.partition.n_sites:
-            raise MedlibError(f"--site {k} is out of range: expected 1..{self.partition.n_sites} (--n-sites)")
-        return self.partition.sites[k - 1]
-
-    def loader(self, indices, train: bool):
-        """The book's Part A batches (:class:`~medlib.experiments.paper_a.DeviceBatches`): the images on
-        the training device, augmented there, so a hospital trains exactly as the notebooks do; a dry
-        run reads ``max_steps`` batches per pass (restore-bn's too)."""
-        import torch
-
-        from medlib.experiments.paper_a.batches import DeviceBatches
-        from medlib.runtime import select_device
-
-        device = select_device()
-        if self._on_device is None:  # one copy on the device, shared by every loader
-            self._on_device = (self.images.to(device), torch.as_tensor(self.labels, dtype=torch.int64).to(device))
-        images, labels = self._on_device
-        return DeviceBatches(images, labels, indices, self.P.paper_a.batch_size, train=train,
-                             seed=self.seed, device=device, max_steps=self.P.max_steps)
+def _site(local, k: int | None) -> np.ndarray:
+    part = local.data.partition
+    if k is None:
+        return part.train
+    if not 1 <= k <= part.n_sites:
+        raise MedlibError(f"--site {k} is out of range: expected 1..{part.n_sites} (--n-sites)")
+    return part.sites[k - 1]
 
 
 _seed = bounded_int(0, 2**32)  # what NumPy and torch both take
@@ -110,29 +87,20 @@ def _check_out(path: Path) -> None:
         raise MedlibError(f"--out {path} cannot be written ({exc.strerror or exc}): choose another path") from exc
 
 
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _binding(args, local: "_Local", idx: np.ndarray, model) -> dict:
+def _binding(args, local, idx: np.ndarray, model) -> dict:
     """What a fine-tuning's weights depend on besides its TrainConfig: its checkpoint is bound to it."""
     from medlib.data.cache import cache_key
+    from medlib.experiments.paper_a.runs import _digest
 
     return {"dataset": args.dataset, "site": args.site, "n_sites": args.n_sites, "partition": args.partition,
-            "data": cache_key(local.ds.image_paths, local.P.paper_a.image_size),
-            "indices": _digest(idx, local.labels[idx]),
-            "theta_pre": _digest(*(t.detach().cpu().numpy() for t in model.state_dict().values()))}
+            "data": cache_key(local.data.dataset.image_paths, local.profile.paper_a.image_size),
+            "indices": _digest(idx, local.data.labels[idx]), "theta_pre": _digest(*model.state_dict().values())}
 
 
 def _check_classes(meta: dict, ds, path) -> None:
     if meta.get("classes") != list(ds.classes):
-        raise MedlibError(
-            f"{path} was trained for classes {meta.get('classes')} but {ds.name} at this root has "
-            f"{list(ds.classes)}; use a model trained on the same dataset"
-        )
+        raise MedlibError(f"{path} was trained for classes {meta.get('classes')} but {ds.name} at this root has "
+                          f"{list(ds.classes)}; use a model trained on the same dataset")
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
@@ -142,7 +110,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument("--n-sites", type=_positive, default=4, help="simulated hospitals (default 4, the paper's)")
         p.add_argument("--partition", default="equal", help="equal (paper), stratified, dirichlet or grouped")
         p.add_argument("--seed", type=_seed, default=None,
-                       help="seed of the partition and training, 0 <= seed < 4294967296 (default: the profile's)")
+                       help="seed of the partition and training, 0 <= seed < 4294967296 (default: the profile's first)")
     p.add_argument("--profile", default="auto", help="smoke, full or auto")
 
 
@@ -152,8 +120,8 @@ def _model_and_data(args):
 
     P = _profile_and_seed(args)
     model, meta = load_classifier(args.model)  # refuses lying metadata and NaN/inf weights
-    local = _Local(args, P)
-    _check_classes(meta, local.ds, args.model)
+    local = _local(args, P)
+    _check_classes(meta, local.data.dataset, args.model)
     return P, model, meta, local
 
 
@@ -162,9 +130,10 @@ def _profile_and_seed(args):
 
     P = get_profile(args.profile, dry=is_dry_run())
     if args.dataset not in P.paper_a.datasets:  # before any data is read or θ_pre built
-        raise MedlibError(f"--dataset {args.dataset!r} is not one of Paper A's: expected one of {list(P.paper_a.datasets)}")
+        raise MedlibError(f"--dataset {args.dataset!r} is not one of Paper A's: expected one of "
+                          f"{list(P.paper_a.datasets)}")
     if args.seed is None:
-        args.seed = P.paper_a.seed  # the paper's seed (Table 4)
+        args.seed = P.first_seed  # the book's first seed (full: the paper's 3315, Table 4)
     if getattr(args, "out", None) is not None:
         _check_out(args.out)
     return P
@@ -187,23 +156,22 @@ def _cmd_pretrained(args) -> int:
 def _cmd_finetune(args) -> int:
     import torch
 
-    from medlib.experiments.paper_a import pretrained_classifier
+    from medlib.experiments.paper_a.runs import finetune_config, pretrained_classifier
     from medlib.models import load_classifier, save_classifier
     from medlib.runtime import provenance, seed_everything
-    from medlib.train import TrainConfig, class_weights_from_labels, fit
+    from medlib.train import fit
 
     P = _profile_and_seed(args)
-    local = _Local(args, P)
+    local = _local(args, P)
+    classes = list(local.data.classes)
     if args.pretrained:
         model, meta = load_classifier(args.pretrained)
-        _check_classes(meta, local.ds, args.pretrained)
+        _check_classes(meta, local.data.dataset, args.pretrained)
     else:
-        model = pretrained_classifier(P, len(local.ds.classes), args.seed, pretrained_path=args.pretrained_path)
-    idx = local.site(args.site)
+        model = pretrained_classifier(P, len(classes), args.seed, pretrained_path=args.pretrained_path)
+    idx = _site(local, args.site)
     epochs = args.epochs if args.epochs is not None else P.paper_a.epochs
-    cfg = TrainConfig(lr=P.paper_a.lr, epochs=epochs, batch_size=P.paper_a.batch_size, seed=args.seed,
-                      class_weights=class_weights_from_labels(local.labels[idx], len(local.ds.classes)),
-                      max_steps=P.max_steps)
+    cfg = finetune_config(local, idx, epochs=epochs, log_every=1)
     print(f"fine-tuning {model.arch} on {args.dataset} site {args.site or 'all'} ({len(idx)} images), "
           f"{epochs} epochs, profile {P.label}", flush=True)
     seed_everything(args.seed)
@@ -215,7 +183,7 @@ def _cmd_finetune(args) -> int:
     # checkpoint of another site, partition, dataset or θ_pre is refused (safer than silently starting over)
     history = fit(model, local.loader(idx, train=True), cfg, checkpoint_path=ckpt, resume=args.resume,
                   checkpoint_every_s=args.checkpoint_every, binding=_binding(args, local, idx, model))
-    meta = {"classes": list(local.ds.classes), "profile": P.name, "role": "site", "dataset": args.dataset,
+    meta = {"classes": classes, "profile": P.name, "role": "site", "dataset": args.dataset,
             "site": args.site, "n_sites": args.n_sites, "partition": args.partition, "seed": args.seed,
             "epochs": epochs, "history": history.records, "provenance": provenance(P, args.seed)}
     save_classifier(out, model.to(torch.device("cpu")), meta)
@@ -234,11 +202,9 @@ def _cmd_merge(args) -> int:
     for path in args.models:
         model, meta = load_classifier(path)
         if meta.get("arch") != pre_meta.get("arch") or meta.get("classes") != pre_meta.get("classes"):
-            raise MedlibError(
-                f"{path} is a {meta.get('arch')} model for classes {meta.get('classes')}, but the pretrained "
-                f"model is a {pre_meta.get('arch')} for {pre_meta.get('classes')}: every site must fine-tune "
-                "the same θ_pre"
-            )
+            raise MedlibError(f"{path} is a {meta.get('arch')} model for classes {meta.get('classes')}, but the "
+                              f"pretrained model is a {pre_meta.get('arch')} for {pre_meta.get('classes')}: every site "
+                              "must fine-tune the same θ_pre")
         sites.append(model)
     merged = merge(pre, sites, _METHOD[args.method], lam=args.lam, density=args.density, drop=args.drop, seed=args.seed)
     meta = {"classes": pre_meta["classes"], "profile": pre_meta.get("profile"), "role": "merged",
@@ -251,18 +217,13 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_restore(args) -> int:
-    from medlib.bn import restore_batchnorm
+    from medlib.experiments.paper_a.restore import restore_on_parts
     from medlib.models import save_classifier
-    from medlib.runtime import select_device
-    from medlib.train import class_weights_from_labels
 
     P, model, meta, local = _model_and_data(args)
-    sites = [args.site] if args.site else list(range(1, local.partition.n_sites + 1))
-    loaders = [local.loader(local.site(k), train=args.method == "finetune-epoch") for k in sites]
-    train_idx = np.concatenate([local.site(k) for k in sites])
-    restored = restore_batchnorm(model, loaders, _RESTORE[args.method], lr=P.paper_a.lr, seed=args.seed,
-                                 device=select_device(),
-                                 class_weights=class_weights_from_labels(local.labels[train_idx], len(local.ds.classes)))
+    sites = [args.site] if args.site else list(range(1, local.data.partition.n_sites + 1))
+    _site(local, args.site)  # out of range: a one-line error
+    restored = restore_on_parts(local, model, [k - 1 for k in sites], _RESTORE[args.method])
     bad = [k for k, v in restored.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:  # e.g. a finetune-epoch that diverged: no NaN model is written
         raise MedlibError(f"restoring {args.model} ({args.method}) gave NaN or infinite values (first {bad[0]}); "
@@ -274,13 +235,11 @@ def _cmd_restore(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from medlib.runtime import select_device
     from medlib.train import evaluate
 
     P, model, meta, local = _model_and_data(args)
-    idx = local.partition.test if args.split == "test" else np.arange(len(local.labels))
-    metrics = evaluate(model, local.loader(idx, train=False), select_device(), len(local.ds.classes),
-                       max_steps=P.max_steps)
+    idx = local.data.partition.test if args.split == "test" else np.arange(len(local.data.labels))
+    metrics = evaluate(model, local.loader(idx, train=False), local.device, local.n_classes, max_steps=P.max_steps)
     # n: the images evaluated (fewer than the split's in a dry run, which caps the batches)
     report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "n": int(metrics["n"]),
               "role": meta.get("role"), "profile": P.name, **{k: float(v) for k, v in metrics.items() if k != "n"}}
@@ -293,7 +252,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("pretrained", help="Paper A: write the shared θ_pre (backbone + new head) as safetensors")
+    p = subparsers.add_parser("pretrained", help="Paper A: write the shared θ_pre (backbone + new head)")
     _common(p)
     p.add_argument("--pretrained-path", type=Path, help="local safetensors backbone instead of the profile's θ_pre")
     p.add_argument("--out", required=True, type=Path)
@@ -309,7 +268,7 @@ def register(subparsers) -> None:
                    help="continue from OUT.ckpt after an interruption; a checkpoint of another run (dataset, site, "
                         "partition, data, θ_pre or settings) or an unreadable one is refused, naming it")
     p.add_argument("--checkpoint-every", type=_seconds, default=600.0, metavar="SECONDS",
-                   help="write OUT.ckpt every SECONDS of training and after the last epoch (default 600; 0: every epoch)")
+                   help="write OUT.ckpt every SECONDS of training and after the last epoch (600; 0: every epoch)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_cmd_finetune)
 
@@ -319,7 +278,7 @@ def register(subparsers) -> None:
     p.add_argument("--models", required=True, nargs="+", type=Path)
     p.add_argument("--method", choices=sorted(_METHOD), default="data-vector")
     p.add_argument("--lam", type=float, default=0.5, help="λ of θ_pre + λ Σ τ_i (paper: 0.5)")
-    p.add_argument("--density", type=float, help="ties: fraction of each vector's largest magnitudes kept (default 0.2)")
+    p.add_argument("--density", type=float, help="ties: fraction of each vector's largest magnitudes kept (0.2)")
     p.add_argument("--drop", type=float, help="dare: probability of dropping each coordinate (default 0.9)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random-vector control and of dare's drops")
     p.add_argument("--out", required=True, type=Path)

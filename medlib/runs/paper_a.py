@@ -1,12 +1,6 @@
-"""Paper A's runs: per dataset and seed, N site fine-tunings and one full training (Tables 1–3).
-
-In the smoke profile every one of them starts from the same synthetic-pretrained θ_pre, itself
-a run (``pretrain``) that the others need. In the full profile θ_pre is the downloaded ImageNet
-ResNet50, not a training.
-
-Keys and paths come from :mod:`medlib.experiments.paper_a` (what the notebooks train and read),
-so a run executed here is exactly the model a notebook finds in its cache.
-"""
+"""Paper A's runs: per dataset and seed, N site fine-tunings and one full training (Tables 1–3), after the
+smoke profile's synthetic-pretrained θ_pre (a run of its own; full: the downloaded ResNet50). Keys and paths
+are :mod:`medlib.experiments.paper_a.runs`'s, so a run executed here is the model a notebook finds."""
 
 from __future__ import annotations
 
@@ -43,15 +37,13 @@ def _pretrain_run(P: Profile) -> Run | None:
 
 
 def _experiments():
-    # the run-level internals (partition, θ_pre, key) live in paper_a.runs
     from medlib.experiments.paper_a import runs as experiments
 
     return experiments
 
 
 def _roles(data) -> list[tuple[str, object]]:
-    sites = [(f"site{k}", idx) for k, idx in enumerate(data.partition.sites, 1)]
-    return sites + [("full", data.partition.train)]
+    return [(f"site{k}", idx) for k, idx in enumerate(data.partition.sites, 1)] + [("full", data.partition.train)]
 
 
 def _trained(P: Profile, dataset: str, seed: int, data=None):
@@ -59,7 +51,7 @@ def _trained(P: Profile, dataset: str, seed: int, data=None):
     ex = _experiments()
     data = ex.paper_sites(dataset, P, seed) if data is None else data
     pre = ex.pretrained_classifier(P, len(data.classes), seed)
-    return ex.Trained(dataset, P, seed, data, pre, [], pre)
+    return ex.Trained(dataset, P, seed, data, pre, full=pre)
 
 
 def _on_disk(name: str, P: Profile) -> bool:

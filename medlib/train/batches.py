@@ -25,15 +25,10 @@ def as_device(device) -> torch.device:
 
 
 def class_weights_from_labels(labels, n_classes: int) -> Tensor:
-    """Inverse-frequency class weights ``w_c = N / (K · n_c)`` (scikit-learn's "balanced").
+    """Paper A's "Weighted Cross Entropy" weights (Table 4): ``w_c = N / (K · n_c)``, scikit-learn's "balanced".
 
-    ``n_c`` is the count of class c among the N labels and K the number of classes that
-    occur, so the weights average to 1 over the samples and every present class carries the
-    same total weight N / K. A class absent from ``labels`` gets weight 0 (it never occurs as
-    a target, so its weight never enters the loss). Paper A trains with "Weighted Cross
-    Entropy Loss" (Table 4); the weights come from each site's own labels. (With
-    ``reduction="mean"`` PyTorch divides by the summed weights of the batch's targets, so
-    only the *ratios* of the weights change the loss.)
+    ``n_c`` counts class c among the N labels, K the classes present (an absent class gets 0), so every
+    present class carries the same total weight N / K.
     """
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
     if y.numel() == 0:
@@ -75,11 +70,7 @@ def _to(obj, device, channels_last: bool = False, non_blocking: bool = False):
 
 
 def default_batch_to_device(batch, device, channels_last: bool = False):
-    """``(inputs, targets)`` from a batch ``(x, y)`` (or ``x`` alone, targets ``None``), on ``device``.
-
-    ``x`` may be a tensor or a tuple of tensors (a multi-input model is called as ``model(*x)``);
-    ``y`` may be a tensor, a tuple or a dict (whatever ``loss_fn`` expects).
-    """
+    """``(inputs, targets)`` on ``device`` from a batch ``(x, y)`` or ``x`` (targets None); nested tuples/dicts too."""
     if isinstance(batch, (list, tuple)):
         if len(batch) != 2:
             raise MedlibError(f"expected batches (inputs, targets); got a {type(batch).__name__} of {len(batch)}")

@@ -30,22 +30,16 @@ class TrainConfig:
     seed: int = 0
     device: str | torch.device = "auto"
     amp: bool | None = None  # mixed precision; None: on CUDA only
-    # autocast dtype with amp: None picks bfloat16 where the GPU supports it, else float16
-    # (with a gradient scaler, e.g. a T4); "float16" or "bfloat16" force one
-    amp_dtype: str | None = None
+    amp_dtype: str | None = None  # None: bfloat16 where supported, else float16 (medlib.train.precision)
     channels_last: bool | None = None  # None: on CUDA only
     scheduler: str | None = None  # None or "cosine" (per epoch, one cosine over all epochs, SWA ones included)
     swa_start: int | None = None  # 0-based epoch from which SWA averages; None: no SWA
     swa_lr: float | None = None  # SWALR target lr from swa_start; None: keep the schedule
     max_steps: int | None = None  # at most this many batches per epoch and per validation (dry runs)
     log_every: int = 1  # print a line every this many epochs (0: silent)
-    # a step with a non-finite loss (or, in float16, overflowing gradients) is skipped; this
-    # many skipped steps in a row mean the training diverged
-    max_nonfinite_steps: int = 25
+    max_nonfinite_steps: int = 25  # non-finite steps are skipped; this many in a row mean divergence
     eval_every: int = 1  # validate every this many epochs, and after the last one
-    # "auto": compiled on CUDA (CUDA graphs), eager elsewhere; "off"; or a torch.compile backend
-    # (see medlib.train.loop.compiled_for_training)
-    compile: str = "auto"
+    compile: str = "auto"  # "auto", "off" or a torch.compile backend: medlib.train.loop.compiled_for_training
 
     def __post_init__(self):
         if self.epochs < 0 or self.lr <= 0 or not math.isfinite(self.lr):
@@ -76,13 +70,8 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-epoch records of :func:`~medlib.train.fit` and, with SWA, the averaged model.
-
-    ``swa_model`` is a plain module holding the SWA weights with BN statistics recomputed by
-    ``update_bn``; the model passed to ``fit`` keeps the last epoch's weights. Each record has
-    ``skipped_steps``: steps left out because their loss was not finite or, in float16, the
-    gradient scaler found overflowing gradients.
-    """
+    """Per-epoch records of :func:`~medlib.train.fit` (``skipped_steps``: steps with a non-finite loss or
+    gradients) and, with SWA, the averaged model with its BN statistics recomputed."""
 
     records: list[dict] = field(default_factory=list)
     swa_model: nn.Module | None = None
@@ -92,7 +81,7 @@ class History:
     checkpoint_bytes: int = 0  # bytes written by this call of fit
 
     def evaluated_epochs(self) -> list[int]:
-        """The (1-based) epochs whose records have validation numbers: the points of a validation curve."""
+        """The (1-based) epochs with validation numbers: the points of a validation curve."""
         return [r["epoch"] for r in self.records if "val_loss" in r]
 
     def last(self) -> dict:

@@ -1,13 +1,6 @@
-"""Counting host reads of tensors: what makes a CUDA step wait for the GPU (benches and tests).
-
-A CUDA kernel launch returns at once; reading a value back (``.item()``, ``bool(t)``, ``.cpu()``,
-...) waits until the GPU has finished everything queued before it, and the GPU then idles while
-the host prepares the next launches. :func:`count_host_syncs` counts calls of those methods made
-by code outside the ``torch`` package while its block runs, on every tensor, so that the count
-can be taken on a CPU too. Calls from inside torch are left out: Adam reads its step counters,
-CPU tensors even in CUDA training, and the float16 gradient scaler makes its one documented check
-per step; on CUDA, ``torch.cuda.set_sync_debug_mode`` sees every sync, those of C++ code included.
-"""
+"""Counting host reads of tensors (``.item()``, ``bool(t)``, ``.cpu()``...): each makes a CUDA step wait for
+the GPU. Counted on every tensor, so on a CPU too, for calls from outside the ``torch`` package (Adam's
+CPU step counters and the float16 scaler's one check per step are torch's own); benches and tests."""
 
 from __future__ import annotations
 
@@ -49,11 +42,7 @@ def count_host_syncs():
 
 
 def syncs_per_step(model, loader, loss_fn, *, to_device, cfg) -> float:
-    """Host reads per training step over one epoch of ``loader`` (after one epoch of warm-up).
-
-    The steps of :func:`medlib.train.train_one_epoch` with the state :func:`medlib.train.fit`
-    would make from ``cfg``: what ``benches/gpu_check.py --cpu-smoke`` prints and the tests bound.
-    """
+    """Host reads per step of :func:`~medlib.train.train_one_epoch` over one epoch, after one of warm-up."""
     from medlib.train.batches import as_device
     from medlib.train.loop import train_one_epoch
     from medlib.train.precision import choose_precision

@@ -24,40 +24,21 @@ from medlib.train.state import DEFAULT_CHECKPOINT_EVERY_S, CheckpointCadence, Tr
 __all__ = ["fit", "train_one_epoch", "finish_swa", "weighted_cross_entropy", "tune_for", "compiled_for_training"]
 
 
-def fit(
-    model: nn.Module,
-    train_loader: Iterable,
-    cfg: TrainConfig,
-    *,
-    loss_fn: Callable[[Any, Any], Tensor] | None = None,
-    val_loader: Iterable | None = None,
-    checkpoint_path: str | Path | None = None,
-    resume: bool = False,
-    checkpoint_every_s: float | None = None,
-    batch_to_device: Callable | None = None,
-    val_batch_to_device: Callable | None = None,
-    on_epoch_end: Callable[[int, nn.Module, History], None] | None = None,
-    binding: dict | None = None,
-) -> History:
+def fit(model: nn.Module, train_loader: Iterable, cfg: TrainConfig, *,
+        loss_fn: Callable[[Any, Any], Tensor] | None = None, val_loader: Iterable | None = None,
+        checkpoint_path: str | Path | None = None, resume: bool = False, checkpoint_every_s: float | None = None,
+        batch_to_device: Callable | None = None, val_batch_to_device: Callable | None = None,
+        on_epoch_end: Callable[[int, nn.Module, History], None] | None = None, binding: dict | None = None) -> History:
     """Train ``model`` in place (on ``cfg.device``) for ``cfg.epochs`` epochs; return the :class:`History`.
 
-    ``loss_fn(output, targets)`` defaults to cross-entropy with ``cfg.class_weights``.
-    ``batch_to_device(batch, device) -> (inputs, targets)`` defaults to
-    :func:`default_batch_to_device`; ``val_batch_to_device`` is the evaluation path of the
-    validation batches (no training augmentation; default: :func:`default_batch_to_device`, or
-    ``batch_to_device`` when only that is given). Validation runs every ``cfg.eval_every``
-    epochs and after the last; the records of the other epochs have no ``val_*`` keys
-    (:meth:`History.evaluated_epochs` lists the points of a validation curve). On CUDA, cuDNN
-    autotunes and the steps run compiled (:func:`compiled_for_training`). With
-    ``checkpoint_path`` the state is saved every ``checkpoint_every_s`` seconds (0: after every
-    epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``, else 600 — a cluster of preemptible nodes
-    may want less) and after the last epoch, and
-    ``resume=True`` continues from it, bitwise as if never interrupted (on CPU; CUDA kernels
-    are not bitwise deterministic). ``on_epoch_end(epoch, model, history)`` runs after the
-    epoch's checkpoint, if one was due (``epoch`` is 0-based). With ``cfg.swa_start`` the SWA
-    average is updated after every epoch from ``swa_start`` on and returned, BN statistics
-    recomputed, as ``history.swa_model``. ``binding`` (JSON-able) names what the run is besides
-    ``cfg`` — data, site, θ_pre — so that a resume refuses another run's checkpoint.
+    ``loss_fn(output, targets)`` defaults to cross-entropy with ``cfg.class_weights``;
+    ``batch_to_device(batch, device) -> (inputs, targets)`` to :func:`default_batch_to_device`
+    (``val_batch_to_device``, for validation: to ``batch_to_device``). Validation runs every
+    ``cfg.eval_every`` epochs and after the last. With ``checkpoint_path`` the state is saved every
+    ``checkpoint_every_s`` seconds (0: every epoch; default ``$MEDLIB_CHECKPOINT_EVERY_S``, else 600) and
+    after the last epoch; ``resume=True`` continues from it, bitwise on CPU; ``binding`` (JSON-able: data,
+    site, θ_pre) makes a resume refuse another run's checkpoint. ``on_epoch_end(epoch, model, history)``
+    runs after each (0-based) epoch. With ``cfg.swa_start``, ``history.swa_model`` is the SWA average.
     """
     device = as_device(cfg.device)
     precision = choose_precision(device, cfg.amp, cfg.amp_dtype)
@@ -74,7 +55,7 @@ def fit(
     state = TrainingState.create(model, cfg, precision, binding)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt is not None:
-        _resume(state, ckpt, device)
+        state.resume(ckpt)
     if checkpoint_every_s is None:
         checkpoint_every_s = float(os.environ.get("MEDLIB_CHECKPOINT_EVERY_S", DEFAULT_CHECKPOINT_EVERY_S))
     cadence = CheckpointCadence(checkpoint_every_s)
@@ -96,8 +77,7 @@ def fit(
         record["seconds"] = time.perf_counter() - started
         history.records.append(record)
         if ckpt is not None and cadence.due(state.epoch, cfg.epochs):
-            history.checkpoint_bytes += state.save(ckpt)
-            history.checkpoints_written += 1
+            state.save(ckpt)
             cadence.written()
         if cfg.log_every and (state.epoch % cfg.log_every == 0 or state.epoch == cfg.epochs):
             print(_progress_line(record, cfg.epochs), flush=True)
@@ -122,25 +102,17 @@ def weighted_cross_entropy(class_weights: Tensor | None, device) -> Callable[[Te
 
 
 def tune_for(device: torch.device) -> None:
-    """Backend settings of a training on ``device``: cuDNN autotuning on CUDA.
-
-    Autotuning picks the fastest convolution algorithms for the fixed shapes of a training (the
-    first steps pay for the search); bitwise reproducibility is promised on the CPU only.
-    """
+    """cuDNN autotuning on CUDA (fixed shapes; bitwise reproducibility is promised on the CPU only)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
 
 def compiled_for_training(model: nn.Module, device: torch.device, choice: str = "auto") -> nn.Module:
-    """What the training steps call: ``model`` itself, or compiled where that pays.
+    """What the training steps call: ``model``, or compiled (sharing its parameters) where that pays.
 
-    ``choice`` (:attr:`TrainConfig.compile`): ``"auto"`` follows ``$MEDLIB_COMPILE`` when set,
-    else compiles on CUDA with ``mode="reduce-overhead"`` (CUDA graphs: one launch replays a
-    step's hundreds of kernels, which otherwise cost more host time than the GPU's math) and
-    stays eager elsewhere (on a CPU, compiling an AMMFM took minutes and ran slower); ``"off"``
-    is eager; any other value is a ``torch.compile`` backend (``"aot_eager"`` in the tests).
-    The compiled module shares ``model``'s parameters; compiled code is cached per process and
-    in torch's on-disk cache, so the runs of one configuration compile once.
+    ``choice`` (:attr:`TrainConfig.compile`): ``"auto"`` follows ``$MEDLIB_COMPILE``, else CUDA graphs on
+    CUDA (``mode="reduce-overhead"``: one launch replays a step's hundreds of kernels) and eager elsewhere
+    (on a CPU compiling took minutes and ran slower); ``"off"``; or a ``torch.compile`` backend.
     """
     if choice == "auto":
         choice = os.environ.get("MEDLIB_COMPILE", "").strip() or "auto"
@@ -149,31 +121,14 @@ def compiled_for_training(model: nn.Module, device: torch.device, choice: str = 
     return torch.compile(model, mode="reduce-overhead") if choice == "auto" else torch.compile(model, backend=choice)
 
 
-def _resume(state: TrainingState, ckpt: Path, device: torch.device) -> None:
-    epochs = state.cfg.epochs
-    if not ckpt.exists():
-        if state.cfg.log_every:
-            print(f"no checkpoint at {ckpt}: training from scratch", flush=True)
-        return
-    state.load(ckpt, device)
-    left = f"{epochs - state.epoch} left" if state.epoch < epochs else "nothing left to train"
-    # always said: a resumed run must never pass for a fresh one
-    print(f"resuming from checkpoint {ckpt} after epoch {state.epoch}/{epochs} ({left})", flush=True)
-
-
 def train_one_epoch(state: TrainingState, loader: Iterable, loss_fn, *, device: torch.device,
                     precision: Precision, to_device=default_batch_to_device, net: nn.Module | None = None) -> dict:
     """One pass over ``loader`` (at most ``cfg.max_steps`` batches); the epoch's record.
 
-    A batch whose loss or gradients are not finite is skipped (no step: the gradient scaler's rule):
-    ``train_loss`` averages the batches with a finite loss and ``skipped_steps`` counts the
-    rest. Training has diverged — and stops with an explanation — when ``cfg.max_nonfinite_steps``
-    steps in a row were skipped, when no batch of the epoch had a finite loss, or when a weight
-    became non-finite. ``net`` is what the steps call (``state.model`` compiled, or itself).
-
-    The step's own code reads no value back to the host (the gradient scaler's check aside, see
-    :func:`_guarded_step`): the counters live on the device and are read every
-    :data:`READ_EVERY` steps (the run-of-skips rule is checked there) and at the end of the epoch.
+    A batch whose loss or gradients are not finite is skipped (``skipped_steps``); training has diverged
+    after ``cfg.max_nonfinite_steps`` skips in a row, an epoch without a finite loss, or a non-finite
+    weight. The steps read nothing back to the host: the counters stay on the device and are read every
+    :data:`READ_EVERY` steps and at the end. ``net`` is what the steps call (``state.model`` compiled).
     """
     cfg, model, optimizer, scaler = state.cfg, state.model, state.optimizer, state.scaler
     net = model if net is None else net
@@ -209,19 +164,14 @@ def train_one_epoch(state: TrainingState, loader: Iterable, loss_fn, *, device: 
             "skipped_steps": skipped}
 
 
-# steps between two host reads of an epoch's counters; a read costs a sync (the GPU's queue
-# drains), so a run of skipped steps is noticed up to this many steps late — harmless, since a
-# skipped step changes no weight
+# steps between two host reads (syncs) of an epoch's counters: a run of skips is noticed up to this
+# many steps late, harmless since a skipped step changes no weight
 READ_EVERY = 100
 
 
 def _read_counters(state: TrainingState, skips: Tensor, sums: Tensor | None = None,
                    weights_finite: Tensor | None = None) -> tuple[list[float], int, Tensor]:
-    """One host read of the epoch's counters; raises if training diverged.
-
-    Returns ``sums`` as numbers, the steps skipped so far and the skip counters with the longest
-    run reset to the current one.
-    """
+    """One host read of the counters (raises if training diverged): sums, steps skipped, skips reset."""
     parts = [skips.double()] + ([sums] if sums is not None else []) + (
         [weights_finite.double().view(1)] if weights_finite is not None else [])
     values = torch.cat(parts).tolist()
@@ -236,52 +186,39 @@ def _read_counters(state: TrainingState, skips: Tensor, sums: Tensor | None = No
 
 def _guarded_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                   loss: Tensor) -> tuple[Tensor, Tensor]:
-    """Backward and optimizer step, skipped where the loss or the gradients are not finite.
+    """Backward and step, skipped by the gradient scaler where the loss or gradients are not finite.
 
-    Returns two device booleans: the loss was finite; the step was taken. The gradient scaler
-    (:meth:`Precision.grad_scaler`: at scale 1 except in float16) skips the step — its own check,
-    which waits for the GPU only where the optimizer cannot take the decision on the device
-    (a fused Adam can) — and this step reads nothing back.
+    Returns two device booleans: the loss was finite; the step was taken (Adam's step counter moved).
     """
     optimizer.zero_grad(set_to_none=True)
     finite_loss = torch.isfinite(loss.detach())
     scaler.scale(loss).backward()
-    # whether the step was taken: Adam's step counter of a parameter it updates moved
     p = next(p for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
-    before = _adam_steps(optimizer, p)
+    before = optimizer.state.get(p, {}).get("step", 0)  # a tensor (on the device when fused), 0 at first
     before = before.clone() if isinstance(before, Tensor) else before
     scaler.step(optimizer)
     scaler.update()
-    return finite_loss, finite_loss & (_adam_steps(optimizer, p) > before)
+    return finite_loss, finite_loss & (optimizer.state.get(p, {}).get("step", 0) > before)
 
 
-def _adam_steps(optimizer: torch.optim.Optimizer, p: Tensor) -> Tensor | int:
-    """Adam's step counter of ``p`` (a tensor, on the device when Adam is fused); 0 before its first step."""
-    return optimizer.state.get(p, {}).get("step", 0)
-
-
-def finish_swa(state: TrainingState, loader: Iterable, *, device: torch.device, to_device=default_batch_to_device) -> nn.Module:
-    """The SWA model with BatchNorm statistics of its own averaged weights (``update_bn``).
-
-    One forward pass over the training data (at most ``cfg.max_steps`` batches), in the same
-    seeded order every time, so a resumed run recomputes them bitwise. Sets and returns
-    ``history.swa_model``.
-    """
+def finish_swa(state: TrainingState, loader: Iterable, *, device: torch.device,
+               to_device=default_batch_to_device) -> nn.Module:
+    """``history.swa_model``: the SWA model, BN statistics recomputed (``update_bn``) in a seeded order."""
     seed_epoch(state.cfg.seed, state.cfg.epochs, loader)
-    update_bn(_Inputs(loader, to_device, device, state.cfg.max_steps), _Splat(state.swa_model.module))
+    # update_bn calls model(batch[0]): each batch's whole input, wrapped
+    inputs = ([to_device(batch, device)[0]] for batch in capped(loader, state.cfg.max_steps))
+    update_bn(inputs, _Splat(state.swa_model.module))
     state.history.swa_model = state.swa_model.module
     return state.history.swa_model
 
 
 def _diverged(state: TrainingState, why: str) -> MedlibError:
-    return MedlibError(
-        f"epoch {state.epoch + 1}: training diverged ({why}). Lower the learning rate "
-        f"(now {state.optimizer.param_groups[0]['lr']:g}) or check the inputs for NaN."
-    )
+    return MedlibError(f"epoch {state.epoch + 1}: training diverged ({why}). Lower the learning rate "
+                       f"(now {state.optimizer.param_groups[0]['lr']:g}) or check the inputs for NaN.")
 
 
 def _finite_weights(model: nn.Module) -> Tensor:
-    """Whether every floating-point weight is finite: a device boolean (read with the epoch's counters)."""
+    """Whether every floating-point weight is finite, as a device boolean."""
     params = [p.detach() for p in model.parameters() if p.is_floating_point()]
     if not params:
         return torch.ones((), dtype=torch.bool)
@@ -289,7 +226,7 @@ def _finite_weights(model: nn.Module) -> Tensor:
 
 
 class _Splat(nn.Module):
-    """Lets ``update_bn`` (which calls ``model(batch[0])``) drive a multi-input model."""
+    """Lets ``update_bn`` drive a multi-input model."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -297,17 +234,6 @@ class _Splat(nn.Module):
 
     def forward(self, x):
         return forward(self.model, x)
-
-
-class _Inputs:
-    """Yields ``[inputs]`` of each batch so that ``update_bn``'s ``batch[0]`` is the whole input."""
-
-    def __init__(self, loader, to_device, device, max_steps):
-        self.loader, self.to_device, self.device, self.max_steps = loader, to_device, device, max_steps
-
-    def __iter__(self):
-        for batch in capped(self.loader, self.max_steps):
-            yield [self.to_device(batch, self.device)[0]]
 
 
 def _single_label(out, y) -> bool:
@@ -347,13 +273,11 @@ def _validate(model, loader, device, to_device, loss_fn, precision: Precision, m
 
 
 def _progress_line(record: dict, epochs: int) -> str:
+    shown = {"train_accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc",
+             "val_balanced_accuracy": "val_bacc", "val_macro_f1": "val_f1", "val_auroc": "val_auroc"}
     parts = [f"epoch {record['epoch']:>3d}/{epochs}", f"loss {record['train_loss']:.4f}"]
-    if not math.isnan(record["train_accuracy"]):
-        parts.append(f"acc {record['train_accuracy']:.3f}")
-    for key, short in (("val_loss", "val_loss"), ("val_accuracy", "val_acc"),
-                       ("val_balanced_accuracy", "val_bacc"), ("val_macro_f1", "val_f1"), ("val_auroc", "val_auroc")):
-        if key in record and not math.isnan(record[key]):
-            parts.append(f"{short} {record[key]:.3f}")
+    parts += [f"{short} {record[key]:.3f}" for key, short in shown.items()
+              if key in record and not math.isnan(record[key])]
     parts.append(f"lr {record['lr']:.2e}")
     if record.get("skipped_steps"):
         parts.append(f"skipped {record['skipped_steps']} steps")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterable
@@ -19,19 +20,13 @@ __all__ = ["predict", "evaluate", "classification_metrics", "device_of"]
 
 def device_of(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model without any)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
+    return next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0, device="cpu")).device
 
 
 def predict(model: nn.Module, loader: Iterable, device=None, *, batch_to_device=None,
             max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities ``(N, C)`` and labels ``(N,)`` of a single-output classifier.
-
-    The model is moved to ``device`` (in place, as :func:`~medlib.train.fit` does; default: where
-    it is) and so is every batch. Mixed precision on CUDA (bfloat16 where supported). At most
-    ``max_steps`` batches are predicted (None: all).
-    """
+    """Softmax probabilities ``(N, C)`` and labels ``(N,)``; the model is moved to ``device`` (default: where
+    it is), mixed precision on CUDA, at most ``max_steps`` batches."""
     device = device_of(model) if device is None else as_device(device)
     model.to(device)
     to_device = batch_to_device or default_batch_to_device
@@ -56,10 +51,8 @@ def predict(model: nn.Module, loader: Iterable, device=None, *, batch_to_device=
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
     """Accuracy, balanced accuracy, macro-F1 and one-vs-rest macro AUROC (scikit-learn).
 
-    Classes absent from ``labels`` (a small site or test split) are left out of the balanced
-    accuracy, the F1 average (over classes present in labels or predictions) and the AUROC
-    (mean of the per-class one-vs-rest AUCs of classes that have positives and negatives);
-    with fewer than two such classes the AUROC is NaN.
+    Classes absent from ``labels`` are left out of each average; the AUROC is NaN with fewer than two
+    classes that have positives and negatives.
     """
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -87,10 +80,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, n_classes: int
 
 def evaluate(model: nn.Module, loader: Iterable, device=None, n_classes: int | None = None, *,
              batch_to_device=None, max_steps: int | None = None) -> dict:
-    """:func:`classification_metrics` of ``model`` on ``loader`` (what the papers' tables report).
-
-    Like :func:`predict`, moves the model to ``device`` and reads at most ``max_steps`` batches.
-    """
+    """:func:`classification_metrics` of ``model`` on ``loader``, predicted as :func:`predict` does."""
     probs, labels = predict(model, loader, device, batch_to_device=batch_to_device, max_steps=max_steps)
     n_classes = probs.shape[1] if n_classes is None else n_classes
     return classification_metrics(probs, labels, n_classes)

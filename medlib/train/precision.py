@@ -1,10 +1,5 @@
-"""Mixed precision: bfloat16 where the GPU has it, float16 with a gradient scaler elsewhere.
-
-bfloat16 keeps float32's exponent range, so nothing overflows and no loss scaling is needed
-(A100, L4, H100). A T4 has no bfloat16: float16 autocast with :class:`torch.amp.GradScaler`,
-which skips the optimizer step of any batch whose gradients overflow and lowers its scale. Every
-other precision keeps a scaler at scale 1 for that skip rule alone.
-"""
+"""Mixed precision: bfloat16 where the GPU has it (no overflow, no loss scaling), else float16 with a
+gradient scaler (a T4); every other precision keeps a scaler at scale 1 for its skip-a-non-finite-step rule."""
 
 from __future__ import annotations
 
@@ -35,9 +30,7 @@ class Precision:
         return self.enabled and self.dtype == torch.float16
 
     def grad_scaler(self) -> torch.amp.GradScaler:
-        """float16: a loss-scaling scaler. Otherwise a scaler at scale 1 that never grows (scaling
-        and unscaling by 1 change no bit), kept for its rule: a step whose gradients are not finite
-        is skipped, decided by torch's one multi-tensor check instead of a read in our step."""
+        """float16: a loss-scaling scaler; otherwise one at scale 1 (changes no bit) that skips non-finite steps."""
         if self.needs_scaler:
             return torch.amp.GradScaler(self.device_type)
         return torch.amp.GradScaler(self.device_type, init_scale=1.0, growth_interval=2**30)
@@ -48,17 +41,13 @@ class Precision:
 
 def _bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
-        # Native bfloat16 only (Ampere, compute capability 8.0, and newer). ``is_bf16_supported()``
-        # also counts emulation, so it says yes on a T4, where bf16 is slow: there, fp16 + scaler.
+        # native bfloat16 only (Ampere, 8.0+): ``is_bf16_supported()`` counts a T4's slow emulation
         return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type == "cpu"  # CPU autocast's own default dtype
 
 
 def choose_precision(device: torch.device, amp: bool | None = None, dtype: str | None = None) -> Precision:
-    """The precision of a run on ``device``; ``amp=None`` means mixed precision on CUDA only.
-
-    ``dtype`` ("bfloat16" or "float16") forces one; by default bfloat16 where supported.
-    """
+    """The precision on ``device``: ``amp=None`` is mixed on CUDA only; ``dtype`` forces "bfloat16"/"float16"."""
     enabled = device.type == "cuda" if amp is None else bool(amp)
     if not enabled:
         return Precision(device.type, False)

@@ -1,24 +1,8 @@
-"""Everything a training needs to continue after a kill: :class:`TrainingState` and its checkpoint.
-
-A checkpoint is the site's own local file — model, optimizer, schedulers, gradient scaler, SWA
-model, RNG states, history — written with ``torch.save`` (atomically: a kill while writing
-leaves the previous one intact) and read back with ``torch.load(weights_only=True)``. It never
-leaves the site; weights exchanged between sites are safetensors (:mod:`medlib.io`).
-
-Exact resume rests on one rule: the randomness of epoch ``e`` is a pure function of
-``(seed, e)`` (:func:`seed_epoch` re-seeds Python, NumPy, torch and the loader's own generators
-at the start of every epoch). Shuffling, augmentation, dropout and worker seeds of epoch ``e``
-are therefore the same whether or not the process died in epoch ``e - 1``.
-
-A checkpoint is bound to its run: ``fit(binding=...)`` names what changes the weights besides the
-:class:`TrainConfig` (data, site, partition, θ_pre), and a checkpoint of another binding is refused,
-as is one that is not a readable checkpoint (truncated, empty, a cut upload) — in one line naming
-the file and the way on. It records the thread count, because a resume is bitwise only with the
-same one: a different count is said, and the resume goes on.
-
-Checkpoints are written on a time cadence (:class:`CheckpointCadence`, default every 10 minutes)
-and after the last epoch: a ResNet50 with Adam state is ~0.3 GB, and writing it after each of
-64 or 250 epochs fills a Google Drive. A kill loses at most the cadence's worth of work.
+"""Everything a training needs to continue after a kill: :class:`TrainingState` and its checkpoint, the site's
+own file (``torch.save`` atomically, read with ``weights_only=True``; exchanged weights are safetensors). Exact
+resume rests on one rule: epoch ``e``'s randomness is a function of ``(seed, e)`` (:func:`seed_epoch`). A
+checkpoint of another run (``binding``, config) or an unreadable one is refused in one line. Written every
+10 minutes (:class:`CheckpointCadence`) and after the last epoch: a ResNet50 with Adam state is ~0.3 GB.
 """
 
 from __future__ import annotations
@@ -36,7 +20,7 @@ from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 
 from medlib.errors import MedlibError
-from medlib.io import atomic_path
+from medlib.io import atomic_path, first_line
 from medlib.train.config import History, TrainConfig
 from medlib.train.precision import Precision
 
@@ -44,15 +28,10 @@ __all__ = ["TrainingState", "CheckpointCadence", "seed_epoch", "DEFAULT_CHECKPOI
 
 CHECKPOINT_FORMAT = "medlib-train-checkpoint/1"
 DEFAULT_CHECKPOINT_EVERY_S = 600.0
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class CheckpointCadence:
-    """Is a checkpoint due? Every ``every_s`` seconds of training, and always after the last epoch.
-
-    ``every_s=0`` checkpoints after every epoch (what the kill-and-resume tests use).
-    """
+    """Is a checkpoint due? Every ``every_s`` seconds of training (0: every epoch) and after the last epoch."""
 
     def __init__(self, every_s: float = DEFAULT_CHECKPOINT_EVERY_S, clock: Callable[[], float] = time.monotonic):
         if every_s < 0 or math.isnan(every_s):
@@ -80,7 +59,8 @@ def seed_epoch(seed: int, epoch: int, loader) -> None:
 def _loader_generators(loader) -> list[torch.Generator]:
     """Every torch.Generator that decides ``loader``'s order (DataLoader, sampler, chained loaders)."""
     found = []
-    for obj in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
         g = getattr(obj, "generator", None)
         if isinstance(g, torch.Generator) and all(g is not h for h in found):
             found.append(g)
@@ -105,10 +85,17 @@ def _rng_state() -> dict:
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _changed(expected: dict, saved) -> str:
+    """The keys of ``expected`` whose value ``saved`` (a dict, or anything) does not share, comma-separated."""
+    saved = saved if isinstance(saved, dict) else {}
+    return ", ".join(sorted(k for k in expected if saved.get(k) != expected[k]))
 
 
 @dataclass
@@ -125,9 +112,7 @@ class TrainingState:
     history: History
     epoch: int = 0  # epochs done
     skipped_in_a_row: int = 0  # steps skipped in a row (not checkpointed: a resume starts a new count)
-    # what the checkpoint belongs to besides cfg (JSON-able: data digest, site, θ_pre digest...);
-    # saved with it, and a resume refuses a checkpoint of another binding
-    binding: dict | None = None
+    binding: dict | None = None  # what the checkpoint belongs to besides cfg (JSON-able: data, site, θ_pre)
 
     @classmethod
     def create(cls, model: nn.Module, cfg: TrainConfig, precision: Precision,
@@ -149,73 +134,73 @@ class TrainingState:
                    AveragedModel(model) if swa else None, History(), binding=dict(binding) if binding else None)
 
     def step_schedules(self) -> None:
-        """After epoch ``self.epoch - 1``: set the lr of the next epoch.
-
-        SWALR takes over so that epoch ``swa_start`` already runs at ``swa_lr``.
-        """
+        """After an epoch: set the next one's lr (SWALR's from ``swa_start`` on)."""
         if self.swa_scheduler is not None and self.epoch >= self.cfg.swa_start:
             self.swa_scheduler.step()
         elif self.scheduler is not None:
             self.scheduler.step()
 
     def save(self, path: str | Path) -> int:
-        """Write the state to ``path`` atomically; return the bytes written."""
+        """Write the state to ``path`` atomically, counted in the history; return the bytes written."""
         state = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "config": self.cfg.fingerprint(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "config": self.cfg.fingerprint(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             # SWALR keeps its annealing *function* in its state; the constructor recreates it
             "swa_scheduler": ({k: v for k, v in self.swa_scheduler.state_dict().items() if k != "anneal_func"}
                               if self.swa_scheduler is not None else None),
             "scaler": self.scaler.state_dict(),
             "swa_model": self.swa_model.state_dict() if self.swa_model is not None else None,
-            "rng": _rng_state(),
-            "history": self.history.records,
-            "binding": self.binding,
+            "rng": _rng_state(), "history": self.history.records, "binding": self.binding,
             "num_threads": torch.get_num_threads(),
         }
-        path = Path(path)
-        with atomic_path(path) as tmp:
+        with atomic_path(Path(path)) as tmp:
             torch.save(state, tmp)
             size = tmp.stat().st_size
+        self.history.checkpoints_written += 1
+        self.history.checkpoint_bytes += size
         return size
 
-    def load(self, path: str | Path, device: torch.device) -> None:
+    def resume(self, path: Path) -> None:
+        """Continue from ``path`` if it exists, saying so: a resumed run must never pass for a fresh one."""
+        epochs = self.cfg.epochs
+        if not path.exists():
+            if self.cfg.log_every:
+                print(f"no checkpoint at {path}: training from scratch", flush=True)
+            return
+        self.load(path)
+        left = f"{epochs - self.epoch} left" if self.epoch < epochs else "nothing left to train"
+        print(f"resuming from checkpoint {path} after epoch {self.epoch}/{epochs} ({left})", flush=True)
+
+    def load(self, path: str | Path, device: torch.device | None = None) -> None:
         """Continue from the checkpoint at ``path``, written with the same :class:`TrainConfig`."""
         path = Path(path)
         start_over = "delete it (or run without resume) to start over"
-        # On the CPU: the saved RNG states must stay CPU byte tensors (torch.set_rng_state), and
-        # load_state_dict copies every weight and optimizer tensor to where the model lives anyway.
+        # on the CPU: RNG states must stay CPU byte tensors; load_state_dict copies the rest where it lives
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated, empty, random bytes, deleted since fit's exists-check: torch raises RuntimeError, EOFError, UnpicklingError, OSError...
+        except Exception as exc:  # truncated, empty, random bytes, deleted: torch raises many types
             # torch's own message can run to a paragraph and suggests weights_only=False: the type is enough
             raise MedlibError(f"{path} is not a readable training checkpoint (truncated, empty or corrupt: "
                               f"{type(exc).__name__}); {start_over}") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise MedlibError(f"{path} is not a medlib training checkpoint; {start_over}")
-        binding = self.binding
-        if binding is not None and state.get("binding") != binding:
-            theirs = state.get("binding") if isinstance(state.get("binding"), dict) else {}
-            changed = sorted(k for k in binding if theirs.get(k) != binding[k]) or ["binding"]
-            raise MedlibError(f"{path} belongs to another run (its {', '.join(changed)} differ); {start_over}")
+        if self.binding is not None and state.get("binding") != self.binding:
+            changed = _changed(self.binding, state.get("binding")) or "binding"
+            raise MedlibError(f"{path} belongs to another run (its {changed} differ); {start_over}")
         threads = state.get("num_threads")
         if threads is not None and threads != torch.get_num_threads():
             print(f"{path} was written with {threads} threads, this process has {torch.get_num_threads()}: "
                   "the resumed weights will not be bitwise those of an uninterrupted run", flush=True)
-        expected, saved = self.cfg.fingerprint(), state.get("config")
-        if saved != expected:
-            saved = saved if isinstance(saved, dict) else {}
-            changed = sorted(k for k in expected if saved.get(k) != expected[k])
-            raise MedlibError(f"{path} was written with different settings ({', '.join(changed)}); resume with "
-                              f"the same settings, or {start_over}")
+        if state.get("config") != self.cfg.fingerprint():
+            raise MedlibError(f"{path} was written with different settings "
+                              f"({_changed(self.cfg.fingerprint(), state.get('config'))}); resume with the same "
+                              f"settings, or {start_over}")
         try:
             self._restore(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint missing or misshaping a part
-            raise MedlibError(f"{path} does not fit this model and optimizer ({_one_line(exc)}); {start_over}") from exc
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a part missing or misshapen
+            raise MedlibError(f"{path} does not fit this model and optimizer ({first_line(exc)}); "
+                              f"{start_over}") from exc
         self.history.checkpoint = path
 
     def _restore(self, state: dict) -> None:

@@ -1,15 +1,6 @@
-"""Paper A's experiments (Tian et al. 2024, §4), one module per concern.
-
-``paper``     the paper's Tables 1–3 as printed, and the test-set sizes they imply
-``runs``      θ_pre, the site models and full training: data split, loaders, cache keys
-``batches``   the batches: images held on the training device, augmented there per batch
-``plan``      what a session will train, what is cached, and the estimated time
-``restore``   BatchNorm restoration on a hospital's own data (§3.5)
-``tables``    Tables 1–3 from our runs, over seeds, beside the paper's
-``analysis``  Figure 2's cosines, the λ sweep, the BN ablation, the 2-D sketch's numbers
-``claims``    the pages' interpretive sentences, computed from their numbers
-``plots``     the 2-D sketch of the method
-"""
+"""Paper A's experiments (Tian et al. 2024, §4): the paper's tables (``paper``), runs and their batches
+(``runs``, ``batches``), the plan (``plan``), BN restoration (``restore``), our tables (``tables``),
+the analyses (``analysis``), the pages' sentences (``claims``) and figures (``plots``)."""
 
 from medlib.experiments.paper_a import claims
 from medlib.experiments.paper_a.analysis import (BN_VARIANTS, bn_ablation, data_vectors, lambda_sweep,
@@ -17,12 +8,13 @@ from medlib.experiments.paper_a.analysis import (BN_VARIANTS, bn_ablation, data_
 from medlib.experiments.paper_a.paper import (COLUMNS, MERGED, OPEN_CHOICES, PAPER_SETTINGS, PAPER_TABLES,
                                               PAPER_TEST_SIZES, implied_test_size, paper_table, settings_table,
                                               theta_pre_source)
-from medlib.experiments.paper_a.plots import method_sketch
+from medlib.experiments.paper_a.plots import (cosine_heatmap, lambda_sweep_plot, layer_cosines_plot, learning_curves,
+                                              method_sketch)
 from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
 from medlib.experiments.paper_a.batches import AUGMENTATION, AUGMENTATION_ID, DeviceBatches
 from medlib.experiments.paper_a.plan import IMAGES_PER_SECOND, format_duration, training_plan
 from medlib.experiments.paper_a.runs import (SPLITS, Trained, artifact_key, model_path, paper_sites,
-                                             pretrained_classifier, train_sites)
+                                             pretrained_classifier, split_sites, train_sites)
 from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run_table, side_by_side, table
 
 __all__ = [
@@ -30,9 +22,10 @@ __all__ = [
     "COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
     "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table",
     "AUGMENTATION", "AUGMENTATION_ID", "DeviceBatches", "IMAGES_PER_SECOND", "format_duration", "training_plan",
-    "SPLITS", "model_path", "Trained", "paper_sites", "pretrained_classifier", "theta_pre_source", "artifact_key", "train_sites",
-    "restore_on_parts", "averaged_stats_kept",
+    "SPLITS", "model_path", "Trained", "paper_sites", "split_sites", "pretrained_classifier", "theta_pre_source",
+    "artifact_key", "train_sites", "restore_on_parts", "averaged_stats_kept",
     "table", "TableResult", "run_table", "side_by_side", "paper_comparison",
     "data_vectors", "pairwise_cosines", "layer_cosines", "lambda_sweep", "BN_VARIANTS", "bn_ablation",
-    "sketch_coordinates", "method_sketch",
+    "sketch_coordinates", "learning_curves", "cosine_heatmap", "layer_cosines_plot", "lambda_sweep_plot",
+    "method_sketch",
 ]

@@ -25,12 +25,9 @@ def pairwise_cosines(vectors: dict[str, DataVector]) -> pd.DataFrame:
 
 
 def layer_cosines(tr: Trained, conv_only: bool = True) -> pd.DataFrame:
-    """Figure 2: per-layer cosine between each model's data vector and full training's.
+    """Figure 2: per-layer cosine of each model's data vector to full training's (conv weights if ``conv_only``).
 
-    Rows follow the network's layer order; columns ``site 1..N`` and ``merged`` (the data-vector
-    model before any restoration, whose vector is λ Σ τ_i — cosine ignores λ; the paper does not
-    say whether its merged vector is taken before or after the restoring epoch, which moves
-    weights). Like the paper, only convolution weights are compared when ``conv_only``.
+    Columns ``site 1..N`` and ``merged``: λ Σ τ_i before any restoration (the paper does not say which).
     """
     def vector(model) -> DataVector:
         v = DataVector.between(tr.pretrained, model)
@@ -70,11 +67,9 @@ BN_VARIANTS = {
 
 
 def bn_ablation(tr: Trained) -> pd.DataFrame:
-    """§3.5 in numbers: the data-vector model under each way of handling BatchNorm state.
+    """§3.5 in numbers: the data-vector model under each :data:`BN_VARIANTS` handling of BatchNorm state.
 
-    Indexed by the keys of :data:`BN_VARIANTS`; column ``BatchNorm state`` says what each is.
-    ``attrs["kept_part1"]``: the share of the averaged statistics the epoch on part 1 keeps, measured
-    (:func:`~medlib.experiments.paper_a.restore.averaged_stats_kept`).
+    ``attrs["kept_part1"]``: the share of averaged statistics the epoch on part 1 keeps (:func:`averaged_stats_kept`).
     """
     lam = tr.profile.paper_a.lam
     parts = list(range(len(tr.sites)))
@@ -98,23 +93,17 @@ def bn_ablation(tr: Trained) -> pd.DataFrame:
     return df
 
 
-def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None = None, lam: float = 0.5) -> pd.DataFrame:
-    """The method in two dimensions, from the run's real vectors (θ_pre at the origin).
+def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None = None,
+                       lam: float = 0.5) -> pd.DataFrame:
+    """The method in two dimensions from the run's vectors, by inner products only (θ_pre at the origin).
 
-    x: along the mean data vector (the direction of every merge); y: the direction in which the
-    sites' vectors differ most once x is removed (top principal axis of their residuals).
-    Computed from inner products only, so no ResNet50-sized matrix is formed. Rows: ``θ_pre``,
-    each site, ``mean (λ = 1/N)``, ``λ = <lam>`` (θ_pre + λ Σ τ_i) and, when given, the full
-    training vector's projection (its shadow: it need not lie in the plane).
+    x: along the mean data vector; y: where the sites differ most once x is removed (top principal axis of
+    the residuals). Rows: θ_pre, each site, the mean (λ = 1/N), λ Σ τ_i and full training's projection.
     """
     names = list(vectors)
     taus = [vectors[n] for n in names]
     n = len(taus)
-
-    def dot(a, b) -> float:
-        return sum(float((x.double() * y.double()).sum()) for x, y in zip(a.values(), b.values()))
-
-    G = np.array([[dot(a, b) for b in taus] for a in taus])
+    G = np.array([[a.dot(b) for b in taus] for a in taus])
     ones = np.ones(n)
     Gm = G @ ones / n  # ⟨τ_j, m⟩ with m the mean vector
     mm = ones @ G @ ones / n**2  # ‖m‖²
@@ -128,7 +117,7 @@ def sketch_coordinates(vectors: dict[str, DataVector], full: DataVector | None =
     points = {"θ_pre": (0.0, 0.0), **{name: (x[i], y[i]) for i, name in enumerate(names)},
               "mean (λ = 1/N)": (x.mean(), y.mean()), f"λ = {lam:g}": (lam * x.sum(), lam * y.sum())}
     if full is not None:
-        gf = np.array([dot(full, t) for t in taus])
+        gf = np.array([full.dot(t) for t in taus])
         fm = gf @ ones / n
         points["full training"] = (fm / np.sqrt(mm), float(v @ (gf - Gm * fm / mm)) / norm2)
     return pd.DataFrame.from_dict(points, orient="index", columns=["x", "y"])

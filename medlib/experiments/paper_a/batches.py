@@ -1,14 +1,7 @@
-"""Paper A's batches: the site's images held on the training device, augmented there per batch.
-
-Paper A's datasets are small (PAD-UFES-20, the largest, is 2,298 images: 346 MB as uint8 at
-224 px), so the decoded uint8 tensor is copied to the device once and a batch is an index into
-it. Augmentation and normalisation are batch operations on that device
-(:func:`medlib.data.augment.gpu_augment`): no worker processes, no per-image transforms in the
-main process — which on Colab's 2 vCPUs, not the GPU, was what bounded a ResNet50 at 224 px.
-
-The order of an epoch and its augmentation draws are a function of ``generator`` alone (on the
-CPU, re-seeded every epoch by :func:`medlib.train.fit`), so a killed-and-resumed training stays
-bitwise identical on the CPU.
+"""Paper A's batches: a site's decoded uint8 images held on the training device (the largest dataset is
+346 MB at 224 px), a batch an index into them, augmented and normalised there (no worker processes: on
+Colab's 2 vCPUs per-image transforms bounded a ResNet50). An epoch's order and augmentation draws follow
+from one CPU generator, re-seeded per epoch by :func:`medlib.train.fit`: a resume stays bitwise on the CPU.
 """
 
 from __future__ import annotations
@@ -23,8 +16,7 @@ from medlib.data.augment import BRIGHTNESS, DEGREES, SCALE, TRANSLATE, gpu_augme
 
 __all__ = ["AUGMENTATION", "AUGMENTATION_ID", "DeviceBatches"]
 
-# The magnitudes of the per-image pipeline Paper A used before (augment.train_transform:
-# flips, RandomAffine(15°, 10 %, ×0.9–1.1), ColorJitter(brightness=0.2)); the paper names none.
+# flips, RandomAffine(15°, 10 %, ×0.9–1.1), ColorJitter(brightness=0.2): the paper names none
 AUGMENTATION = {"hflip": 0.5, "vflip": 0.5, "degrees": DEGREES, "translate": TRANSLATE, "scale": tuple(SCALE),
                 "brightness": BRIGHTNESS}
 # enters every fine-tuned model's cache key: another augmentation gives other weights
@@ -32,7 +24,6 @@ AUGMENTATION_ID = "medlib.data.augment.gpu_augment/1 " + json.dumps(AUGMENTATION
 
 
 def _device_generator(device: torch.device, seed: int) -> torch.Generator | None:
-    """A generator on ``device`` seeded with ``seed``; None where the device has none (``meta``)."""
     try:
         return torch.Generator(device=device).manual_seed(seed)
     except RuntimeError:  # "meta" (a test's stand-in device) has no generator; its draws are shapes only
@@ -40,13 +31,10 @@ def _device_generator(device: torch.device, seed: int) -> torch.Generator | None
 
 
 class DeviceBatches:
-    """Batches ``(x, y)`` of ``images[indices]``: float32 normalised ``x`` and int64 ``y`` on ``device``.
+    """Batches ``(x, y)`` of ``images[indices]`` on ``device``: normalised float32 ``x``, int64 ``y``.
 
-    ``images`` (uint8 ``(N, 3, S, S)``) and ``labels`` are moved to ``device`` unless already
-    there — pass them already moved to share one copy among a dataset's loaders. ``train=True``
-    shuffles (``generator``) and augments each batch (:data:`AUGMENTATION`); ``train=False``
-    gives the images in ``indices`` order, un-augmented (evaluation and BatchNorm statistics).
-    ``max_steps`` caps the batches per pass (a dry run).
+    ``images`` (uint8 ``(N, 3, S, S)``) and ``labels`` are moved unless already there (share one copy).
+    ``train=True`` shuffles and augments (:data:`AUGMENTATION`); else ``indices`` order, un-augmented.
     """
 
     def __init__(self, images: torch.Tensor, labels, indices, batch_size: int, *, train: bool, seed: int,
@@ -69,10 +57,9 @@ class DeviceBatches:
 
     def order(self) -> torch.Tensor:
         """The dataset indices of this pass, in batch order (advances ``generator`` when training)."""
-        n = len(self.indices)
         if not self.train:
             return self.indices
-        return self.indices[torch.randperm(n, generator=self.generator).to(self.device)]
+        return self.indices[torch.randperm(len(self.indices), generator=self.generator).to(self.device)]
 
     def __iter__(self):
         order = self.order()

@@ -1,9 +1,6 @@
-"""Part A's interpretive sentences, each computed from the numbers it interprets.
-
-A page never types a verdict beside its numbers: it glues one of these. Accuracies are in
-percent; two accuracies are "about the same" when they differ by at most :data:`TOLERANCE`
-points (on a 181-image test set one image is 0.55 points).
-"""
+"""Part A's interpretive sentences, each computed from the numbers it interprets (a page never types a
+verdict). Accuracies in percent; "about the same" means within :data:`TOLERANCE` points (on a 181-image
+test set one image is 0.55 points)."""
 
 from __future__ import annotations
 
@@ -93,7 +90,7 @@ def kept(share: float) -> str:
 
 
 def gap(a: float, b: float, tol: float = TOLERANCE) -> str:
-    """``a`` against ``b`` as a phrase before b's name: "3.1 points above", "2.0 points below" or "within 1 point of"."""
+    """``a`` against ``b``, before b's name: "3.1 points above", "2.0 points below" or "within 1 point of"."""
     rel = relation(a, b, tol)
     return f"within {_points(tol)} of" if rel == "about the same as" else f"{_points(abs(a - b), '.1f')} {rel}"
 

@@ -1,13 +1,9 @@
-"""What Tian et al. 2024 print: Tables 1–3, quoted for comparison (never computed here).
+"""What Tian et al. 2024 print: Tables 1–3 and Table 4's settings, quoted (never computed here).
 
-Each of Tables 1–3 has one row per part index 1–4. "Base Model" is the model fine-tuned on
-part *i*. The merged columns (Params Mean, Data Vector, Random Vector) also differ from row to
-row, which only fits if the one-epoch restoration of §3.5/§4.1 was run on part *i*'s data;
-"Full Training" is a single value.
-
-The paper does not give its test-set sizes, but its accuracies do: every value of a table is
-a multiple of 100/n for one n (:func:`implied_test_size`). That gives 181 Retina, 189 Bladder
-and 256 PAD-UFES-20 test images — about 30%, 11% and 11% of the datasets, not a fixed 20%.
+Each table has a row per part 1–4: Base Model is fine-tuned on part *i*, and the merged columns differ
+by row, which fits only if §3.5/§4.1's one-epoch restoration ran on part *i*. The test-set sizes are not
+given, but every accuracy of a table is k/n for one n (:func:`implied_test_size`): 181 Retina, 189 Bladder
+and 256 PAD-UFES-20 images, about 30%, 11% and 11% of the datasets.
 """
 
 from __future__ import annotations
@@ -54,12 +50,8 @@ def paper_table(dataset: str) -> pd.DataFrame:
 
 def implied_test_size(dataset: str, columns=("Params Mean", "Data Vector", "Base Model", "Full Training"),
                       largest: int = 1000) -> int | None:
-    """The smallest n for which every accuracy in ``columns`` is k/n to the printed 2 decimals.
-
-    Values are accepted rounded or truncated (the tables mix both). The Random Vector column
-    of Table 1 fits no n with the others (it may be an average of several draws), so it is
-    left out by default. ``None`` when no n up to ``largest`` fits.
-    """
+    """The smallest n ≤ ``largest`` (else None) for which every accuracy in ``columns`` is k/n, rounded or truncated
+    to 2 decimals. Table 1's Random Vector fits no n with the others (an average of draws?): left out."""
     values = [v for v in paper_table(dataset)[list(columns)].to_numpy().ravel() if not math.isnan(v)]
     for n in range(2, largest + 1):
         if all(min(abs(100 * k / n - v) for k in (math.floor(v * n / 100), math.ceil(v * n / 100))) < 0.01

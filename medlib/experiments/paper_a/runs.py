@@ -1,9 +1,7 @@
-"""Training for Paper A (§3.1, §4.1): θ_pre, the four site models and full training, cached.
+"""Training for Paper A (§3.1, §4.1): the book's site split, θ_pre, the site models and full training.
 
-Every trained model is cached under ``$MEDLIB_HOME/artifacts/paper_a`` by a key of exactly what
-determines its weights (:func:`artifact_key`): the data's content, the item indices, θ_pre's
-content and weights tag, the training settings and the seed. λ, the λ grid or the list of
-datasets do not enter: changing them never retrains a 64-epoch model.
+Every fine-tuned model is cached under ``$MEDLIB_HOME/artifacts/paper_a`` by :func:`artifact_key`:
+exactly what determines its weights (data, indices, θ_pre, settings, seed), never λ or the λ grid.
 """
 
 from __future__ import annotations
@@ -29,64 +27,65 @@ from medlib.profiles import Profile
 from medlib.runtime import seed_everything, select_device
 from medlib.train import TrainConfig, class_weights_from_labels, fit, predict
 
-__all__ = ["Trained", "paper_sites", "pretrained_classifier",
+__all__ = ["Trained", "paper_sites", "split_sites", "pretrained_classifier", "finetune_config",
            "artifact_key", "model_path", "train_sites", "SPLITS"]
 
 SPLITS = ("paper", "official")
 
 
-def paper_sites(name: str, profile: Profile, seed: int | None = None, *,
-                split: str = "paper", method: str | None = None, test_seed: int | None = None) -> SiteData:
-    """Dataset ``name`` split into ``n_sites`` hospitals plus a held-out test set (§4.1).
+def split_sites(ds, profile: Profile, seed: int | None = None, *, split: str = "paper", method: str | None = None,
+                test_seed: int | None = None, n_sites: int | None = None, progress: bool = False) -> SiteData:
+    """A loaded dataset split into ``n_sites`` hospitals plus a held-out test set (§4.1): the book's split.
 
-    ``split="paper"``: on the real data, a test set of the size the paper's tables imply
-    (:data:`~medlib.experiments.paper_a.paper.PAPER_TEST_SIZES`), grouped by patient/case when
-    the dataset has them, else stratified; on synthetic stand-ins the profile's
-    ``test_fraction``. ``split="official"``: the dataset's own test split (Bladder's
-    ``sub_dataset``), the rest divided among the sites. The test set is drawn with ``test_seed``
-    (None: the profile's first seed), so every training seed is scored on the same test images and
-    a spread over seeds holds the sites' split, initialisation, batch order and augmentation.
+    ``split="paper"``: a test set of :data:`~medlib.experiments.paper_a.paper.PAPER_TEST_SIZES` on real data,
+    else of ``test_fraction``, by patient/case when known, stratified; drawn with ``test_seed`` (None: the
+    profile's first seed, one test set for every seed). ``split="official"``: the dataset's own test split.
     """
     from medlib.data.cache import cached_images
     from medlib.data.partition import SitePartition, partition_sites
 
     P = profile
     seed = P.first_seed if seed is None else seed
+    n_sites = P.paper_a.n_sites if n_sites is None else n_sites
+    method = method or P.paper_a.partition
     if split not in SPLITS:
         raise MedlibError(f"unknown split {split!r}; expected one of {SPLITS}")
-    ds = ensure_dataset(name, P)
-    images = cached_images(ds.image_paths, P.paper_a.image_size, cache_dir(), progress=False)
+    images = cached_images(ds.image_paths, P.paper_a.image_size, cache_dir(), progress=progress)
     labels = np.asarray(ds.labels)
-    method = method or P.paper_a.partition
     if split == "official":
         if "test" not in ds.splits:
-            raise MedlibError(f"{name} has no official test split (splits: {sorted(ds.splits) or 'none'}); "
+            raise MedlibError(f"{ds.name} has no official test split (splits: {sorted(ds.splits) or 'none'}); "
                               "use split='paper'")
         test = np.sort(ds.splits["test"])
         pool = np.setdiff1d(np.arange(len(labels)), test)
-        inner = partition_sites(labels[pool], P.paper_a.n_sites, method=method, seed=seed, test_fraction=0.0,
+        inner = partition_sites(labels[pool], n_sites, method=method, seed=seed, test_fraction=0.0,
                                 groups=None if ds.groups is None else np.asarray(ds.groups)[pool])
-        part = SitePartition([pool[s] for s in inner.sites], test, method, seed, inner.labels)
-        return SiteData(ds, images, labels, part)
+        return SiteData(ds, images, labels, SitePartition([pool[s] for s in inner.sites], test, method, seed,
+                                                          inner.labels))
     fraction = P.paper_a.test_fraction
-    if P.data_source == "real" and name in PAPER_TEST_SIZES:
-        fraction = PAPER_TEST_SIZES[name] / len(labels)
-    part = partition_sites(labels, P.paper_a.n_sites, method=method, groups=ds.groups, seed=seed,
-                           test_fraction=fraction, test_seed=P.first_seed if test_seed is None else test_seed)
+    if P.data_source == "real" and ds.name in PAPER_TEST_SIZES:
+        fraction = PAPER_TEST_SIZES[ds.name] / len(labels)
+    part = partition_sites(labels, n_sites, method=method, groups=ds.groups, seed=seed, test_fraction=fraction,
+                           test_seed=P.first_seed if test_seed is None else test_seed)
     return SiteData(ds, images, labels, part)
+
+
+def paper_sites(name: str, profile: Profile, seed: int | None = None, **kwargs) -> SiteData:
+    """Dataset ``name`` of ``profile`` (written or downloaded once) split as :func:`split_sites` does."""
+    return split_sites(ensure_dataset(name, profile), profile, seed, **kwargs)
 
 
 @dataclass
 class Trained:
-    """Everything one seed of one dataset needs: θ_pre, the four site models, full training."""
+    """One seed of one dataset: its split, θ_pre, the site models, full training, and their batches."""
 
     dataset: str
     profile: Profile
     seed: int
     data: SiteData
-    pretrained: Classifier
-    sites: list[Classifier]
-    full: Classifier
+    pretrained: Classifier | None = None
+    sites: list[Classifier] = field(default_factory=list)
+    full: Classifier | None = None
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
     device: torch.device = field(default_factory=select_device)
     _digests: dict = field(default_factory=dict, repr=False)  # content hashes, computed once
@@ -96,18 +95,15 @@ class Trained:
     def n_classes(self) -> int:
         return len(self.data.classes)
 
-    def _images_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def loader(self, indices, *, train: bool, seed: int | None = None) -> DeviceBatches:
+        """Batches of ``indices`` on ``device``: shuffled and augmented there for training, else
+        deterministic and un-augmented (evaluation, BatchNorm statistics); at most ``max_steps``."""
         device = torch.device(self.device)
         if device not in self._on_device:  # one copy per device, shared by every loader of the dataset
             self._on_device.clear()
             self._on_device[device] = (self.data.images.to(device),
                                        torch.as_tensor(np.asarray(self.data.labels), dtype=torch.int64).to(device))
-        return self._on_device[device]
-
-    def loader(self, indices, *, train: bool, seed: int | None = None) -> DeviceBatches:
-        """Batches of ``indices`` on ``device``: shuffled and augmented there for training, else
-        deterministic and un-augmented (evaluation, BatchNorm statistics); at most ``max_steps``."""
-        images, labels = self._images_on_device()
+        images, labels = self._on_device[device]
         return DeviceBatches(images, labels, indices, self.profile.paper_a.batch_size, train=train,
                              seed=self.seed if seed is None else seed, device=self.device,
                              max_steps=self.profile.max_steps)
@@ -124,22 +120,15 @@ class Trained:
         return self.loader(self.data.partition.test, train=False)
 
     def accuracy(self, model) -> float:
-        """Test accuracy in percent, as in the paper's tables (the model is moved to ``device``).
-
-        A model whose BatchNorm state is broken can output NaN; those images count as wrong.
-        """
+        """Test accuracy in percent, as in the paper's tables; a NaN output (broken BatchNorm) counts as wrong."""
         probs, labels = predict(model.to(self.device), self.test_loader, self.device, max_steps=self.profile.max_steps)
         ok = np.isfinite(probs).all(axis=1)
         return 100.0 * float(np.mean(ok & (probs.argmax(axis=1) == labels)))
 
 
 def pretrained_classifier(P: Profile, n_classes: int, seed: int, pretrained_path=None) -> Classifier:
-    """θ_pre with a new ``n_classes`` head, identical for every site given the seed (§3.1, §4.1).
-
-    One shared θ_pre for every site, including the new head's initialisation: the paper's
-    hospitals start from "the same pre-trained weights", and averaging heads that started
-    from different random draws would average unrelated directions.
-    """
+    """θ_pre with a new ``n_classes`` head, identical for every site given the seed (§3.1, §4.1): heads from
+    different random draws would average unrelated directions."""
     if pretrained_path is not None:
         backbone = create_backbone(P.paper_a.arch, pretrained_path=pretrained_path)
     else:
@@ -179,6 +168,15 @@ def model_path(tr: Trained, indices: np.ndarray, role: str):
     return artifacts_dir() / "paper_a" / f"{tr.dataset}-{role}-{artifact_key(tr, indices)}.safetensors"
 
 
+def finetune_config(tr: Trained, indices: np.ndarray, **changes) -> TrainConfig:
+    """Table 4's settings for fine-tuning on ``indices``, class weights from their labels (also the hospital CLI's)."""
+    P = tr.profile.paper_a
+    settings = dict(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device, log_every=0,
+                    class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes),
+                    max_steps=tr.profile.max_steps, eval_every=P.eval_every)
+    return TrainConfig(**{**settings, **changes})
+
+
 def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, pd.DataFrame]:
     """Fine-tune θ_pre on ``indices`` (a site, or all of them); cached by :func:`artifact_key`."""
     P = tr.profile.paper_a
@@ -186,9 +184,7 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
     if path.is_file():
         model, meta = load_classifier(path)
         return model.eval(), pd.DataFrame(meta["history"])
-    cfg = TrainConfig(lr=P.lr, epochs=P.epochs, batch_size=P.batch_size, seed=tr.seed, device=tr.device,
-                      class_weights=class_weights_from_labels(tr.data.labels[indices], tr.n_classes), log_every=0,
-                      max_steps=tr.profile.max_steps, eval_every=P.eval_every)
+    cfg = finetune_config(tr, indices)
     model = copy.deepcopy(tr.pretrained)
     seed_everything(tr.seed)
     t0 = time.perf_counter()
@@ -196,27 +192,27 @@ def _finetune(tr: Trained, indices: np.ndarray, role: str) -> tuple[Classifier, 
                   checkpoint_path=path.with_suffix(".ckpt"), resume=True)
     frame = history.to_frame()
     last = frame.iloc[-1]
-    print(f"  {tr.dataset} {role:>6}: {len(indices):4d} images, {P.epochs} epochs, "
-          f"test acc {100 * last.get('val_accuracy', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
-    save_classifier(path, model.cpu(), {"history": frame.to_dict("records"), "role": role, "dataset": tr.dataset,
-                                        "profile": tr.profile.label, "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile),
-                                        "images": len(indices), "device": str(tr.device)})
+    print(f"  {tr.dataset} {role:>6}: {len(indices):4d} images, {P.epochs} epochs, test acc "
+          f"{100 * last.get('val_accuracy', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    meta = {"history": frame.to_dict("records"), "role": role, "dataset": tr.dataset, "profile": tr.profile.label,
+            "seed": tr.seed, "theta_pre": theta_pre_source(tr.profile), "images": len(indices),
+            "device": str(tr.device)}
+    save_classifier(path, model.cpu(), meta)
     path.with_suffix(".ckpt").unlink(missing_ok=True)
     return model.eval(), frame
 
 
 def train_sites(dataset: str, profile: Profile, seed: int | None = None, *,
                 split: str = "paper", test_seed: int | None = None) -> Trained:
-    """θ_pre, four site models and the full-training model for ``dataset`` (§3.1, §4.1).
+    """θ_pre, the site models and the full-training model for ``dataset`` (§3.1, §4.1).
 
-    ``seed`` defaults to the profile's first seed, so every page shows the tables' models.
-    ``test_seed`` draws the test set (None: the profile's first seed, one test set for every ``seed``).
+    ``seed`` (None: the profile's first, the tables' models) and ``test_seed`` as in :func:`split_sites`.
     """
     P = profile
     seed = P.first_seed if seed is None else seed
     data = paper_sites(dataset, P, seed, split=split, test_seed=test_seed)
     pre = pretrained_classifier(P, len(data.classes), seed)
-    tr = Trained(dataset, P, seed, data, pre, [], pre)
+    tr = Trained(dataset, P, seed, data, pre, full=pre)
     print(f"[{dataset}] seed {seed}: {P.paper_a.arch} from {theta_pre_source(P)}, "
           f"{P.paper_a.n_sites} sites + full training ({P.describe()})", flush=True)
     for k, idx in enumerate(data.partition.sites, 1):

@@ -1,10 +1,6 @@
-"""Tables 1–3 (§4.2): one row per part, restored on that part's data, plus ``all sites``.
-
-:func:`table` produces one seed of a table the way the paper's rows read (see
-:mod:`~medlib.experiments.paper_a.paper`): row *i* restores each merged model on part *i*
-alone and reports the model fine-tuned on part *i* as Base Model; one more row, ``all sites``,
-restores on every site's data — what §4.1's text ("trained the ensemble model on the four
-datasets for one epoch") describes. :func:`run_table` repeats it over the profile's seeds.
+"""Tables 1–3 (§4.2): row *i* restores each merged model on part *i* alone and shows the model fine-tuned on
+part *i* as Base Model (see :mod:`~medlib.experiments.paper_a.paper`); row ``all sites`` restores on every
+site's data, as §4.1's text describes. :func:`run_table` repeats it over the profile's seeds.
 """
 
 from __future__ import annotations
@@ -45,6 +41,10 @@ def table(tr: Trained, restore: str = "finetune_epoch") -> pd.DataFrame:
     return df[list(COLUMNS)]
 
 
+def _cell(mean: float, std: float) -> str:
+    return "" if pd.isna(mean) else (f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}")
+
+
 @dataclass
 class TableResult:
     """A table over several seeds: per-seed frames, mean, std and where the numbers came from."""
@@ -66,16 +66,6 @@ class TableResult:
             return self.mean * np.nan
         return pd.concat(frames).groupby(level=0, sort=False).std(ddof=1)
 
-    def formatted(self) -> pd.DataFrame:
-        """``mean ± std`` strings (or the single value for one seed), '' where the paper has none."""
-        mean, std = self.mean, self.std
-        out = mean.copy().astype(object)
-        for r in mean.index:
-            for c in mean.columns:
-                m, s = mean.loc[r, c], std.loc[r, c]
-                out.loc[r, c] = "" if np.isnan(m) else (f"{m:.1f}" if np.isnan(s) else f"{m:.1f} ± {s:.1f}")
-        return out
-
     def to_json(self) -> dict:
         return {
             "dataset": self.dataset, "profile": self.profile, "seeds": self.seeds, "columns": list(COLUMNS),
@@ -89,12 +79,9 @@ class TableResult:
 
 def run_table(dataset: str, profile: Profile, seeds=None, restore: str = "finetune_epoch", *,
               split: str = "paper", test_seed: int | None = None) -> TableResult:
-    """The whole Table for ``dataset`` over ``seeds``; writes ``results/paper_a/<dataset>-<profile>.json``.
+    """The whole Table over ``seeds``, written to ``results/paper_a/<dataset>-<profile>[-official][-test<N>].json``.
 
-    ``split="official"`` (Bladder's ``sub_dataset`` test split) writes ``<dataset>-<profile>-official.json``
-    beside it: the paper-sized split's table is never overwritten by another split's. Every seed
-    shares one test set (``test_seed`` None: the profile's first seed); another ``test_seed`` writes
-    ``…-test<N>.json``.
+    Another split or ``test_seed`` (None: the profile's first seed, one test set for every seed) gets its own file.
     """
     P = profile
     seeds = list(P.seeds if seeds is None else seeds)
@@ -110,11 +97,7 @@ def run_table(dataset: str, profile: Profile, seeds=None, restore: str = "finetu
 
 
 def side_by_side(result: "TableResult | dict") -> pd.DataFrame:
-    """This run's ``mean ± std`` beside the paper's numbers, column by column (Tables 1–3 layout).
-
-    Takes a :class:`TableResult` or its JSON form (a result file), so the results page can show
-    a committed full-profile run exactly like this build's.
-    """
+    """This run's ``mean ± std`` beside the paper's numbers (Tables 1–3 layout); a :class:`TableResult` or its JSON."""
     data = result.to_json() if isinstance(result, TableResult) else result
     mean = pd.DataFrame(data["mean"]).T.reindex(columns=list(COLUMNS))
     std = pd.DataFrame(data["std"]).T.reindex(columns=list(COLUMNS))
@@ -123,8 +106,7 @@ def side_by_side(result: "TableResult | dict") -> pd.DataFrame:
     for col in COLUMNS:
         out[(col, "paper")] = [f"{paper.loc[r, col]:.2f}" if r in paper.index and pd.notna(paper.loc[r, col]) else ""
                                for r in mean.index]
-        out[(col, "ours")] = ["" if pd.isna(m) else (f"{m:.1f}" if pd.isna(s) else f"{m:.1f} ± {s:.1f}")
-                              for m, s in zip(mean[col], std[col])]
+        out[(col, "ours")] = [_cell(m, s) for m, s in zip(mean[col], std[col])]
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     out.index.name = "part"
     return out
