@@ -1,22 +1,10 @@
-"""Parameter counts of every configuration in paper B's Tables 5, 6, 7, 9 and 10.
+"""Parameter counts of every configuration in paper B's Tables 5, 6, 7, 9 and 10, built on the meta device.
 
-Models are built with random weights on PyTorch's ``meta`` device: shapes only, no
-memory, no initialisation cost, so counting all of them takes about a second.
-
-What reproduces the paper (exact to the digit, see :mod:`medlib.ammfm.backbones` and
-:mod:`medlib.ammfm.heads`): each torchvision backbone counted whole (its unused ImageNet
-classifier included), a FusionM4Net head per branch, the fusion head on the concatenated
-pooled features. Single-modal = one backbone + one head; SFF/AFF with concatenation =
-two backbones + three heads.
-
-The attention rows are this library's design (:mod:`medlib.ammfm.attention`; default
-stages :data:`~medlib.ammfm.model.DEFAULT_STAGES`), shown beside the paper's numbers.
-The paper's AAB/BAB counts cannot all be reproduced from Sec. 3.2: a single C→C 1×1
-value conv at Swin's last stage (768 channels) already has 590,592 parameters, more than
-the paper's whole +0.58M for AFF+AAB; and the paper's SFF and AFF deltas (+0.60M, +0.58M
-for AAB; +1.96M, +1.40M for BAB) are not consistent with one block design at one set of
-stages. Our AFF+AAB count rounds to the paper's 33.06M; the other attention rows differ
-and the note says by how much.
+Counted as the paper does (exact to the digit): each torchvision backbone whole (its unused
+ImageNet classifier included) and a FusionM4Net head per branch. The attention rows are our
+design: Sec. 3.2 cannot give the paper's AAB/BAB counts (one C→C value conv at Swin's 768
+channels alone exceeds its +0.58M for AFF+AAB, and its SFF/AFF deltas fit no single design),
+so only AFF+AAB rounds to the paper's 33.06M and the other attention rows note their gap.
 """
 
 from __future__ import annotations
@@ -96,12 +84,7 @@ def count_config(clinical: str | None, dermoscopy: str | None, fusion: str = "co
 
 
 def param_table(stages: tuple[int, ...] = DEFAULT_STAGES) -> list[dict]:
-    """One dict per :data:`PAPER_ROWS` entry: the configuration, our count, the paper's.
-
-    Keys: ``table, label, clinical, dermoscopy, fusion, ours`` (exact integer),
-    ``ours_m`` (millions, 2 decimals as printed in the paper), ``paper_m``,
-    ``match`` (``ours_m == paper_m``; None when the paper prints no count), ``note``.
-    """
+    """Per :data:`PAPER_ROWS` entry: the row, ``ours`` (exact), ``ours_m`` (M, 2 decimals), ``match``, ``note``."""
     rows = []
     for row in PAPER_ROWS:
         ours = count_config(row.clinical, row.dermoscopy, row.fusion, tuple(stages))
