@@ -1,8 +1,6 @@
-"""Paper B's runs: every configuration of Tables 2–10 × ``paper_b.n_runs`` runs (seed = first seed + run).
+"""Paper B's runs: every configuration of Tables 2–10 × ``paper_b.n_runs`` (seed = first seed + run).
 
-Keys and paths come from :mod:`medlib.experiments.paper_b` (``run_key``, the same function
-:func:`~medlib.experiments.paper_b.train_config` uses), so a run executed here is exactly what a
-notebook's table reads; each run leaves two files, the SWA weights and the predictions.
+Keys and paths are :mod:`medlib.experiments.paper_b.runs`' own, so a run executed here is what a table reads.
 """
 
 from __future__ import annotations
@@ -65,10 +63,7 @@ def _artifacts(P: Profile, config, run: int, data) -> tuple[int, str, Path, Path
 
 
 def runs(P: Profile, *, table: str | None = None, configs=None, n_runs: int | None = None) -> list[Run]:
-    """Every Paper B run of ``table`` (default: all of Tables 2–10), ``n_runs`` each (default: the profile's).
-
-    Decoding derm7pt once is part of planning: the keys hash the decoded content.
-    """
+    """Every Paper B run of ``table`` (default: all), ``n_runs`` each; derm7pt is decoded (keys hash its content)."""
     ex = _experiments()
     data = ex._data_for(P)
     n = P.paper_b.n_runs if n_runs is None else int(n_runs)

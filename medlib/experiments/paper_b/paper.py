@@ -1,9 +1,6 @@
-"""Numbers QUOTED from Tang & Lasser (2024), as printed (percent; parameters in millions).
+"""Numbers QUOTED from Tang & Lasser (2024) as printed (percent; parameters in M), inconsistencies included.
 
-Nothing in the ``PAPER_*`` constants is computed. Obvious inconsistencies of the paper are
-kept as printed (e.g. Table 1's VS counts sum to 1021, not 1011; Table 4 repeats Table 2's
-AUCs with small differences). :func:`paper_avg_auc_check` recomputes Table 2's AVG column
-from its 17 category columns: that is how we know what "AVG AUC" means.
+E.g. Table 1's VS counts sum to 1021, not 1011; Table 4 repeats Table 2's AUCs with small differences.
 """
 
 from __future__ import annotations
@@ -13,11 +10,9 @@ import pandas as pd
 
 from medlib.ammfm.tasks import AUC_CATEGORIES, MELANOMA_CATEGORIES
 
-__all__ = [
-    "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3", "PAPER_TABLE3_COLUMNS", "PAPER_TABLE4", "PAPER_TABLE5",
-    "PAPER_ROWS_AVG", "PAPER_TABLE8", "PAPER_SETTINGS", "PAPER_BEST", "PAPER_MEAN", "CATEGORY_COLUMNS",
-    "MELANOMA_COLUMNS", "paper_avg_auc_check",
-]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3", "PAPER_TABLE3_COLUMNS", "PAPER_TABLE4", "PAPER_TABLE5",
+           "PAPER_ROWS_AVG", "PAPER_TABLE8", "PAPER_SETTINGS", "PAPER_BEST", "PAPER_MEAN", "CATEGORY_COLUMNS",
+           "MELANOMA_COLUMNS", "paper_avg_auc_check"]
 
 CATEGORY_COLUMNS = [f"{t} {c}" for t, c in AUC_CATEGORIES]
 MELANOMA_COLUMNS = [f"{t} {c}" for t, c in MELANOMA_CATEGORIES]
@@ -165,11 +160,7 @@ PAPER_MEAN = {"avg_auc": PAPER_ROWS_AVG["6"]["AFF + AAB"][:2], "avg_acc": PAPER_
 
 
 def paper_avg_auc_check() -> pd.DataFrame:
-    """Table 2 of the paper: its printed AVG beside the mean of its 17 printed category AUCs.
-
-    If the two agree to the printed precision for every method, "AVG AUC" is the plain mean
-    over the 17 categories of Table 2 (the definition :mod:`medlib.ammfm.metrics` uses).
-    """
+    """Table 2's printed AVG beside the mean of its 17 category AUCs: agreement makes AVG AUC their plain mean."""
     rows = {}
     for method, values in PAPER_TABLE2.items():
         categories, printed = np.asarray(values[:-1], dtype=float), float(values[-1])
