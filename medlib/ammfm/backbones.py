@@ -222,7 +222,7 @@ def resnet50(pretrained: bool = False, size: str = "full") -> Backbone:
 @register_backbone
 def convnext_tiny(pretrained: bool = False, size: str = "full") -> Backbone:
     """ConvNeXt-Tiny (Liu et al., 2022a), one of the dermoscopy backbones of Table 10."""
-    setting = [CNBlockConfig(16, 32, 1), CNBlockConfig(32, 64, 1), CNBlockConfig(64, 128, 1), CNBlockConfig(128, None, 1)]
+    setting = [CNBlockConfig(c, out, 1) for c, out in ((16, 32), (32, 64), (64, 128), (128, None))]
     model = (_full("convnext_tiny", pretrained) if size == "full"
              else ConvNeXt(setting, stochastic_depth_prob=0.0, num_classes=_TINY_CLASSES))
     return ConvNeXtBackbone(model, "convnext_tiny", size)

@@ -64,8 +64,8 @@ def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = 
 
     ``probabilities``: 8 (N, n_k) score arrays in :data:`TASKS` order; ``targets``: (N, 8) class
     indices; ``tasks``: task -> class names as the dataset orders them (default :data:`TASK_CLASSES`).
-    Keys: ``auc/DIAG/MEL``…, ``avg_auc``, ``n_auc``, ``acc/DIAG``…, ``avg_acc``,
-    ``precision|sensitivity|specificity/DIAG/MEL``…, ``avg_mel_auc``, ``avg_precision``…, ``n_predicted/DIAG/MEL``….
+    Keys: ``auc/DIAG/MEL``…, ``avg_auc``, ``n_auc``, ``acc/DIAG``…, ``avg_acc``, ``precision|sensitivity|
+    specificity/DIAG/MEL``…, ``avg_mel_auc``, ``avg_precision``…, ``n_predicted/DIAG/MEL``….
     """
     tasks = {t: list(c) for t, c in (tasks or TASK_CLASSES).items()}
     y = _np(targets)

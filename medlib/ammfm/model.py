@@ -142,7 +142,7 @@ class SingleModalNet(nn.Module):
 
 def create_model(clinical: str | None = "mobilenet_v3_small", dermoscopy: str | None = "swin_v2_t",
                  fusion: str = "aab", **kwargs) -> nn.Module:
-    """Any model of the paper's tables: a :class:`SingleModalNet` when one backbone is None, else a :class:`MultiModalNet`."""
+    """Any model of the paper's tables: :class:`SingleModalNet` if a backbone is None, else :class:`MultiModalNet`."""
     if clinical is None and dermoscopy is None:
         raise ConfigError("create_model needs a clinical or a dermoscopy backbone (both were None)")
     if clinical is None or dermoscopy is None:

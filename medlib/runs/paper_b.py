@@ -18,13 +18,6 @@ __all__ = ["PAPER", "TABLES", "runs", "execute"]
 PAPER = "b"
 
 
-def _experiments():
-    # the run-level internals (key, paths, decoded data) live in paper_b.runs
-    from medlib.experiments.paper_b import runs as experiments
-
-    return experiments
-
-
 def _rel(path: Path) -> str:
     return os.path.relpath(path, medlib_home())
 
@@ -54,7 +47,7 @@ def _configs(P: Profile, table: str | None, names=None) -> list:
 
 
 def _artifacts(P: Profile, config, run: int, data) -> tuple[int, str, Path, Path]:
-    ex = _experiments()
+    from medlib.experiments.paper_b import runs as ex  # the run-level internals: key, paths, decoded data
     B = P.paper_b
     seed = P.first_seed + run
     key = ex.run_key(config, B, seed, data, P.max_steps, B.pretrained)
@@ -64,7 +57,7 @@ def _artifacts(P: Profile, config, run: int, data) -> tuple[int, str, Path, Path
 
 def runs(P: Profile, *, table: str | None = None, configs=None, n_runs: int | None = None) -> list[Run]:
     """Every Paper B run of ``table`` (default: all), ``n_runs`` each; derm7pt is decoded (keys hash its content)."""
-    ex = _experiments()
+    from medlib.experiments.paper_b import runs as ex
     data = ex._data_for(P)
     n = P.paper_b.n_runs if n_runs is None else int(n_runs)
     n_train = len(data.splits["train"])
@@ -80,7 +73,7 @@ def runs(P: Profile, *, table: str | None = None, configs=None, n_runs: int | No
 
 def execute(run: Run, P: Profile) -> None:
     """Train and predict ``run`` into its two artifacts (what the tables read)."""
-    ex = _experiments()
+    from medlib.experiments.paper_b import runs as ex
     known = {c.name: c for c in _configs(P, None)}
     if run.subject not in known:
         raise MedlibError(f"run {run.id}: no Paper B configuration {run.subject!r} in profile {P.label}")

@@ -196,7 +196,8 @@ def tradeoff(profile: Profile, seed: int | None = None) -> pd.DataFrame:
                 kind = "symmetric (SFF)" if cfg.clinical == cfg.dermoscopy else "asymmetric (AFF)"
             rows.append({"configuration": cfg.label, "kind": kind, "fusion": _fusion_label(cfg.fusion),
                          "params (M)": cfg.full_size_parameters() / 1e6,
-                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0], "this run AVG AUC": r.mean_std("avg_auc")[0]})
+                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0],
+                         "this run AVG AUC": r.mean_std("avg_auc")[0]})
     return pd.DataFrame(rows)
 
 
@@ -217,7 +218,7 @@ def framework_shapes(profile: Profile, image_size: int | None = None,
                      size: str = "full") -> pd.DataFrame:
     """Tensor shapes through AMMFM (Fig. 2/3), one forward pass on the ``meta`` device (shapes only).
 
-    One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1); ``image_size`` defaults to the profile's.
+    One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1); ``image_size``: the profile's.
     """
     P = profile
     B = P.paper_b

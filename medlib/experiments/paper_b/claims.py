@@ -26,10 +26,12 @@ MASS_SHARE = 0.9  # an attention row's spread: how many positions hold this shar
 CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
     ("dermoscopy beats clinical images (ST alone)", "7", "Single-modal: Derm ST", "Single-modal: Clin ST", "greater"),
     ("dermoscopy beats clinical images (MN alone)", "7", "Single-modal: Derm MN", "Single-modal: Clin MN", "greater"),
-    ("adding clinical images helps (ST + ST vs dermoscopy ST)", "7", "Baseline: ST + ST", "Single-modal: Derm ST", "greater"),
+    ("adding clinical images helps (ST + ST vs dermoscopy ST)", "7", "Baseline: ST + ST", "Single-modal: Derm ST",
+     "greater"),
     ("a light clinical network costs little (AFF vs SFF, CAT)", "6", "AFF", "Baseline (SFF, CAT)", "close"),
     ("AAB improves AFF", "6", "AFF + AAB", "AFF", "greater"),
-    ("the heavy network belongs on dermoscopy (MN/ST vs ST/MN)", "7", "AMMMF: Clin MN, Derm ST", "AMMMF: Clin ST, Derm MN", "greater"),
+    ("the heavy network belongs on dermoscopy (MN/ST vs ST/MN)", "7", "AMMMF: Clin MN, Derm ST",
+     "AMMMF: Clin ST, Derm MN", "greater"),
     ("AAB beats BAB in AFF", "9", "AFF + AAB", "AFF + BAB", "greater"),
     ("AAB beats BAB in SFF", "9", "SFF + AAB", "SFF + BAB", "greater"),
     ("BAB beats concatenation in AFF", "9", "AFF + BAB", "AFF + CAT", "greater"),
@@ -93,7 +95,7 @@ def claims_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def attention_spread(max_weight: float, positions: float, n: int) -> str:
-    """An attention row's verdict: near one-hot (≤ 2 positions or a weight ≥ ½), concentrated (≤ n/10) or broad."""
+    """An attention row's verdict: near one-hot (≤ 2 positions or weight ≥ ½), concentrated (≤ n/10) or broad."""
     share = f"{positions:.0f} of {n} positions hold{'s' if positions == 1 else ''} {MASS_SHARE:.0%} of a row's weight"
     if positions <= 2 or max_weight >= 0.5:
         return f"near one-hot — {share}, so each position copies from one or two others"
@@ -103,7 +105,7 @@ def attention_spread(max_weight: float, positions: float, n: int) -> str:
 
 
 def recipe_agreement(weight_gap: float, pred_gap: float) -> str:
-    """Notebook 24's step-by-step run vs the tables' first run, from their largest SWA-weight and TTA-probability gaps."""
+    """Notebook 24's step-by-step run vs the tables' first run, by their largest SWA-weight and TTA gaps."""
     if weight_gap == 0:
         return (f"are identical to the tables' first run's; its test predictions with TTA differ from that run's by "
                 f"at most {pred_gap:.1g} in probability, because the tables average the views in another order")

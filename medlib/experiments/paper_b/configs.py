@@ -47,7 +47,8 @@ class Config:
     def label(self) -> str:
         """Reader-facing, e.g. ``clinical MN + dermoscopy ST, AAB``."""
         if self.single_modal:
-            return f"{'clinical' if self.dermoscopy is None else 'dermoscopy'} only, {_abbr(self.clinical or self.dermoscopy)}"
+            modality = "clinical" if self.dermoscopy is None else "dermoscopy"
+            return f"{modality} only, {_abbr(self.clinical or self.dermoscopy)}"
         return f"clinical {_abbr(self.clinical)} + dermoscopy {_abbr(self.dermoscopy)}, {self.fusion.upper()}"
 
     def build(self, size: str, pretrained: bool = False) -> torch.nn.Module:

@@ -228,8 +228,9 @@ def plot_framework(shapes: pd.DataFrame):
     xc, xa, xd = 0.18, 0.5, 0.82
     rows = len(stages) + 3
     y = lambda r: 1 - (r + 0.5) / (rows + 0.6)  # noqa: E731
-    get = lambda stage, branch, what=None: shapes[(shapes.stage == stage) & (shapes.branch == branch)  # noqa: E731
-                                                  & (shapes.what.str.startswith(what) if what else True)].iloc[-1]["shape"]
+    get = lambda stage, branch, what=None: shapes[  # noqa: E731
+        (shapes.stage == stage) & (shapes.branch == branch) & (shapes.what.str.startswith(what) if what else True)
+    ].iloc[-1]["shape"]
     _box(ax, xc, y(0), 0.26, 0.055, f"clinical image\n{_shape(get('input', 'clinical'))}", "#dbe9f6")
     _box(ax, xd, y(0), 0.26, 0.055, f"dermoscopic image\n{_shape(get('input', 'dermoscopy'))}", "#fde0c5")
     for r, stage in enumerate(stages, start=1):
@@ -254,8 +255,8 @@ def plot_framework(shapes: pd.DataFrame):
     _arrow(ax, xc + 0.13, y(r), xa - 0.11, y(r)), _arrow(ax, xd - 0.13, y(r), xa + 0.11, y(r))
     r += 1
     for x, branch, name in ((xc, "clinical", "W_C"), (xa, "fusion", "W_FU"), (xd, "dermoscopy", "W_D")):
-        _box(ax, x, y(r), 0.24, 0.05, f"{branch} head → 8 tasks\n(DIAG: {_shape(get('heads', branch))}) × ${name[0]}_{{{name[2:]}}}$",
-             "#f2f0f7")
+        text = f"{branch} head → 8 tasks\n(DIAG: {_shape(get('heads', branch))}) × ${name[0]}_{{{name[2:]}}}$"
+        _box(ax, x, y(r), 0.24, 0.05, text, "#f2f0f7")
         _arrow(ax, x, y(r - 1) - 0.025, x, y(r) + 0.025)
     ax.text(0.5, y(r) - 0.085, "Eq. 4: P = W_D P_D + W_C P_C + W_FU P_FU (weights searched on valid)",
             ha="center", fontsize=9)
@@ -270,7 +271,8 @@ def plot_attention_block(shapes: pd.DataFrame, stage: str | None = None):
 
     block = shapes[shapes.branch == "AAB"]
     stage = stage or block.stage.iloc[0]
-    get = lambda what: _shape(block[(block.stage == stage) & block.what.str.startswith(what)].iloc[0]["shape"])  # noqa: E731
+    at = block[block.stage == stage]
+    get = lambda what: _shape(at[at.what.str.startswith(what)].iloc[0]["shape"])  # noqa: E731
     c = _shape(shapes[(shapes.stage == stage) & (shapes.branch == "clinical")].iloc[0]["shape"])
     d = _shape(shapes[(shapes.stage == stage) & (shapes.branch == "dermoscopy")].iloc[0]["shape"])
     fig, ax = plt.subplots(figsize=(9, 3.6))

@@ -185,7 +185,8 @@ def _settings(B: PaperB, overrides: dict | None) -> PaperB:
         return B
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(PaperB)})
     if unknown:
-        raise MedlibError(f"unknown paper_b setting(s) {unknown}; known: {[f.name for f in dataclasses.fields(PaperB)]}")
+        raise MedlibError(f"unknown paper_b setting(s) {unknown}; "
+                          f"known: {[f.name for f in dataclasses.fields(PaperB)]}")
     return dataclasses.replace(B, **overrides)
 
 
@@ -205,7 +206,7 @@ def run_key(config: Config, B: PaperB, seed: int, data: PairData, max_steps: int
 
 
 def training_config(B: PaperB, seed: int, device: torch.device | str = "cpu") -> TrainConfig:
-    """Adam at ``lr``, one cosine over all ``epochs`` (FusionM4Net's); SWA over the last ``swa_epochs`` on it (no lr jump)."""
+    """Adam at ``lr``, one cosine over all ``epochs`` (FusionM4Net's), SWA over the last ``swa_epochs`` (no lr jump)."""
     swa_start = B.epochs - B.swa_epochs if 0 < B.swa_epochs <= B.epochs else None
     return TrainConfig(lr=B.lr, epochs=B.epochs, batch_size=B.batch_size, seed=seed, device=device,
                        scheduler="cosine", swa_start=swa_start, swa_lr=None,
@@ -257,7 +258,8 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
                for split in ("train", "valid", "test")}
     t0 = time.perf_counter()
     history = fit(model, batches["train"], cfg, loss_fn=ammfm_loss, batch_to_device=_train_batch,
-                  val_loader=batches["valid"], val_batch_to_device=_eval_batch, checkpoint_path=weights_path.with_suffix(".ckpt"), resume=True)
+                  val_loader=batches["valid"], val_batch_to_device=_eval_batch,
+                  checkpoint_path=weights_path.with_suffix(".ckpt"), resume=True)
     train_seconds = time.perf_counter() - t0
     swa = history.swa_model if history.swa_model is not None else model
     t1 = time.perf_counter()

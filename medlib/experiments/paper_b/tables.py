@@ -82,7 +82,8 @@ def table1(profile: Profile, data=None) -> pd.DataFrame:
         for cls, paper_count in classes.items():
             rows.append({"task": task, "class": cls, "paper (count)": paper_count,
                          "paper (%)": round(100 * paper_count / paper_n, 1),
-                         "this data (count)": total[task][cls], "this data (%)": round(100 * total[task][cls] / n_all, 1),
+                         "this data (count)": total[task][cls],
+                         "this data (%)": round(100 * total[task][cls] / n_all, 1),
                          **{f"{s} (count)": splits[s][task][cls] for s in splits}})
     frame = pd.DataFrame(rows).set_index(["task", "class"])
     write_result("table1", P, None, frame, {},
@@ -95,8 +96,9 @@ def clinic_is_derm_cases(profile: Profile, data=None) -> pd.DataFrame:
     P = profile
     ds = (data.dataset if data is not None else ensure_dataset("derm7pt", P))
     split_of = {int(i): name for name, idx in ds.splits.items() for i in idx}
-    rows = [{"case_num": ds.case_num[i], "split": split_of.get(int(i), "none"), "DIAG": ds.tasks["DIAG"][ds.labels[i, 0]],
-             "notes": ds.metadata["notes"].iloc[i]} for i in np.flatnonzero(ds.clinic_is_derm)]
+    rows = [{"case_num": ds.case_num[i], "split": split_of.get(int(i), "none"),
+             "DIAG": ds.tasks["DIAG"][ds.labels[i, 0]], "notes": ds.metadata["notes"].iloc[i]}
+            for i in np.flatnonzero(ds.clinic_is_derm)]
     return pd.DataFrame(rows, columns=["case_num", "split", "DIAG", "notes"]).set_index("case_num")
 
 
@@ -109,7 +111,7 @@ def _ammfm(P: Profile, seed: int | None) -> ConfigResult:
 
 def _best_and_mean(name: str, P: Profile, seed: int | None, paper: dict, index: list, index_name: str,
                    keys: list[str], by: str, paper_mean: list) -> pd.DataFrame:
-    """Tables 2 and 3 (transposed): the paper's methods quoted, then ours (best run by ``by``, mean ± std) and both Δ."""
+    """Tables 2 and 3 (transposed): the paper's methods, then ours (best run by ``by``, mean ± std) and both Δ."""
     res = _ammfm(P, seed)
     n = len(res.runs)
     frame = pd.DataFrame({f"{m} (paper)": [_num(v) for v in vals] for m, vals in paper.items()}, index=index)
@@ -219,7 +221,8 @@ def _avg_table(number: str, P: Profile, seed: int | None) -> pd.DataFrame:
         out[label] = {
             ("AVG AUC", "paper"): pm(auc, auc_sd), ("AVG AUC", "ours (mean ± std)"): r.text("avg_auc"),
             ("AVG ACC", "paper"): pm(acc, acc_sd), ("AVG ACC", "ours (mean ± std)"): r.text("avg_acc"),
-            ("Params (M)", "paper"): _num(params), ("Params (M)", "ours, full size"): f"{cfg.full_size_parameters() / 1e6:.2f}",
+            ("Params (M)", "paper"): _num(params),
+            ("Params (M)", "ours, full size"): f"{cfg.full_size_parameters() / 1e6:.2f}",
             ("Params (M)", "trained here"): f"{r.runs[0].meta['trained_parameters'] / 1e6:.2f}",
         }
     frame = pd.DataFrame.from_dict(out, orient="index")
