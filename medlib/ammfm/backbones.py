@@ -56,8 +56,7 @@ class Backbone(nn.Module):
         """All four stage maps (NCHW) of image batch ``x``."""
         maps = []
         for i in range(self.num_stages):
-            x = self.forward_stage(i, x)
-            maps.append(x)
+            maps.append(x := self.forward_stage(i, x))
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,10 +150,8 @@ class _NarrowResNet(ResNet):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(Bottleneck, widths[0], layers[0])
-        self.layer2 = self._make_layer(Bottleneck, widths[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(Bottleneck, widths[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(Bottleneck, widths[3], layers[3], stride=2)
+        for i, (width, depth) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}", self._make_layer(Bottleneck, width, depth, stride=1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3] * Bottleneck.expansion, num_classes)
 
