@@ -25,10 +25,10 @@ MODES = ("probability", "logit")
 _SUM_TOL = 1e-9  # linspace(0.05, 1, 20) makes sums like 1.0000000000000002
 
 
-def _as_numpy(x) -> np.ndarray:
+def _as_numpy(x, dtype=np.float64) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    return np.asarray(x, dtype=dtype)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ def fused_probabilities(outputs: dict, weights, mode: str = "probability") -> li
 
 def task_accuracies(predictions: list, targets) -> np.ndarray:
     """Accuracy of each of the 8 tasks (argmax of each (N, n_k) array vs ``targets[:, k]``)."""
-    t = np.asarray(targets.detach().cpu() if hasattr(targets, "detach") else targets)
+    t = _as_numpy(targets, None)
     return np.array([(np.argmax(_as_numpy(p), axis=1) == t[:, k]).mean() for k, p in enumerate(predictions)])
 
 
@@ -113,7 +113,7 @@ def search_weights(outputs: dict, targets, n: int = 20, mode: str = "probability
     if n < 1:
         raise ConfigError(f"n={n} grid points: need at least 1")
     p = _prepare(outputs, mode)
-    t = np.asarray(targets.detach().cpu() if hasattr(targets, "detach") else targets)
+    t = _as_numpy(targets, None)
     if t.ndim != 2 or t.shape[1] != len(TASKS):
         raise ConfigError(f"targets must be (N, {len(TASKS)}), got shape {t.shape}")
     grid = np.linspace(low, high, n)
