@@ -21,7 +21,7 @@ from .tables import _ammfm, write_result
 from . import runs
 
 __all__ = ["variants_table", "block_costs", "weight_surface", "attention_example", "settings_table", "branch_table",
-           "tradeoff", "example_cases", "augmentation_text", "framework_shapes", "attention_logits_at_init",
+           "tradeoff", "example_cases", "framework_shapes", "attention_logits_at_init",
            "positions_holding", "DISPLAY_SIZE"]
 
 DISPLAY_SIZE = 256  # pixels of the images drawn in figures
@@ -123,20 +123,11 @@ def attention_example(profile: Profile, seed: int | None = None, case: int = 0) 
             "index": index}
 
 
-def augmentation_text() -> str:
-    """Paper B's training augmentation in one line, from :data:`medlib.data.augment.FUSION_RECIPE`."""
-    from medlib.data.augment import FUSION_RECIPE as R
-
-    return (f"FusionM4Net's: block p = {R.p_block:g}, each step p = {R.p_step:g}: flips, shift ±{R.shift:g}, "
-            f"scale ×{1 - R.scale:g}–{1 + R.scale:g}, rotate ±{R.rotate:g}°, quarter turns (same on both images); "
-            f"contrast ×(1 ± {R.contrast:g}), brightness ± {R.brightness:g}, gamma {R.gamma[0]:g}–{R.gamma[1]:g} "
-            "(clinical image only)")
-
-
 def settings_table(profile: Profile) -> pd.DataFrame:
     """§4.1's recipe (quoted) beside what this profile runs, with the backbones' weights."""
     from medlib.ammfm.backbones import weights_tag
     from medlib.ammfm.tta import TTA_VIEWS
+    from medlib.data.augment import FUSION_RECIPE as R
 
     P = profile
     B = P.paper_b
@@ -147,7 +138,10 @@ def settings_table(profile: Profile) -> pd.DataFrame:
         "epochs": str(B.epochs),
         "SWA": f"average of the last {B.swa_epochs} epochs along the same cosine (no lr jump), BN recomputed",
         "image size": f"{B.image_size} × {B.image_size}, whole image resized (no crop)",
-        "augmentation": augmentation_text(),
+        "augmentation": (f"FusionM4Net's: block p = {R.p_block:g}, each step p = {R.p_step:g}: flips, "
+                         f"shift ±{R.shift:g}, scale ×{1 - R.scale:g}–{1 + R.scale:g}, rotate ±{R.rotate:g}°, "
+                         f"quarter turns (same on both images); contrast ×(1 ± {R.contrast:g}), brightness ± "
+                         f"{R.brightness:g}, gamma {R.gamma[0]:g}–{R.gamma[1]:g} (clinical image only)"),
         "test-time augmentation": f"{B.tta_views} views ({', '.join(TTA_VIEWS[:B.tta_views])}) — our choice",
         "runs for mean ± std": str(B.n_runs),
         "backbones": ("ImageNet-pretrained torchvision" if B.backbone_size == "full"
