@@ -1,30 +1,11 @@
-"""Feature extractors for the clinical and dermoscopic branches (paper B, Sec. 3.1 and 4.7).
+"""Feature extractors of the clinical and dermoscopic branches (paper B, Sec. 3.1 and 4.7), a timm-style registry.
 
-A registry in the style of timm: each backbone is a factory function decorated with
-:func:`register_backbone`, created by name with :func:`create_backbone`.
-
-==================== ====================================== ===================
-registry name        torchvision model ("full")             stage channels
-==================== ====================================== ===================
-``mobilenet_v3_small`` ``mobilenet_v3_small`` (the paper's MN)  16, 24, 48, 576
-``swin_v2_t``          ``swin_v2_t`` (Swin **V2**-T, the ST)    96, 192, 384, 768
-``resnet50``           ``resnet50``                             256, 512, 1024, 2048
-``convnext_tiny``      ``convnext_tiny``                        96, 192, 384, 768
-==================== ====================================== ===================
-
-Every backbone is wrapped whole: the torchvision model, including its unused ImageNet
-classifier, sits in ``.model`` and counts in ``parameters()``. That is what reproduces
-the paper's parameter counts (Tables 5-10) to the last digit.
-
-All four are cut into four stages at output strides 4, 8, 16 and 32, so at equal input
-sizes the stage maps of any two backbones have the same height and width; the attention
-blocks (:mod:`medlib.ammfm.attention`) sit between stages. Stage maps are always NCHW:
-Swin's NHWC maps are permuted on the way out and back on the way in.
-
-``size="tiny"`` builds stand-ins for the smoke profile with the *same torchvision
-classes* (``MobileNetV3``, ``SwinTransformer`` with V2 blocks, ``ResNet`` with
-bottlenecks, ``ConvNeXt``) at tiny widths and depths, so CPU runs at 64 px exercise
-exactly the code paths of the real models.
+``mobilenet_v3_small`` (the paper's MN; stage channels 16, 24, 48, 576), ``swin_v2_t`` (Swin V2-T,
+the ST; 96-768), ``resnet50`` (256-2048), ``convnext_tiny`` (96-768). Each torchvision model is
+wrapped whole (its unused ImageNet classifier counts in ``parameters()``: that reproduces the
+paper's counts). All are cut into four stages at strides 4, 8, 16, 32, always NCHW (Swin's NHWC
+maps are permuted), so equal inputs give equal H×W per stage. ``size="tiny"`` builds the same
+torchvision classes at tiny widths and depths, so CPU smoke runs exercise the real code paths.
 """
 
 from __future__ import annotations
@@ -42,31 +23,14 @@ from medlib.errors import MedlibError
 
 from .errors import ConfigError
 
-__all__ = [
-    "Backbone",
-    "register_backbone",
-    "create_backbone",
-    "list_backbones",
-    "WEIGHTS",
-    "weights_tag",
-    "SIZES",
-]
+__all__ = ["Backbone", "register_backbone", "create_backbone", "list_backbones", "WEIGHTS", "weights_tag", "SIZES"]
 
 SIZES = ("full", "tiny")
 _TINY_CLASSES = 10  # the tiny stand-ins keep a (small) ImageNet-style classifier too
 
 
 class Backbone(nn.Module):
-    """A torchvision classifier used as a four-stage feature extractor.
-
-    Subclasses say how to run stage ``i`` and how to pool the last map into a vector.
-
-    Attributes:
-        model: the whole torchvision model (its classifier is kept, never called).
-        stage_channels: channels of the four NCHW stage maps.
-        num_features: length of the pooled feature vector (= ``stage_channels[-1]``).
-        name, size: registry name and ``"full"``/``"tiny"``.
-    """
+    """A whole torchvision classifier (``model``) as a four-stage extractor; subclasses run a stage and pool."""
 
     def __init__(self, model: nn.Module, stage_channels: list[int], name: str, size: str):
         super().__init__()
@@ -86,14 +50,13 @@ class Backbone(nn.Module):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Pool the last stage map (NCHW) into the ``(B, num_features)`` feature vector."""
-        raise NotImplementedError
+        return torch.flatten(self.model.avgpool(x), 1)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """All four stage maps (NCHW) of image batch ``x``."""
         maps = []
         for i in range(self.num_stages):
-            x = self.forward_stage(i, x)
-            maps.append(x)
+            maps.append(x := self.forward_stage(i, x))
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,18 +70,15 @@ class Backbone(nn.Module):
 class _FeaturesBackbone(Backbone):
     """Backbones whose ``model.features`` is a flat Sequential cut at fixed indices."""
 
-    def __init__(self, model, bounds: list[tuple[int, int]], stage_channels, name, size):
+    def __init__(self, model, stage_channels, name, size, bounds=((0, 2), (2, 4), (4, 6), (6, 8))):
         super().__init__(model, stage_channels, name, size)
         self._bounds = list(bounds)  # plain ints, so no module is registered twice
 
-    def _run(self, index: int, x: torch.Tensor) -> torch.Tensor:
+    def forward_stage(self, index, x):
         start, stop = self._bounds[index]
         for j in range(start, stop):
             x = self.model.features[j](x)
         return x
-
-    def forward_stage(self, index, x):
-        return self._run(index, x)
 
 
 class MobileNetV3Backbone(_FeaturesBackbone):
@@ -128,45 +88,35 @@ class MobileNetV3Backbone(_FeaturesBackbone):
         # features[0] stem (s2), [1] s4, [2:4] s8, [4:9] s16, [9:13] s32 incl. the last 1x1 conv
         bounds = [(0, 2), (2, 4), (4, 9), (9, len(model.features))]
         channels = [model.features[stop - 1].out_channels for _, stop in bounds]
-        super().__init__(model, bounds, channels, name, size)
-
-    def pool(self, x):
-        return torch.flatten(self.model.avgpool(x), 1)
+        super().__init__(model, channels, name, size, bounds)
 
 
 class ConvNeXtBackbone(_FeaturesBackbone):
     """ConvNeXt: ``features`` = [stem, stage, down, stage, down, stage, down, stage]."""
 
     def __init__(self, model, name, size):
-        bounds = [(0, 2), (2, 4), (4, 6), (6, 8)]
         channels = [model.features[0][0].out_channels] + [model.features[i][1].out_channels for i in (2, 4, 6)]
-        super().__init__(model, bounds, channels, name, size)
+        super().__init__(model, channels, name, size)
 
     def pool(self, x):
         # the classifier's LayerNorm2d is the pre-logits norm; its Linear is not called
-        x = self.model.classifier[0](self.model.avgpool(x))
-        return torch.flatten(x, 1)
+        return torch.flatten(self.model.classifier[0](self.model.avgpool(x)), 1)
 
 
 class SwinV2Backbone(_FeaturesBackbone):
-    """Swin V2: ``features`` = [patch embed, stage, merge, stage, merge, stage, merge, stage].
-
-    torchvision's Swin works in NHWC; stage maps are returned NCHW like the CNNs'.
-    """
+    """Swin V2: ``features`` = [patch embed, stage, merge, stage, merge, stage, merge, stage]; NHWC inside."""
 
     def __init__(self, model, name, size):
-        bounds = [(0, 2), (2, 4), (4, 6), (6, 8)]
         channels = [model.features[0][0].out_channels] + [model.features[i].reduction.out_features for i in (2, 4, 6)]
-        super().__init__(model, bounds, channels, name, size)
+        super().__init__(model, channels, name, size)
 
     def forward_stage(self, index, x):
         if index > 0:  # stage 0 takes the NCHW image; its patch embedding permutes itself
             x = x.permute(0, 2, 3, 1)
-        return self._run(index, x).permute(0, 3, 1, 2)
+        return super().forward_stage(index, x).permute(0, 3, 1, 2)
 
     def pool(self, x):
-        x = self.model.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return torch.flatten(self.model.avgpool(x), 1)
+        return super().pool(self.model.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
 
 
 class ResNetBackbone(Backbone):
@@ -188,16 +138,9 @@ class ResNetBackbone(Backbone):
             x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
         return getattr(m, self._LAYERS[index])(x)
 
-    def pool(self, x):
-        return torch.flatten(self.model.avgpool(x), 1)
-
 
 class _NarrowResNet(ResNet):
-    """torchvision ``ResNet`` with bottleneck blocks at chosen (tiny) widths.
-
-    torchvision's constructor fixes the widths at 64/128/256/512, so this sets up the
-    same attributes and reuses ``ResNet._make_layer`` and ``ResNet.forward`` unchanged.
-    """
+    """torchvision ``ResNet`` at tiny bottleneck widths (its constructor fixes 64-512; ``_make_layer`` is reused)."""
 
     def __init__(self, widths=(8, 16, 32, 64), layers=(1, 1, 1, 1), num_classes=_TINY_CLASSES):
         nn.Module.__init__(self)
@@ -207,10 +150,8 @@ class _NarrowResNet(ResNet):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(Bottleneck, widths[0], layers[0])
-        self.layer2 = self._make_layer(Bottleneck, widths[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(Bottleneck, widths[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(Bottleneck, widths[3], layers[3], stride=2)
+        for i, (width, depth) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}", self._make_layer(Bottleneck, width, depth, stride=1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3] * Bottleneck.expansion, num_classes)
 
@@ -231,16 +172,6 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _check(name: str, size: str, pretrained: bool) -> None:
-    if size not in SIZES:
-        raise ConfigError(f"backbone {name!r}: size={size!r} is not one of {SIZES}; use 'full' or 'tiny'")
-    if pretrained and size != "full":
-        raise ConfigError(
-            f"backbone {name!r}: pretrained ImageNet weights exist only for size='full' "
-            f"(got size={size!r}); pass pretrained=False for the tiny stand-ins"
-        )
-
-
 # Explicit torchvision weights, never "DEFAULT" (which moves when torchvision adds weights and
 # would give ResNet-50 its V2 recipe): every backbone's original ImageNet-1k weights, V1 — for
 # ResNet-50 the same IMAGENET1K_V1 as Paper A's θ_pre, the only ones of the other three.
@@ -257,67 +188,52 @@ def weights_tag(name: str, pretrained: bool) -> str:
     return f"torchvision:{WEIGHTS[name]}" if pretrained and name in WEIGHTS else "random"
 
 
-def _weights(pretrained: bool, name: str):
-    # downloads on first use (needs internet)
-    return WEIGHTS[name] if pretrained else None
+def _full(name: str, pretrained: bool) -> nn.Module:
+    return getattr(tvm, name)(weights=WEIGHTS[name] if pretrained else None)
 
 
 @register_backbone
 def mobilenet_v3_small(pretrained: bool = False, size: str = "full") -> Backbone:
     """MobileNetV3-Small (Howard et al., 2019): the light clinical branch of AFF."""
-    _check("mobilenet_v3_small", size, pretrained)
-    if size == "full":
-        model = tvm.mobilenet_v3_small(weights=_weights(pretrained, "mobilenet_v3_small"))
-    else:
-        model = tvm.mobilenet_v3_small(weights=None, width_mult=0.25, num_classes=_TINY_CLASSES)
+    model = (_full("mobilenet_v3_small", pretrained) if size == "full"
+             else tvm.mobilenet_v3_small(width_mult=0.25, num_classes=_TINY_CLASSES))
     return MobileNetV3Backbone(model, "mobilenet_v3_small", size)
 
 
 @register_backbone
 def swin_v2_t(pretrained: bool = False, size: str = "full") -> Backbone:
     """Swin Transformer V2-Tiny: the paper's "Swin-Transformer" (ST), the default dermoscopy branch."""
-    _check("swin_v2_t", size, pretrained)
-    if size == "full":
-        model = tvm.swin_v2_t(weights=_weights(pretrained, "swin_v2_t"))
-    else:
-        model = SwinTransformer(
-            patch_size=[4, 4], embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
-            window_size=[4, 4], stochastic_depth_prob=0.0, num_classes=_TINY_CLASSES,
-            block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2,
-        )
+    model = _full("swin_v2_t", pretrained) if size == "full" else SwinTransformer(
+        patch_size=[4, 4], embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=[4, 4],
+        stochastic_depth_prob=0.0, num_classes=_TINY_CLASSES, block=SwinTransformerBlockV2,
+        downsample_layer=PatchMergingV2)
     return SwinV2Backbone(model, "swin_v2_t", size)
 
 
 @register_backbone
 def resnet50(pretrained: bool = False, size: str = "full") -> Backbone:
     """ResNet-50 (He et al., 2016), one of the dermoscopy backbones of Table 10."""
-    _check("resnet50", size, pretrained)
-    model = tvm.resnet50(weights=_weights(pretrained, "resnet50")) if size == "full" else _NarrowResNet()
-    return ResNetBackbone(model, "resnet50", size)
+    return ResNetBackbone(_full("resnet50", pretrained) if size == "full" else _NarrowResNet(), "resnet50", size)
 
 
 @register_backbone
 def convnext_tiny(pretrained: bool = False, size: str = "full") -> Backbone:
     """ConvNeXt-Tiny (Liu et al., 2022a), one of the dermoscopy backbones of Table 10."""
-    _check("convnext_tiny", size, pretrained)
-    if size == "full":
-        model = tvm.convnext_tiny(weights=_weights(pretrained, "convnext_tiny"))
-    else:
-        setting = [CNBlockConfig(16, 32, 1), CNBlockConfig(32, 64, 1), CNBlockConfig(64, 128, 1), CNBlockConfig(128, None, 1)]
-        model = ConvNeXt(setting, stochastic_depth_prob=0.0, num_classes=_TINY_CLASSES)
+    setting = [CNBlockConfig(c, out, 1) for c, out in ((16, 32), (32, 64), (64, 128), (128, None))]
+    model = (_full("convnext_tiny", pretrained) if size == "full"
+             else ConvNeXt(setting, stochastic_depth_prob=0.0, num_classes=_TINY_CLASSES))
     return ConvNeXtBackbone(model, "convnext_tiny", size)
 
 
 def create_backbone(name: str, pretrained: bool = False, size: str = "full") -> Backbone:
-    """Build the registered backbone ``name`` (see the module table).
-
-    Args:
-        name: one of :func:`list_backbones`.
-        pretrained: load torchvision's ImageNet weights (downloads them; needs internet).
-        size: ``"full"`` for the real architecture, ``"tiny"`` for the smoke stand-in.
-    """
+    """Build registered backbone ``name``; ``pretrained`` downloads ImageNet weights, ``size`` is full or tiny."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown backbone {name!r}: expected one of {list_backbones()}")
+    if size not in SIZES:
+        raise ConfigError(f"backbone {name!r}: size={size!r} is not one of {SIZES}; use 'full' or 'tiny'")
+    if pretrained and size != "full":
+        raise ConfigError(f"backbone {name!r}: pretrained ImageNet weights exist only for size='full' "
+                          f"(got size={size!r}); pass pretrained=False for the tiny stand-ins")
     try:
         return _REGISTRY[name](pretrained=pretrained, size=size)
     except OSError as exc:  # urllib's URLError is an OSError

@@ -1,10 +1,6 @@
 """The error AMMFM code raises for a configuration the user can fix."""
 
-from __future__ import annotations
-
 from medlib.errors import MedlibError
-
-__all__ = ["ConfigError"]
 
 
 class ConfigError(MedlibError, ValueError):

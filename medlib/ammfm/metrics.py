@@ -1,25 +1,17 @@
-"""Evaluation metrics of paper B (Sec. 4.2; Tables 2, 3, 4, 8).
+"""Evaluation metrics of paper B (Sec. 4.2; Tables 2, 3, 4, 8), as a flat ``{name: float}`` per run.
 
-* **AUC** per category, one-vs-rest (``sklearn.metrics.roc_auc_score`` of the category's
-  probability against "label == category"), for the 17 categories Table 2 lists
-  (:data:`~medlib.ammfm.tasks.AUC_CATEGORIES`).
-* **AVG AUC** — the paper does not say how it averages; here it is the plain mean of those
-  17 per-category AUCs (Table 2's "AVG" column). A category with no positive or no
-  negative case in the evaluated split has no AUC (NaN) and is left out of the mean;
-  ``n_auc`` says how many entered it.
-* **ACC** per task (argmax) and **AVG ACC** = mean of the 8 task accuracies (Table 3).
-* **Precision, sensitivity, specificity** of the melanoma-related category of each task
-  (Table 4, :data:`~medlib.ammfm.tasks.MELANOMA_CATEGORIES`), with the prediction =
-  argmax over the task's classes, counted one-vs-rest. A category the model never predicts
-  has precision 0 (scikit-learn's ``zero_division=0``), so it stays in Table 4's average
-  (dropping it would flatter the average); ``n_predicted/<task>/<category>`` records how
-  often each was predicted, so a table can say when that happened.
-
-:func:`evaluate` returns a flat ``{metric name: float}`` dict so that runs can be
-stacked; :func:`summarize_runs` turns several into mean ± std.
+* AUC per category, one-vs-rest, for the 17 categories of Table 2; AVG AUC = their plain mean
+  (the paper does not say; :func:`~medlib.experiments.paper_b.paper_avg_auc_check` shows its
+  Table 2 agrees). A category with one side absent has no AUC (NaN), left out; ``n_auc`` counts.
+* ACC per task (argmax) and AVG ACC = mean of the 8 (Table 3).
+* Precision, sensitivity, specificity of each task's melanoma-related category (Table 4),
+  one-vs-rest on the argmax. A never-predicted category has precision 0 (scikit-learn's
+  ``zero_division=0``), kept in the average (dropping it would flatter it); ``n_predicted/...`` counts.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -28,7 +20,12 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 from .errors import ConfigError
 from .tasks import AUC_CATEGORIES, MELANOMA_CATEGORIES, TASK_CLASSES, TASKS
 
-__all__ = ["evaluate", "category_auc", "binary_rates", "summarize_runs", "auc_table", "melanoma_table"]
+__all__ = ["evaluate", "category_auc", "binary_rates", "summarize_runs", "auc_table", "melanoma_table", "pm",
+           "mean_sd", "TABLE4_KEYS"]
+
+# Table 4's rows: per-category metric key and the key of its average over the 8 melanoma-related categories
+TABLE4_KEYS = {"AUC": ("auc", "avg_mel_auc"), "PRE": ("precision", "avg_precision"),
+               "SEN": ("sensitivity", "avg_sensitivity"), "SPE": ("specificity", "avg_specificity")}
 
 
 def _np(x) -> np.ndarray:
@@ -46,12 +43,7 @@ def category_auc(y_true_task: np.ndarray, prob_category: np.ndarray, class_index
 
 
 def binary_rates(y_true_task: np.ndarray, y_pred_task: np.ndarray, class_index: int) -> dict[str, float]:
-    """Precision, sensitivity (recall) and specificity of one category, one-vs-rest.
-
-    Precision of a category that is never predicted is 0 (as scikit-learn's
-    ``zero_division=0``): the model found none of its cases. Sensitivity without a positive
-    case and specificity without a negative one are undefined (NaN).
-    """
+    """Precision (0 if never predicted), sensitivity and specificity (NaN if undefined) of one category."""
     tn, fp, fn, tp = confusion_matrix(np.asarray(y_true_task) == class_index,
                                       np.asarray(y_pred_task) == class_index, labels=[False, True]).ravel()
 
@@ -62,20 +54,18 @@ def binary_rates(y_true_task: np.ndarray, y_pred_task: np.ndarray, class_index: 
             "specificity": ratio(tn, tn + fp)}
 
 
+def _nanmean(values) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = None) -> dict[str, float]:
     """All metrics of one run on one split.
 
-    Args:
-        probabilities: 8 arrays (N, n_k) of class scores per task, in :data:`TASKS` order
-            (probabilities, e.g. the weighted average of Eq. 4; any monotone scores work
-            for AUC, the argmax is used for the rest).
-        targets: (N, 8) class indices.
-        tasks: task -> class names as the dataset orders them (``ds.tasks``); default
-            :data:`TASK_CLASSES`. Categories are looked up by name.
-    Returns a flat dict: ``auc/DIAG/MEL``..., ``avg_auc``, ``n_auc``, ``acc/DIAG``...,
-    ``avg_acc``, and ``precision|sensitivity|specificity/DIAG/MEL``... (Table 4),
-    ``avg_precision`` etc. over the 8 melanoma-related categories, and
-    ``n_predicted/DIAG/MEL``... (how many cases were predicted as that category).
+    ``probabilities``: 8 (N, n_k) score arrays in :data:`TASKS` order; ``targets``: (N, 8) class
+    indices; ``tasks``: task -> class names as the dataset orders them (default :data:`TASK_CLASSES`).
+    Keys: ``auc/DIAG/MEL``…, ``avg_auc``, ``n_auc``, ``acc/DIAG``…, ``avg_acc``, ``precision|sensitivity|
+    specificity/DIAG/MEL``…, ``avg_mel_auc``, ``avg_precision``…, ``n_predicted/DIAG/MEL``….
     """
     tasks = {t: list(c) for t, c in (tasks or TASK_CLASSES).items()}
     y = _np(targets)
@@ -88,10 +78,8 @@ def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = 
         if task not in tasks:
             raise ConfigError(f"tasks mapping lacks task {task!r}; it has {sorted(tasks)}")
         if probs[k].shape != (len(y), len(tasks[task])):
-            raise ConfigError(
-                f"task {task}: scores must be (N={len(y)}, {len(tasks[task])} classes {tasks[task]}), "
-                f"got {probs[k].shape}"
-            )
+            raise ConfigError(f"task {task}: scores must be (N={len(y)}, {len(tasks[task])} classes "
+                              f"{tasks[task]}), got {probs[k].shape}")
 
     def index(task, category):
         if category not in tasks[task]:
@@ -99,53 +87,55 @@ def evaluate(probabilities: list, targets, tasks: dict[str, list[str]] | None = 
         return tasks[task].index(category)
 
     result: dict[str, float] = {}
-    aucs = []
     for task, category in AUC_CATEGORIES:
         k = TASKS.index(task)
         c = index(task, category)
-        auc = category_auc(y[:, k], probs[k][:, c], c)
-        result[f"auc/{task}/{category}"] = auc
-        aucs.append(auc)
-    finite = [a for a in aucs if np.isfinite(a)]
-    result["avg_auc"] = float(np.mean(finite)) if finite else float("nan")
-    result["n_auc"] = float(len(finite))
+        result[f"auc/{task}/{category}"] = category_auc(y[:, k], probs[k][:, c], c)
+    aucs = [result[f"auc/{t}/{c}"] for t, c in AUC_CATEGORIES]
+    result["avg_auc"] = _nanmean(aucs)
+    result["n_auc"] = float(np.isfinite(aucs).sum())
 
     preds = [p.argmax(axis=1) for p in probs]
-    accs = []
     for k, task in enumerate(TASKS):
-        acc = float((preds[k] == y[:, k]).mean())
-        result[f"acc/{task}"] = acc
-        accs.append(acc)
-    result["avg_acc"] = float(np.mean(accs))
+        result[f"acc/{task}"] = float((preds[k] == y[:, k]).mean())
+    result["avg_acc"] = float(np.mean([result[f"acc/{task}"] for task in TASKS]))
 
-    per_metric: dict[str, list[float]] = {"precision": [], "sensitivity": [], "specificity": []}
     for task, category in MELANOMA_CATEGORIES:
         k = TASKS.index(task)
         c = index(task, category)
         for name, value in binary_rates(y[:, k], preds[k], c).items():
             result[f"{name}/{task}/{category}"] = value
-            per_metric[name].append(value)
         result[f"n_predicted/{task}/{category}"] = float((preds[k] == c).sum())
-    for name, values in per_metric.items():
-        result[f"avg_{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    for key, avg in TABLE4_KEYS.values():
+        result[avg] = _nanmean([result[f"{key}/{t}/{c}"] for t, c in MELANOMA_CATEGORIES])
     return result
 
 
-def summarize_runs(runs: list[dict[str, float]]) -> pd.DataFrame:
-    """Mean ± sample standard deviation (ddof=1) of each metric over runs (the paper's "x±y").
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) of the finite values; std NaN for one value."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return math.nan, math.nan
+    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else math.nan)
 
-    Returns a DataFrame indexed by metric with columns ``mean``, ``std``, ``n`` (runs with a
-    finite value) and ``text`` (e.g. ``"87.6±0.4"`` in percent). With one run std is NaN.
-    """
+
+def pm(mean: float, std: float) -> str:
+    """The paper's ``"87.6±0.4"``; the mean alone when there is no std (one run)."""
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.1f}" if not np.isfinite(std) else f"{mean:.1f}±{std:.1f}"
+
+
+def summarize_runs(runs: list[dict[str, float]]) -> pd.DataFrame:
+    """Per metric over runs: ``mean``, ``std`` (ddof=1), ``n`` (finite values), ``text`` (:func:`pm`, percent)."""
     if not runs:
         raise ConfigError("summarize_runs needs at least one run's metrics")
     frame = pd.DataFrame(runs)
     summary = pd.DataFrame({"mean": frame.mean(), "std": frame.std(ddof=1), "n": frame.count()})
     is_count = summary.index.str.startswith("n_")
-    summary["text"] = [
-        f"{m:.1f}" if cnt else f"{100 * m:.1f}±{100 * s:.1f}" if np.isfinite(s) else f"{100 * m:.1f}"
-        for m, s, cnt in zip(summary["mean"], summary["std"], is_count)
-    ]
+    summary["text"] = [f"{m:.1f}" if cnt else pm(100 * m, 100 * s)
+                       for m, s, cnt in zip(summary["mean"], summary["std"], is_count)]
     return summary
 
 
@@ -158,11 +148,6 @@ def auc_table(metrics: dict[str, float]) -> pd.DataFrame:
 
 def melanoma_table(metrics: dict[str, float]) -> pd.DataFrame:
     """Table 4 layout: rows AUC/PRE/SEN/SPE, one column per melanoma-related category + AVG, in percent."""
-    names = {"AUC": "auc", "PRE": "precision", "SEN": "sensitivity", "SPE": "specificity"}
-    cols = [f"{t} {c}" for t, c in MELANOMA_CATEGORIES]
-    data = {}
-    for label, key in names.items():
-        values = [100 * metrics[f"{key}/{t}/{c}"] for t, c in MELANOMA_CATEGORIES]
-        finite = [v for v in values if np.isfinite(v)]
-        data[label] = values + [float(np.mean(finite)) if finite else float("nan")]
-    return pd.DataFrame.from_dict(data, orient="index", columns=cols + ["AVG"])
+    data = {label: [100 * metrics[f"{key}/{t}/{c}"] for t, c in MELANOMA_CATEGORIES] + [100 * metrics[avg]]
+            for label, (key, avg) in TABLE4_KEYS.items()}
+    return pd.DataFrame.from_dict(data, orient="index", columns=[f"{t} {c}" for t, c in MELANOMA_CATEGORIES] + ["AVG"])

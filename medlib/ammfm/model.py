@@ -1,17 +1,7 @@
-"""AMMFM and its baselines as one model family (paper B, Sec. 3, Fig. 2; Tables 6, 7, 9, 10).
+"""AMMFM and its baselines (paper B, Sec. 3, Fig. 2; Tables 6, 7, 9, 10).
 
-* :class:`MultiModalNet` — two backbones (the *framework*: SFF when both are the same
-  architecture, AFF when the clinical one is light), optional attention blocks between
-  their stages (the *fusion block*: ``"concat"`` = none, ``"aab"``, ``"bab"``), and three
-  heads: clinical, dermoscopy, and fusion on the concatenated pooled features.
-  ``MultiModalNet()`` with its defaults is AMMFM: MobileNetV3-Small for clinical images,
-  Swin V2-T for dermoscopy, AABs after stages 2 and 3.
-* :class:`SingleModalNet` — one backbone and one head (Table 7's single-modal rows).
-* :func:`create_model` — one entry point for all of them.
-
-Every model is called as ``model(clinical, dermoscopy)`` and returns a dict of branch name
-to a list of 8 logit tensors, the shape :func:`medlib.ammfm.loss.ammfm_loss`, the shared
-trainer and :mod:`medlib.ammfm.tta` expect.
+Every model is called as ``model(clinical, dermoscopy)`` and returns branch name -> list of 8
+logit tensors, what :func:`medlib.ammfm.loss.ammfm_loss` and :mod:`medlib.ammfm.tta` expect.
 """
 
 from __future__ import annotations
@@ -22,9 +12,10 @@ from torch import nn
 from .attention import AsymmetricAttentionBlock, BidirectionalAttentionBlock
 from .backbones import create_backbone
 from .errors import ConfigError
-from .heads import MultiTaskHead
+from .tasks import NUM_CLASSES
 
-__all__ = ["MultiModalNet", "SingleModalNet", "create_model", "FUSIONS", "MODALITIES", "DEFAULT_STAGES", "BRANCHES"]
+__all__ = ["MultiTaskHead", "MultiModalNet", "SingleModalNet", "create_model", "FUSIONS", "MODALITIES",
+           "DEFAULT_STAGES", "BRANCHES"]
 
 FUSIONS = ("concat", "aab", "bab")
 MODALITIES = ("clinical", "dermoscopy")
@@ -36,19 +27,35 @@ BRANCHES = ("clinical", "dermoscopy", "fusion")
 DEFAULT_STAGES: tuple[int, ...] = (1, 2)
 
 
-class MultiModalNet(nn.Module):
-    """Two-branch fusion network (Fig. 2): backbones, optional attention blocks, three heads.
+class MultiTaskHead(nn.Module):
+    """The FCLs of Fig. 2, FusionM4Net's head: [Linear - BatchNorm1d - Swish - Dropout] × 2, one Linear per task.
 
-    Args:
-        clinical, dermoscopy: backbone registry names (:func:`medlib.ammfm.backbones.list_backbones`).
-        fusion: ``"concat"`` (no interaction before the fusion head), ``"aab"`` (Sec. 3.2)
-            or ``"bab"`` (bidirectional co-attention).
-        stages: 0-based stages after which a block refines the maps (ignored for concat);
-            the refined maps feed the next stage, or the pooling after the last one.
-        size: ``"full"`` (real architectures) or ``"tiny"`` (smoke stand-ins).
-        pretrained: ImageNet weights for both backbones (downloads).
-        dropout: head dropout (0.3 in FusionM4Net).
-        scaled_attention, zero_init_value: see :mod:`medlib.ammfm.attention`.
+    Paper B does not spell the FCLs out; this reading reproduces its parameter counts exactly.
+    """
+
+    def __init__(self, in_features: int, num_classes: tuple[int, ...] = NUM_CLASSES,
+                 hidden: tuple[int, int] = (512, 128), dropout: float = 0.3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.SiLU(), nn.Dropout(dropout)]  # SiLU = Swish
+            width = h
+        self.trunk = nn.Sequential(*layers)
+        self.classifiers = nn.ModuleList(nn.Linear(width, n) for n in num_classes)
+        self.in_features = in_features
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        z = self.trunk(x)
+        return [clf(z) for clf in self.classifiers]
+
+
+class MultiModalNet(nn.Module):
+    """Fig. 2: two backbones (SFF if alike, AFF if the clinical one is light), blocks, three heads.
+
+    ``fusion``: ``"concat"`` (no block), ``"aab"`` (Sec. 3.2) or ``"bab"``, after each of ``stages``
+    (0-based; the refined maps feed the next stage). The defaults are AMMFM: MobileNetV3-Small on
+    clinical images, Swin V2-T on dermoscopy, AABs after stages 1 and 2.
     """
 
     def __init__(self, clinical: str = "mobilenet_v3_small", dermoscopy: str = "swin_v2_t",
@@ -81,7 +88,7 @@ class MultiModalNet(nn.Module):
         })
 
     def forward_features(self, clinical: torch.Tensor, dermoscopy: torch.Tensor, return_attention: bool = False):
-        """Pooled clinical and dermoscopic features after the interaction blocks."""
+        """Pooled clinical and dermoscopic features after the interaction blocks (+ the attention maps)."""
         c, d = clinical, dermoscopy
         maps = {}
         for s in range(self.dermoscopy.num_stages):
@@ -101,14 +108,9 @@ class MultiModalNet(nn.Module):
         return (features, maps) if return_attention else features
 
     def forward(self, clinical: torch.Tensor, dermoscopy: torch.Tensor, return_attention: bool = False) -> dict:
-        """``{"clinical": [8 logits], "dermoscopy": [...], "fusion": [...]}`` (+ ``"attention"`` if asked).
-
-        ``"attention"`` maps stage names to M_c (AAB) or (M_c, M_d) (BAB), each (B, N, N).
-        """
-        if return_attention:
-            (fc, fd), maps = self.forward_features(clinical, dermoscopy, return_attention=True)
-        else:
-            fc, fd = self.forward_features(clinical, dermoscopy)
+        """Three branches' logits; ``"attention"``: stage -> M_c (AAB) or (M_c, M_d) (BAB), each (B, N, N)."""
+        result = self.forward_features(clinical, dermoscopy, return_attention)
+        (fc, fd), maps = result if return_attention else (result, None)
         out = {
             "clinical": self.heads["clinical"](fc),
             "dermoscopy": self.heads["dermoscopy"](fd),
@@ -120,11 +122,7 @@ class MultiModalNet(nn.Module):
 
 
 class SingleModalNet(nn.Module):
-    """One backbone + one head on one image modality (Table 7/10 single-modal rows).
-
-    ``forward(clinical, dermoscopy)`` uses only the input of ``modality`` (the other may be
-    ``None``) and returns ``{modality: [8 logits]}``.
-    """
+    """One backbone + one head on ``modality`` (Table 7/10 single-modal rows); returns ``{modality: [8 logits]}``."""
 
     def __init__(self, backbone: str = "swin_v2_t", modality: str = "dermoscopy", size: str = "full",
                  pretrained: bool = False, dropout: float = 0.3):
@@ -144,13 +142,7 @@ class SingleModalNet(nn.Module):
 
 def create_model(clinical: str | None = "mobilenet_v3_small", dermoscopy: str | None = "swin_v2_t",
                  fusion: str = "aab", **kwargs) -> nn.Module:
-    """Build any model of the paper's tables.
-
-    ``clinical=None`` or ``dermoscopy=None`` gives a :class:`SingleModalNet` on the other
-    modality (``fusion`` must then be ``"concat"``, i.e. no fusion); otherwise a
-    :class:`MultiModalNet`. Extra keyword arguments go to the class (``size``,
-    ``pretrained``, ``stages``, ...).
-    """
+    """Any model of the paper's tables: :class:`SingleModalNet` if a backbone is None, else :class:`MultiModalNet`."""
     if clinical is None and dermoscopy is None:
         raise ConfigError("create_model needs a clinical or a dermoscopy backbone (both were None)")
     if clinical is None or dermoscopy is None:

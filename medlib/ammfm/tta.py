@@ -1,17 +1,9 @@
-"""Test-time augmentation and prediction over a loader (paper B, Sec. 4.1, after FusionM4Net).
+"""Six-view test-time augmentation and prediction over a loader (paper B, Sec. 4.1, after FusionM4Net).
 
-Six views, each applied identically to the clinical and the dermoscopic image (the pair
-must stay geometrically consistent, as in training):
-
-0. identity  1. vertical flip  2. horizontal flip  3. both flips
-4. rotate 90° clockwise  5. rotate 90° counter-clockwise
-
-``views=k`` uses the first ``k``. Per branch and task the views are averaged as softmax
-probabilities (``average="probability"``, default) or as raw logits (``average="logit"``,
-what the logit-weighted search of :mod:`medlib.ammfm.weight_search` needs). Averaged
-probabilities are returned as log-probabilities, so every output of this module is a
-"logit" whose softmax is the averaged prediction and the downstream code is the same for
-both modes.
+Views (the same on both images): identity, vertical flip, horizontal flip, both, rotate 90° cw,
+ccw; ``views=k`` uses the first k. Per branch and task the views are averaged as probabilities
+(returned as their log, so every output is a "logit" whose softmax is the average) or as logits
+(what the logit-weighted search of :mod:`medlib.ammfm.weight_search` needs).
 """
 
 from __future__ import annotations
@@ -31,28 +23,20 @@ AVERAGES = ("probability", "logit")
 
 def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
     """Apply one named view to an NCHW batch."""
-    if view == "identity":
-        return x
-    if view == "vflip":
-        return x.flip(-2)
-    if view == "hflip":
-        return x.flip(-1)
-    if view == "vhflip":
-        return x.flip(-2, -1)
-    if view == "rot90_cw":
-        return torch.rot90(x, k=-1, dims=(-2, -1))
-    if view == "rot90_ccw":
-        return torch.rot90(x, k=1, dims=(-2, -1))
+    flips = {"identity": (), "vflip": (-2,), "hflip": (-1,), "vhflip": (-2, -1)}
+    if view in flips:
+        return x.flip(flips[view]) if flips[view] else x
+    if view in ("rot90_cw", "rot90_ccw"):
+        return torch.rot90(x, k=-1 if view == "rot90_cw" else 1, dims=(-2, -1))
     raise ConfigError(f"unknown TTA view {view!r}; expected one of {TTA_VIEWS}")
 
 
 @torch.no_grad()
 def tta_predict(model: torch.nn.Module, clinical: torch.Tensor | None, dermoscopy: torch.Tensor | None,
                 views: int = 6, average: str = "probability") -> dict[str, list[torch.Tensor]]:
-    """Average a model's outputs over the first ``views`` TTA views of one batch.
+    """Branch -> 8 (B, n_k) tensors: log of the mean probability, or the mean logit, over the first ``views``.
 
-    The model runs in eval mode (its previous mode is restored). Returns branch -> list
-    of 8 (B, n_k) tensors: log of the mean probability, or the mean logit.
+    The model runs in eval mode (its previous mode is restored).
     """
     if not 1 <= views <= len(TTA_VIEWS):
         raise ConfigError(f"views={views}: expected 1..{len(TTA_VIEWS)} ({', '.join(TTA_VIEWS)})")
@@ -69,10 +53,7 @@ def tta_predict(model: torch.nn.Module, clinical: torch.Tensor | None, dermoscop
                 if not isinstance(logits, (list, tuple)):
                     continue
                 terms = [torch.softmax(z.float(), 1) if average == "probability" else z.float() for z in logits]
-                if branch not in sums:
-                    sums[branch] = terms
-                else:
-                    sums[branch] = [s + t for s, t in zip(sums[branch], terms)]
+                sums[branch] = [s + t for s, t in zip(sums[branch], terms)] if branch in sums else terms
         means = {b: [s / views for s in v] for b, v in sums.items()}
         if average == "probability":
             means = {b: [torch.log(m.clamp_min(1e-12)) for m in v] for b, v in means.items()}
@@ -86,20 +67,13 @@ def _default_unpack(batch):
         return batch["clinical"], batch["dermoscopy"], batch["labels"]
     if isinstance(batch, (list, tuple)) and len(batch) == 3:
         return batch[0], batch[1], batch[2]
-    raise ConfigError(
-        "cannot read a batch: expected (clinical, dermoscopy, labels) or a dict with those keys; "
-        "pass unpack=callable(batch) -> (clinical, dermoscopy, labels)"
-    )
+    raise ConfigError("cannot read a batch: expected (clinical, dermoscopy, labels) or a dict with those keys; "
+                      "pass unpack=callable(batch) -> (clinical, dermoscopy, labels)")
 
 
 def predict(model: torch.nn.Module, loader, device: torch.device | str = "cpu", views: int = 6,
             average: str = "probability", unpack: Callable | None = None):
-    """Run :func:`tta_predict` over a loader on ``device`` (model and batches are moved there);
-    return (branch -> 8 numpy arrays, targets (N, 8)).
-
-    The outputs feed :func:`medlib.ammfm.weight_search.search_weights` and, after
-    :func:`~medlib.ammfm.weight_search.fuse`, :func:`medlib.ammfm.metrics.evaluate`.
-    """
+    """:func:`tta_predict` over a loader on ``device``: (branch -> 8 numpy arrays, targets (N, 8))."""
     unpack = unpack or _default_unpack
     model.to(device)  # the batches go to ``device``: the model must be there too
     chunks: dict[str, list[list[np.ndarray]]] = {}

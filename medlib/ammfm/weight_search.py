@@ -1,18 +1,10 @@
 """Weighted averaging of the three branches and its weight search (paper B, Sec. 3.3, Eq. 4).
 
-.. math::  P_{FI} = W_D P_D + W_C P_C + W_{FU} P_{FU}
-
-The weights come from a grid search on the validation split, following FusionM4Net
-(Tang et al., 2022): each of (W_D, W_C, W_FU) runs over ``linspace(0.05, 1, N)``; triples
-summing above 1 are skipped; the rest are renormalised to sum to one; the objective is
-the mean accuracy of the 8 tasks. Two variants:
-
-* ``mode="probability"`` — weight softmax probabilities (the paper's text: predictions P).
-* ``mode="logit"`` — weight raw logits (what FusionM4Net's code does).
-
-Renormalised triples repeat (0.1, 0.1, 0.1) ~ (0.3, 0.3, 0.3); the full surface keeps
-every grid point so it can be drawn. Ties go to the first triple in grid order
-(W_D slowest, W_FU fastest).
+P_FI = W_D P_D + W_C P_C + W_FU P_FU. The weights are grid-searched on the validation split as in
+FusionM4Net: each of (W_D, W_C, W_FU) runs over ``linspace(0.05, 1, N)``, triples summing above
+1 are skipped, the rest renormalised to sum to one, the objective is the mean accuracy of the 8
+tasks; ties go to the first triple in grid order (W_D slowest). ``mode="probability"`` weighs
+softmax probabilities (the paper's text), ``"logit"`` raw logits (FusionM4Net's code).
 """
 
 from __future__ import annotations
@@ -25,20 +17,22 @@ import pandas as pd
 from .errors import ConfigError
 from .tasks import TASKS
 
-__all__ = ["WEIGHT_ORDER", "MODES", "fuse", "fused_probabilities", "mean_task_accuracy", "task_accuracies", "search_weights", "WeightSearchResult"]
+__all__ = ["WEIGHT_ORDER", "MODES", "fuse", "fused_probabilities", "mean_task_accuracy", "task_accuracies",
+           "search_weights", "softmax", "WeightSearchResult"]
 
 WEIGHT_ORDER = ("dermoscopy", "clinical", "fusion")  # (W_D, W_C, W_FU) of Eq. 4
 MODES = ("probability", "logit")
 _SUM_TOL = 1e-9  # linspace(0.05, 1, 20) makes sums like 1.0000000000000002
 
 
-def _as_numpy(x) -> np.ndarray:
+def _as_numpy(x, dtype=np.float64) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    return np.asarray(x, dtype=dtype)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of an (N, n_k) array."""
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -55,45 +49,39 @@ def _prepare(outputs: dict, mode: str) -> dict[str, list[np.ndarray]]:
         arrays = [_as_numpy(a) for a in outputs[b]]
         if len(arrays) != len(TASKS):
             raise ConfigError(f"branch {b!r} has {len(arrays)} task outputs, expected {len(TASKS)} ({TASKS})")
-        prepared[b] = [_softmax(a) for a in arrays] if mode == "probability" else arrays
+        prepared[b] = [softmax(a) for a in arrays] if mode == "probability" else arrays
     return prepared
 
 
-def fuse(outputs: dict, weights, mode: str = "probability") -> list[np.ndarray]:
-    """Eq. 4: the weighted sum of the three branches, per task.
+def _weighted(p: dict, w) -> list[np.ndarray]:
+    return [w[0] * p["dermoscopy"][k] + w[1] * p["clinical"][k] + w[2] * p["fusion"][k] for k in range(len(TASKS))]
 
-    Args:
-        outputs: branch name -> list of 8 (N, n_k) logit arrays (or tensors).
-        weights: (W_D, W_C, W_FU) or a dict keyed by branch name.
-        mode: ``"probability"`` (softmax each branch first) or ``"logit"``.
-    Returns the 8 fused (N, n_k) arrays (probabilities summing to one in probability mode
-    when the weights do).
-    """
+
+def fuse(outputs: dict, weights, mode: str = "probability") -> list[np.ndarray]:
+    """Eq. 4 per task: branch -> 8 (N, n_k) logits weighted by (W_D, W_C, W_FU) (or a dict by branch)."""
     if isinstance(weights, dict):
         weights = [weights[b] for b in WEIGHT_ORDER]
     w = [float(x) for x in weights]
     if len(w) != 3:
         raise ConfigError(f"weights must be three numbers (W_D, W_C, W_FU), got {weights!r}")
-    p = _prepare(outputs, mode)
-    return [sum(wi * p[b][k] for wi, b in zip(w, WEIGHT_ORDER)) for k in range(len(TASKS))]
+    return _weighted(_prepare(outputs, mode), w)
 
 
 def fused_probabilities(outputs: dict, weights, mode: str = "probability") -> list[np.ndarray]:
-    """Eq. 4 as class probabilities, ready for :func:`medlib.ammfm.metrics.evaluate`.
+    """Eq. 4 as class probabilities for :func:`medlib.ammfm.metrics.evaluate`.
 
-    Probability mode: the weighted sum renormalised to one per row (already so when the
-    weights sum to one). Logit mode: the softmax of the fused logits, because a one-vs-rest
-    AUC ranked by a raw logit is not the AUC of the prediction.
+    Probability mode renormalises rows to one; logit mode takes the softmax of the fused logits,
+    because a one-vs-rest AUC ranked by a raw logit is not the AUC of the prediction.
     """
     fused = fuse(outputs, weights, mode)
     if mode == "logit":
-        return [_softmax(z) for z in fused]
+        return [softmax(z) for z in fused]
     return [p / p.sum(axis=1, keepdims=True) for p in fused]
 
 
 def task_accuracies(predictions: list, targets) -> np.ndarray:
     """Accuracy of each of the 8 tasks (argmax of each (N, n_k) array vs ``targets[:, k]``)."""
-    t = np.asarray(targets.detach().cpu() if hasattr(targets, "detach") else targets)
+    t = _as_numpy(targets, None)
     return np.array([(np.argmax(_as_numpy(p), axis=1) == t[:, k]).mean() for k, p in enumerate(predictions)])
 
 
@@ -117,20 +105,15 @@ class WeightSearchResult:
 
 def search_weights(outputs: dict, targets, n: int = 20, mode: str = "probability",
                    low: float = 0.05, high: float = 1.0) -> WeightSearchResult:
-    """Grid-search (W_D, W_C, W_FU) on validation outputs (Sec. 3.3; FusionM4Net's scheme).
+    """Grid-search (W_D, W_C, W_FU) of Eq. 4 on validation logits (branch -> 8 arrays) and (N, 8) targets.
 
-    Args:
-        outputs: branch -> list of 8 (N, n_k) logits (e.g. from :func:`medlib.ammfm.tta.predict`).
-        targets: (N, 8) class indices.
-        n: grid points per weight, ``linspace(low, high, n)``.
-    Returns a :class:`WeightSearchResult`; ``surface`` has one row per kept triple: raw
-    ``w_D, w_C, w_FU``, renormalised ``wn_D, wn_C, wn_FU``, the 8 task accuracies and
-    ``score`` (their mean).
+    ``surface`` has one row per kept triple: raw ``w_D, w_C, w_FU``, renormalised ``wn_D, wn_C, wn_FU``,
+    the 8 task accuracies and ``score`` (their mean).
     """
     if n < 1:
         raise ConfigError(f"n={n} grid points: need at least 1")
     p = _prepare(outputs, mode)
-    t = np.asarray(targets.detach().cpu() if hasattr(targets, "detach") else targets)
+    t = _as_numpy(targets, None)
     if t.ndim != 2 or t.shape[1] != len(TASKS):
         raise ConfigError(f"targets must be (N, {len(TASKS)}), got shape {t.shape}")
     grid = np.linspace(low, high, n)
@@ -142,11 +125,7 @@ def search_weights(outputs: dict, targets, n: int = 20, mode: str = "probability
                 if total > 1.0 + _SUM_TOL:
                     continue
                 w = (wd / total, wc / total, wf / total)
-                accs = [
-                    float((np.argmax(w[0] * p["dermoscopy"][k] + w[1] * p["clinical"][k] + w[2] * p["fusion"][k], axis=1)
-                           == t[:, k]).mean())
-                    for k in range(len(TASKS))
-                ]
+                accs = [float(a) for a in task_accuracies(_weighted(p, w), t)]
                 rows.append((wd, wc, wf, *w, *accs, float(np.mean(accs))))
     if not rows:
         raise ConfigError(f"no grid triple sums to <= 1 with linspace({low}, {high}, {n}); lower `low`")

@@ -26,20 +26,12 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``medlib ammfm`` and its sub-commands to the top-level parser."""
-    parser = subparsers.add_parser(
-        "ammfm",
-        help="paper B (AMMFM): model tools",
-        description="Tools for paper B, the asymmetric multi-modal fusion method (Tang & Lasser, 2024).",
-    )
+    parser = subparsers.add_parser("ammfm", help="paper B (AMMFM): model tools", description=(
+        "Tools for paper B, the asymmetric multi-modal fusion method (Tang & Lasser, 2024)."))
     sub = parser.add_subparsers(dest="ammfm_command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser(
-        "params",
-        help="parameter counts of every configuration of Tables 5, 6, 7, 9, 10, ours beside the paper's",
-        description=(
-            "Build every model configuration of the paper's parameter columns (random weights, "
-            "meta device: no download, no memory) and print its parameter count next to the "
-            "paper's, with a match flag."
-        ),
-    )
+        "params", help="parameter counts of every configuration of Tables 5, 6, 7, 9, 10, ours beside the paper's",
+        description=("Build every model configuration of the paper's parameter columns (random weights, meta device: "
+                     "no download, no memory) and print its parameter count next to the paper's, with a match flag."))
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     p.set_defaults(func=_cmd_params)

@@ -1,8 +1,6 @@
-"""Paper B's runs: every configuration of Tables 2–10 × ``paper_b.n_runs`` runs (seed = first seed + run).
+"""Paper B's runs: every configuration of Tables 2–10 × ``paper_b.n_runs`` (seed = first seed + run).
 
-Keys and paths come from :mod:`medlib.experiments.paper_b` (``run_key``, the same function
-:func:`~medlib.experiments.paper_b.train_config` uses), so a run executed here is exactly what a
-notebook's table reads; each run leaves two files, the SWA weights and the predictions.
+Keys and paths are :mod:`medlib.experiments.paper_b.runs`' own, so a run executed here is what a table reads.
 """
 
 from __future__ import annotations
@@ -19,13 +17,6 @@ from medlib.runs.spec import Run
 __all__ = ["PAPER", "TABLES", "runs", "execute"]
 
 PAPER = "b"
-
-
-def _experiments():
-    # the run-level internals (key, paths, decoded data) live in paper_b.runs
-    from medlib.experiments.paper_b import runs as experiments
-
-    return experiments
 
 
 def _rel(path: Path) -> str:
@@ -59,7 +50,7 @@ def _configs(P: Profile, tables=(), names=None) -> list:
 
 
 def _artifacts(P: Profile, config, run: int, data, first_seed: int | None = None) -> tuple[int, str, Path, Path]:
-    ex = _experiments()
+    from medlib.experiments.paper_b import runs as ex  # the run-level internals: key, paths, decoded data
     B = P.paper_b
     seed = (P.first_seed if first_seed is None else first_seed) + run
     key = ex.run_key(config, B, seed, data, P.max_steps, B.pretrained)
@@ -68,12 +59,9 @@ def _artifacts(P: Profile, config, run: int, data, first_seed: int | None = None
 
 
 def runs(P: Profile, *, tables=(), configs=None, n_runs: int | None = None, seed: int | None = None) -> list[Run]:
-    """Every Paper B run of ``tables`` (default: all of Tables 2–10), ``n_runs`` each (default: the profile's),
-    seeds from ``seed`` (default: the profile's first).
-
-    Decoding derm7pt once is part of planning: the keys hash the decoded content.
-    """
-    ex = _experiments()
+    """Every Paper B run of ``tables`` (default: all), ``n_runs`` each, seeds from ``seed`` (default: the profile's
+    first); derm7pt is decoded (keys hash its content)."""
+    from medlib.experiments.paper_b import runs as ex
     data = ex._data_for(P)
     n = P.paper_b.n_runs if n_runs is None else int(n_runs)
     n_train = len(data.splits["train"])
@@ -90,7 +78,7 @@ def runs(P: Profile, *, tables=(), configs=None, n_runs: int | None = None, seed
 
 def execute(run: Run, P: Profile) -> None:
     """Train and predict ``run`` into its two artifacts (what the tables read)."""
-    ex = _experiments()
+    from medlib.experiments.paper_b import runs as ex
     known = {c.name: c for c in _configs(P)}
     if run.subject not in known:
         raise MedlibError(f"run {run.id}: no Paper B configuration {run.subject!r} in profile {P.label}")

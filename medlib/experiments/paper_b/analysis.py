@@ -1,6 +1,4 @@
-"""What the Part B pages look at beyond the tables: evaluation variants, the training recipe,
-the blocks' cost, the weight-search surface, attention maps, tensor shapes through the model,
-and the softmax saturation the 1/√C scaling prevents."""
+"""Part B beyond the tables: evaluation variants, recipe, block costs, weight surface, attention, shapes, saturation."""
 
 from __future__ import annotations
 
@@ -19,22 +17,18 @@ from .configs import table_configs
 from .metrics import HEADLINE, branch_metrics, mean_sd, pm
 from .claims import MASS_SHARE
 from .paper import PAPER_ROWS_AVG, PAPER_SETTINGS
-from .tables import write_result
+from .tables import _ammfm, write_result
 from . import runs
 
 __all__ = ["variants_table", "block_costs", "weight_surface", "attention_example", "settings_table", "branch_table",
-           "tradeoff", "example_cases", "augmentation_text", "framework_shapes", "attention_logits_at_init", "positions_holding", "DISPLAY_SIZE"]
+           "tradeoff", "example_cases", "framework_shapes", "attention_logits_at_init",
+           "positions_holding", "DISPLAY_SIZE"]
 
 DISPLAY_SIZE = 256  # pixels of the images drawn in figures
 
 
-def _ammfm(P: Profile, seed: int | None):
-    return runs.run_config(table_configs(P)["2"][0][1], P, seed)
-
-
 def variants_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """AMMFM under each evaluation variant: TTA vs one view (SWA weights), SWA vs last-epoch weights
-    (one view each), probability vs logit weighting."""
+    """AMMFM per evaluation variant: TTA vs one view, SWA vs last-epoch weights, probability vs logit weighting."""
     P = profile
     res = _ammfm(P, seed)
     views = P.paper_b.tta_views
@@ -55,12 +49,14 @@ def variants_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     return frame
 
 
+def _fusion_label(fusion: str) -> str:
+    return fusion.upper().replace("CONCAT", "CAT")
+
 
 def block_costs(image_size: int = 224) -> pd.DataFrame:
-    """Parameters and forward FLOPs of AFF/SFF × CAT/AAB/BAB at full size, and of the blocks alone.
+    """Parameters and forward FLOPs (multiply-add = 2, one image pair) of AFF/SFF × CAT/AAB/BAB and their blocks.
 
-    Models are built on the ``meta`` device and traced by ``torch.utils.flop_counter`` (shapes
-    only: no weights, no memory). FLOPs count a multiply-add as 2, for one image pair.
+    Traced on the ``meta`` device by ``torch.utils.flop_counter``: shapes only, no weights, no memory.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -75,17 +71,14 @@ def block_costs(image_size: int = 224) -> pd.DataFrame:
             per_module = counter.get_flop_counts()
             block_flops = sum(sum(v.values()) for k, v in per_module.items() if k.count(".") == 2 and ".blocks." in k)
             block_params = sum(p.numel() for p in model.blocks.parameters())
-            rows.append({"framework": framework, "fusion": fusion.upper().replace("CONCAT", "CAT"),
+            rows.append({"framework": framework, "fusion": _fusion_label(fusion),
                          "params (M)": count_parameters(model) / 1e6, "block params (M)": block_params / 1e6,
                          "GFLOPs": counter.get_total_flops() / 1e9, "block GFLOPs": block_flops / 1e9})
     return pd.DataFrame(rows).set_index(["framework", "fusion"])
 
 
 def weight_surface(profile: Profile, seed: int | None = None, run: int = 0) -> dict[str, pd.DataFrame]:
-    """The valid-split search surface of Eq. 4's weights for AMMFM run ``run``, per weighting mode.
-
-    One row per distinct renormalised triple (``wn_D, wn_C, wn_FU``) with its mean task accuracy.
-    """
+    """Eq. 4's valid-split search surface for AMMFM run ``run`` per weighting mode, one row per distinct triple."""
     P = profile
     r = runs.train_config(table_configs(P)["2"][0][1], P, run, seed=seed, data=runs._data_for(P))
     preds = r.predictions[HEADLINE[0]]["valid"]
@@ -98,13 +91,10 @@ def weight_surface(profile: Profile, seed: int | None = None, run: int = 0) -> d
 
 
 def attention_example(profile: Profile, seed: int | None = None, case: int = 0) -> dict:
-    """AAB attention maps of the trained AMMFM (run 0) for test case number ``case``.
+    """AAB maps M_c of the trained AMMFM (run 0) for test case ``case``, with the two images (uint8 HWC).
 
-    Returns the two images (uint8 HWC), ``maps`` {stage: (H, W, H, W) M_c reshaped}, the case's
-    diagnosis and ``peak`` {stage: mean over rows of max weight × N}, how far the rows are from
-    uniform (1 = perfectly flat, N = one-hot), and ``spread`` {stage: median over rows of how many
-    positions hold :data:`MASS_SHARE` of the weight}. Row ``M_c[i]`` says where query position i of
-    the dermoscopic map reads from.
+    ``maps`` {stage: (H, W, H, W)}; ``peak`` {stage: mean row maximum × N: 1 = flat, N = one-hot};
+    ``spread`` {stage: median over rows of the positions holding :data:`MASS_SHARE` of the weight}.
     """
     P = profile
     data = runs._data_for(P)
@@ -133,20 +123,11 @@ def attention_example(profile: Profile, seed: int | None = None, case: int = 0) 
             "index": index}
 
 
-def augmentation_text() -> str:
-    """Paper B's training augmentation in one line, from :data:`medlib.data.augment.FUSION_RECIPE`."""
-    from medlib.data.augment import FUSION_RECIPE as R
-
-    return (f"FusionM4Net's: block p = {R.p_block:g}, each step p = {R.p_step:g}: flips, shift ±{R.shift:g}, "
-            f"scale ×{1 - R.scale:g}–{1 + R.scale:g}, rotate ±{R.rotate:g}°, quarter turns (same on both images); "
-            f"contrast ×(1 ± {R.contrast:g}), brightness ± {R.brightness:g}, gamma {R.gamma[0]:g}–{R.gamma[1]:g} "
-            "(clinical image only)")
-
-
 def settings_table(profile: Profile) -> pd.DataFrame:
     """§4.1's recipe (quoted) beside what this profile runs, with the backbones' weights."""
     from medlib.ammfm.backbones import weights_tag
     from medlib.ammfm.tta import TTA_VIEWS
+    from medlib.data.augment import FUSION_RECIPE as R
 
     P = profile
     B = P.paper_b
@@ -157,7 +138,10 @@ def settings_table(profile: Profile) -> pd.DataFrame:
         "epochs": str(B.epochs),
         "SWA": f"average of the last {B.swa_epochs} epochs along the same cosine (no lr jump), BN recomputed",
         "image size": f"{B.image_size} × {B.image_size}, whole image resized (no crop)",
-        "augmentation": augmentation_text(),
+        "augmentation": (f"FusionM4Net's: block p = {R.p_block:g}, each step p = {R.p_step:g}: flips, "
+                         f"shift ±{R.shift:g}, scale ×{1 - R.scale:g}–{1 + R.scale:g}, rotate ±{R.rotate:g}°, "
+                         f"quarter turns (same on both images); contrast ×(1 ± {R.contrast:g}), brightness ± "
+                         f"{R.brightness:g}, gamma {R.gamma[0]:g}–{R.gamma[1]:g} (clinical image only)"),
         "test-time augmentation": f"{B.tta_views} views ({', '.join(TTA_VIEWS[:B.tta_views])}) — our choice",
         "runs for mean ± std": str(B.n_runs),
         "backbones": ("ImageNet-pretrained torchvision" if B.backbone_size == "full"
@@ -204,9 +188,10 @@ def tradeoff(profile: Profile, seed: int | None = None) -> pd.DataFrame:
                 kind = "single-modal, " + ("clinical" if cfg.dermoscopy is None else "dermoscopic")
             else:
                 kind = "symmetric (SFF)" if cfg.clinical == cfg.dermoscopy else "asymmetric (AFF)"
-            rows.append({"configuration": cfg.label, "kind": kind, "fusion": cfg.fusion.upper().replace("CONCAT", "CAT"),
+            rows.append({"configuration": cfg.label, "kind": kind, "fusion": _fusion_label(cfg.fusion),
                          "params (M)": cfg.full_size_parameters() / 1e6,
-                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0], "this run AVG AUC": r.mean_std("avg_auc")[0]})
+                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0],
+                         "this run AVG AUC": r.mean_std("avg_auc")[0]})
     return pd.DataFrame(rows)
 
 
@@ -225,11 +210,9 @@ def example_cases(data, split: str = "train") -> list[int]:
 
 def framework_shapes(profile: Profile, image_size: int | None = None,
                      size: str = "full") -> pd.DataFrame:
-    """Tensor shapes at each stage of AMMFM (Fig. 2/3), from one forward pass of the real modules.
+    """Tensor shapes through AMMFM (Fig. 2/3), one forward pass on the ``meta`` device (shapes only).
 
-    The model is built on PyTorch's ``meta`` device (shapes only: no weights, no memory), at
-    ``size`` (``"full"`` = MobileNetV3-S + Swin V2-T as in the paper) and ``image_size`` (default
-    the profile's). One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1).
+    One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1); ``image_size``: the profile's.
     """
     P = profile
     B = P.paper_b
@@ -268,13 +251,11 @@ def framework_shapes(profile: Profile, image_size: int | None = None,
 
 def attention_logits_at_init(channels: int = 192, clinical_channels: int = 24, side: int = 28, seed: int = 0,
                              cases: int = 4, feature_std: float = 1.0) -> dict[str, np.ndarray]:
-    """Largest weight of each row of M_c in a freshly initialised AAB, with and without 1/√C.
+    """Largest weight of each row of M_c in a fresh AAB, with and without 1/√C (same initial weights).
 
-    The clinical map is ``cases`` random maps with entries of standard deviation ``feature_std``
-    (1: the scale a BatchNorm'd pretrained stage delivers), ``clinical_channels`` × ``side`` × ``side``; both blocks share the
-    same initial weights. A uniform row has max weight 1/N (N = side²); a saturated (one-hot)
-    row has 1. Returns ``{"scaled": ..., "unscaled": ..., "n": N}`` and, per row, how many
-    positions hold :data:`MASS_SHARE` of its weight (``scaled_positions``, ``unscaled_positions``).
+    The clinical maps are random with std ``feature_std`` (1: what a BatchNorm'd stage delivers). A
+    uniform row has max 1/N (N = side²), a one-hot row 1. Also ``*_positions``: per row, how many
+    positions hold :data:`MASS_SHARE` of its weight.
     """
     from medlib.ammfm.attention import AsymmetricAttentionBlock
 

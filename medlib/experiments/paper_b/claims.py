@@ -21,20 +21,17 @@ __all__ = ["CLAIMS", "CLOSE_TOLERANCE", "MASS_SHARE", "claims", "compare", "clai
 CLOSE_TOLERANCE = 1.0  # points: "about the same" in a paper claim means |Δ| ≤ this
 MASS_SHARE = 0.9  # an attention row's spread: how many positions hold this share of its weight
 
-def _paper_avg(number: str, label: str, metric: str) -> float:
-    auc, _, acc, _, _ = PAPER_ROWS_AVG[number][label]
-    return auc if metric == "avg_auc" else acc
-
-
 # (claim, table, row a, row b, kind): the paper says metric(a) - metric(b) is > 0 ("greater")
 # or about zero ("close", |Δ| ≤ CLOSE_TOLERANCE points).
 CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
     ("dermoscopy beats clinical images (ST alone)", "7", "Single-modal: Derm ST", "Single-modal: Clin ST", "greater"),
     ("dermoscopy beats clinical images (MN alone)", "7", "Single-modal: Derm MN", "Single-modal: Clin MN", "greater"),
-    ("adding clinical images helps (ST + ST vs dermoscopy ST)", "7", "Baseline: ST + ST", "Single-modal: Derm ST", "greater"),
+    ("adding clinical images helps (ST + ST vs dermoscopy ST)", "7", "Baseline: ST + ST", "Single-modal: Derm ST",
+     "greater"),
     ("a light clinical network costs little (AFF vs SFF, CAT)", "6", "AFF", "Baseline (SFF, CAT)", "close"),
     ("AAB improves AFF", "6", "AFF + AAB", "AFF", "greater"),
-    ("the heavy network belongs on dermoscopy (MN/ST vs ST/MN)", "7", "AMMMF: Clin MN, Derm ST", "AMMMF: Clin ST, Derm MN", "greater"),
+    ("the heavy network belongs on dermoscopy (MN/ST vs ST/MN)", "7", "AMMMF: Clin MN, Derm ST",
+     "AMMMF: Clin ST, Derm MN", "greater"),
     ("AAB beats BAB in AFF", "9", "AFF + AAB", "AFF + BAB", "greater"),
     ("AAB beats BAB in SFF", "9", "SFF + AAB", "SFF + BAB", "greater"),
     ("BAB beats concatenation in AFF", "9", "AFF + BAB", "AFF + CAT", "greater"),
@@ -44,40 +41,41 @@ CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
-def claims(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Each comparison the paper's §4.4–4.7 draws, with the paper's Δ and this run's Δ (paired by seed).
+def _deltas(number: str, a: str, b: str, P: Profile, seed: int | None):
+    """Per metric: the paper's Δ (row a − row b of Table ``number``) and this run's per-run Δ, paired by seed."""
+    rows = dict(table_configs(P)[number])
+    ra, rb = runs.run_config(rows[a], P, seed), runs.run_config(rows[b], P, seed)
+    paper_a, paper_b = PAPER_ROWS_AVG[number][a], PAPER_ROWS_AVG[number][b]
+    return {metric: (paper_a[i] - paper_b[i], ra.values(metric) - rb.values(metric))
+            for metric, i in (("avg_auc", 0), ("avg_acc", 2))}
 
-    ``agrees``: for a "greater" claim, this run's mean Δ > 0; for a "close" claim,
-    |mean Δ| ≤ :data:`CLOSE_TOLERANCE` points.
+
+def claims(profile: Profile, seed: int | None = None) -> pd.DataFrame:
+    """Each comparison of §4.4–4.7: the paper's Δ and this run's mean Δ ± sd (paired by seed), and ``agrees``.
+
+    A "greater" claim agrees when the mean Δ > 0, a "close" one when |mean Δ| ≤ :data:`CLOSE_TOLERANCE`.
     """
     P = profile
-    tables = table_configs(P)
     rows = []
     for text, number, a, b, kind in CLAIMS:
-        ca, cb = dict(tables[number])[a], dict(tables[number])[b]
-        ra, rb = runs.run_config(ca, P, seed), runs.run_config(cb, P, seed)
-        for metric, name in (("avg_auc", "AVG AUC"), ("avg_acc", "AVG ACC")):
-            paper = _paper_avg(number, a, metric) - _paper_avg(number, b, metric)
-            delta = ra.values(metric) - rb.values(metric)
+        for metric, (paper, delta) in _deltas(number, a, b, P, seed).items():
             mean = float(np.nanmean(delta))
             sd = float(np.nanstd(delta, ddof=1)) if np.isfinite(delta).sum() > 1 else math.nan
             agrees = mean > 0 if kind == "greater" else abs(mean) <= CLOSE_TOLERANCE
-            rows.append({"claim": text, "table": number, "metric": name, "kind": kind,
-                         "paper Δ": round(paper, 1), "this run Δ": mean, "this run Δ sd": sd, "agrees": bool(agrees)})
+            rows.append({"claim": text, "table": number, "metric": "AVG AUC" if metric == "avg_auc" else "AVG ACC",
+                         "kind": kind, "paper Δ": round(paper, 1), "this run Δ": mean, "this run Δ sd": sd,
+                         "agrees": bool(agrees)})
     frame = pd.DataFrame(rows)
     write_result("claims", P, seed, frame, {}, {"close_tolerance": CLOSE_TOLERANCE})
     return frame
 
 
 def compare(number: str, a: str, b: str, profile: Profile, seed: int | None = None) -> dict:
-    """Row ``a`` minus row ``b`` of Table ``number``: the paper's and this run's Δ (points), AUC and ACC."""
-    P = profile
-    rows = dict(table_configs(P)[number])
-    ra, rb = runs.run_config(rows[a], P, seed), runs.run_config(rows[b], P, seed)
+    """Row ``a`` minus row ``b`` of Table ``number``: the paper's and this run's mean Δ (points), AUC and ACC."""
     out = {}
-    for metric, short in (("avg_auc", "auc"), ("avg_acc", "acc")):
-        out[f"paper_{short}"] = _paper_avg(number, a, metric) - _paper_avg(number, b, metric)
-        out[f"ours_{short}"] = ra.mean_std(metric)[0] - rb.mean_std(metric)[0]
+    for metric, (paper, delta) in _deltas(number, a, b, profile, seed).items():
+        out[f"paper_{metric[4:]}"] = paper
+        out[f"ours_{metric[4:]}"] = float(np.nanmean(delta))
     return out
 
 
@@ -96,11 +94,8 @@ def claims_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-
 def attention_spread(max_weight: float, positions: float, n: int) -> str:
-    """What an attention row with largest weight ``max_weight`` and :data:`MASS_SHARE` of its weight on
-    ``positions`` of ``n`` positions does: near one-hot (≤ 2 positions or one holding half), concentrated
-    (at most a tenth of the positions) or broad."""
+    """An attention row's verdict: near one-hot (≤ 2 positions or weight ≥ ½), concentrated (≤ n/10) or broad."""
     share = f"{positions:.0f} of {n} positions hold{'s' if positions == 1 else ''} {MASS_SHARE:.0%} of a row's weight"
     if positions <= 2 or max_weight >= 0.5:
         return f"near one-hot — {share}, so each position copies from one or two others"
@@ -110,11 +105,7 @@ def attention_spread(max_weight: float, positions: float, n: int) -> str:
 
 
 def recipe_agreement(weight_gap: float, pred_gap: float) -> str:
-    """How notebook 24's step-by-step run stands to the tables' first run (same seed, same recipe).
-
-    ``weight_gap``: largest absolute difference of their SWA weights; ``pred_gap``: of their TTA
-    test probabilities. Bitwise equal weights leave only the order in which the views are averaged.
-    """
+    """Notebook 24's step-by-step run vs the tables' first run, by their largest SWA-weight and TTA gaps."""
     if weight_gap == 0:
         return (f"are identical to the tables' first run's; its test predictions with TTA differ from that run's by "
                 f"at most {pred_gap:.1g} in probability, because the tables average the views in another order")

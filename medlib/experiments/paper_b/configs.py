@@ -1,10 +1,4 @@
-"""The configurations of Paper B's tables: which backbone sees which image, and the fusion block.
-
-A :class:`Config` is one model of the tables — a clinical backbone (or none), a dermoscopic
-backbone (or none) and a fusion block (``concat``, ``aab``, ``bab``). :func:`table_configs`
-lists every table's rows with the profile's light (``paper_b.clinical``, MobileNetV3-S, "MN")
-and heavy (``paper_b.dermoscopy``, Swin V2-T, "ST") backbones.
-"""
+"""The models of Paper B's tables: which backbone sees which image (or none), and the fusion block."""
 
 from __future__ import annotations
 
@@ -53,14 +47,15 @@ class Config:
     def label(self) -> str:
         """Reader-facing, e.g. ``clinical MN + dermoscopy ST, AAB``."""
         if self.single_modal:
-            return f"{'clinical' if self.dermoscopy is None else 'dermoscopy'} only, {_abbr(self.clinical or self.dermoscopy)}"
+            modality = "clinical" if self.dermoscopy is None else "dermoscopy"
+            return f"{modality} only, {_abbr(self.clinical or self.dermoscopy)}"
         return f"clinical {_abbr(self.clinical)} + dermoscopy {_abbr(self.dermoscopy)}, {self.fusion.upper()}"
 
     def build(self, size: str, pretrained: bool = False) -> torch.nn.Module:
         return create_model(self.clinical, self.dermoscopy, self.fusion, size=size, pretrained=pretrained)
 
     def weights(self, pretrained: bool) -> dict[str, str]:
-        """The backbones' initial weights by modality, e.g. ``{"clinical": "torchvision:MobileNet_V3_Small_Weights.IMAGENET1K_V1"}``."""
+        """The backbones' initial weights by modality (:func:`medlib.ammfm.backbones.weights_tag`)."""
         return {modality: weights_tag(name, pretrained)
                 for modality, name in (("clinical", self.clinical), ("dermoscopy", self.dermoscopy)) if name}
 
@@ -74,11 +69,8 @@ def _abbr(name: str | None) -> str:
 
 
 def table_configs(profile: Profile) -> dict[str, list[tuple[str, Config]]]:
-    """Every table's rows as (row label, Config), with the profile's light/heavy backbones.
-
-    ``light`` = ``paper_b.clinical`` (MobileNetV3-S, "MN"), ``heavy`` = ``paper_b.dermoscopy``
-    (Swin V2-T, "ST"); Table 10 swaps the heavy one for ResNet-50 and ConvNeXt-T.
-    """
+    """Every table's rows as (row label, Config) with the profile's light (``paper_b.clinical``, MN) and heavy
+    (``paper_b.dermoscopy``, ST) backbones; Table 10 swaps the heavy one for ResNet-50 and ConvNeXt-T."""
     B = profile.paper_b
     light, heavy = B.clinical, B.dermoscopy
     ammfm = Config(light, heavy, "aab")
@@ -114,11 +106,7 @@ def all_configs(profile: Profile) -> list[Config]:
 
 
 def with_runs(profile: Profile, runs: int | None = None) -> Profile:
-    """``profile`` with ``paper_b.n_runs = runs`` (None keeps the profile's: 10 in full).
-
-    The notebooks' parameters cell uses it to fit a table into one Colab session; the runs
-    already trained are reused, because the number of runs is not part of a run's key.
-    """
+    """``profile`` with ``paper_b.n_runs = runs`` (None keeps the profile's); trained runs are reused (not keyed)."""
     P = profile
     if runs is None:
         return P

@@ -1,9 +1,6 @@
-"""Numbers QUOTED from Tang & Lasser (2024), as printed (percent; parameters in millions).
+"""Numbers QUOTED from Tang & Lasser (2024) as printed (percent; parameters in M), inconsistencies included.
 
-Nothing in the ``PAPER_*`` constants is computed. Obvious inconsistencies of the paper are
-kept as printed (e.g. Table 1's VS counts sum to 1021, not 1011; Table 4 repeats Table 2's
-AUCs with small differences). :func:`paper_avg_auc_check` recomputes Table 2's AVG column
-from its 17 category columns: that is how we know what "AVG AUC" means.
+E.g. Table 1's VS counts sum to 1021, not 1011; Table 4 repeats Table 2's AUCs with small differences.
 """
 
 from __future__ import annotations
@@ -13,11 +10,9 @@ import pandas as pd
 
 from medlib.ammfm.tasks import AUC_CATEGORIES, MELANOMA_CATEGORIES
 
-__all__ = [
-    "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3", "PAPER_TABLE3_COLUMNS", "PAPER_TABLE4", "PAPER_TABLE5",
-    "PAPER_ROWS_AVG", "PAPER_TABLE8", "PAPER_SETTINGS", "PAPER_BEST", "PAPER_MEAN", "CATEGORY_COLUMNS",
-    "MELANOMA_COLUMNS", "paper_avg_auc_check",
-]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3", "PAPER_TABLE3_COLUMNS", "PAPER_TABLE4", "PAPER_TABLE5",
+           "PAPER_ROWS_AVG", "PAPER_TABLE8", "PAPER_SETTINGS", "PAPER_BEST", "PAPER_MEAN", "CATEGORY_COLUMNS",
+           "MELANOMA_COLUMNS", "paper_avg_auc_check"]
 
 CATEGORY_COLUMNS = [f"{t} {c}" for t, c in AUC_CATEGORIES]
 MELANOMA_COLUMNS = [f"{t} {c}" for t, c in MELANOMA_CATEGORIES]
@@ -41,7 +36,8 @@ PAPER_TABLE2: dict[str, list[float]] = {
     "FM-FS": [95.3, 92.6, 89, 94, 89.2, 85.9, 83.9, 87.9, 81.4, 80.9, 83.5, 81.7, 79.1, 80.1, 90.6, 87.8, 78, 86],
     "GIIN": [92.8, 86.8, 87.6, 88.8, 79.8, 80.1, 87.5, 84.9, 81.2, 81.1, 83.6, 79, 78.6, 83.1, 90.8, 80.7, 75.4, 83.6],
     "CAFNet": [97.1, 92.7, 92.2, 92.5, 91, 81.9, 75.3, 87.4, 85.4, 76.1, 85, 85.4, 75.2, 78.7, 94.7, 84.8, 83.5, 85.8],
-    "AMMFM": [95.8, 92.4, 89.3, 93.7, 91.7, 87.1, 86.7, 91.5, 85.2, 82.5, 86.2, 83.6, 79.8, 86.0, 94.1, 90.2, 82.4, 88.1],
+    "AMMFM": [95.8, 92.4, 89.3, 93.7, 91.7, 87.1, 86.7, 91.5, 85.2, 82.5, 86.2, 83.6, 79.8, 86.0, 94.1, 90.2, 82.4,
+              88.1],
 }
 
 # Table 3: accuracy per task, in the paper's column order.
@@ -106,10 +102,12 @@ PAPER_TABLE5: dict[str, tuple[float | None, float | None, str]] = {
 PAPER_ROWS_AVG: dict[str, dict[str, tuple]] = {
     "6": {"Baseline (SFF, CAT)": (87.2, 0.4, 76.6, 0.5, 58.49), "AFF": (87.2, 0.4, 76.5, 0.4, 32.48),
           "AFF + AAB": (87.6, 0.4, 76.7, 0.4, 33.06)},
-    "7": {"Single-modal: Derm ST": (86.6, 0.3, 76.2, 0.6, 28.82), "Single-modal: Clin ST": (77.3, 0.5, 68.7, 0.7, 28.82),
+    "7": {"Single-modal: Derm ST": (86.6, 0.3, 76.2, 0.6, 28.82),
+          "Single-modal: Clin ST": (77.3, 0.5, 68.7, 0.7, 28.82),
           "Single-modal: Derm MN": (83.1, 0.4, 72.6, 0.3, 2.91), "Single-modal: Clin MN": (75.7, 0.4, 67.6, 0.5, 2.91),
           "Baseline: ST + ST": (87.2, 0.4, 76.6, 0.5, 58.49), "Baseline: MN + MN": (84.5, 0.3, 73.4, 0.2, 6.48),
-          "AMMMF: Clin ST, Derm MN": (84.7, 0.3, 73.8, 0.3, 32.62), "AMMMF: Clin MN, Derm ST": (87.6, 0.4, 76.7, 0.4, 33.06)},
+          "AMMMF: Clin ST, Derm MN": (84.7, 0.3, 73.8, 0.3, 32.62),
+          "AMMMF: Clin MN, Derm ST": (87.6, 0.4, 76.7, 0.4, 33.06)},
     "9": {"SFF + CAT": (87.2, 0.4, 76.6, 0.5, 58.49), "SFF + BAB": (87.2, 0.3, 76.6, 0.4, 60.45),
           "SFF + AAB": (87.5, 0.4, 77.1, 0.4, 59.09), "AFF + CAT": (87.2, 0.4, 76.5, 0.4, 32.48),
           "AFF + BAB": (87.5, 0.3, 76.6, 0.3, 33.88), "AFF + AAB": (87.6, 0.4, 76.7, 0.4, 33.06)},
@@ -165,11 +163,7 @@ PAPER_MEAN = {"avg_auc": PAPER_ROWS_AVG["6"]["AFF + AAB"][:2], "avg_acc": PAPER_
 
 
 def paper_avg_auc_check() -> pd.DataFrame:
-    """Table 2 of the paper: its printed AVG beside the mean of its 17 printed category AUCs.
-
-    If the two agree to the printed precision for every method, "AVG AUC" is the plain mean
-    over the 17 categories of Table 2 (the definition :mod:`medlib.ammfm.metrics` uses).
-    """
+    """Table 2's printed AVG beside the mean of its 17 category AUCs: agreement makes AVG AUC their plain mean."""
     rows = {}
     for method, values in PAPER_TABLE2.items():
         categories, printed = np.asarray(values[:-1], dtype=float), float(values[-1])

@@ -11,6 +11,7 @@ __all__ = ["plot_pairs", "plot_params", "plot_attention", "plot_weight_surface",
            "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation",
            "GLANCE_TABLES", "glance_frame", "glance_points"]
 
+
 def plot_pairs(data, indices, per_row: int = 3):
     """Each case in ``indices`` as a clinical image above its dermoscopic image, ``per_row`` cases a row."""
     import matplotlib.pyplot as plt
@@ -52,9 +53,8 @@ def plot_params(frame: pd.DataFrame):
 def plot_attention(example: dict, stage: str | None = None, queries=((0.5, 0.5), (0.2, 0.2))):
     """Clinical and dermoscopic image, then where dermoscopic query positions read from (rows of M_c).
 
-    Each row of M_c is drawn as an overlay whose opacity follows the weight, stretched from the
-    row's minimum (transparent) to its maximum, so the image stays visible where the block
-    looks least. (The stretch hides how flat a row is; :func:`attention_example` reports that.)
+    Each row's opacity is stretched from its minimum (transparent) to its maximum, which hides how
+    flat a row is (:func:`attention_example` reports that).
     """
     import matplotlib.pyplot as plt
     from matplotlib import cm
@@ -145,10 +145,7 @@ def plot_claims(frame: pd.DataFrame, metric: str = "AVG AUC"):
 
 
 def plot_tradeoff(frame: pd.DataFrame):
-    """Parameters (full size) vs AVG AUC: left the paper's numbers, right this run's.
-
-    Colour = kind of framework, marker = fusion block (single-modal models have none: CAT).
-    """
+    """Parameters (full size) vs AVG AUC, the paper's (left) and this run's; colour = framework, marker = block."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -184,21 +181,22 @@ def glance_frame(data: dict) -> pd.DataFrame:
     records = data["rows"]
     columns = [ast.literal_eval(k) for k in records[0]]
     frame = pd.DataFrame([list(r.values()) for r in records], columns=pd.MultiIndex.from_tuples(columns))
-    frame = frame.set_index(columns[0])
+    frame = frame.set_index(columns[0]).rename_axis(None)
+    return frame[["AVG AUC", "AVG ACC"]]
 
 
 def glance_points(data: dict) -> pd.DataFrame:
     """A Table 6/7/9/10 result file as points for :func:`medlib.plots.paper_vs_ours` (AVG AUC)."""
+    from .metrics import mean_sd
     from .paper import PAPER_ROWS_AVG
 
     number = data["table"].removeprefix("table")
     rows = {}
     for label, run in data["runs"].items():
         values = [100 * m["avg_auc"] for m in run["per_run"]]
-        finite = [v for v in values if np.isfinite(v)]
         auc, auc_sd, *_ = PAPER_ROWS_AVG[number][label]
-        rows[label] = {"paper": auc, "paper_std": auc_sd, "ours_mean": float(np.mean(finite)) if finite else np.nan,
-                       "ours_std": float(np.std(finite, ddof=1)) if len(finite) > 1 else np.nan, "ours_values": values}
+        mean, sd = mean_sd(values)
+        rows[label] = {"paper": auc, "paper_std": auc_sd, "ours_mean": mean, "ours_std": sd, "ours_values": values}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -222,11 +220,7 @@ def _shape(t: tuple) -> str:
 
 
 def plot_framework(shapes: pd.DataFrame):
-    """Fig. 2 of the paper drawn from :func:`framework_shapes`: two branches, AAB blocks, three heads, Eq. 4.
-
-    Every box carries the shape of the tensor leaving it (channels × height × width, batch
-    left out), as measured in the forward pass.
-    """
+    """Fig. 2 drawn from :func:`framework_shapes`: two branches, AABs, three heads, Eq. 4; each box with its C×H×W."""
     import matplotlib.pyplot as plt
 
     stages = [s for s in shapes.stage.unique() if s.startswith("stage")]
@@ -234,8 +228,9 @@ def plot_framework(shapes: pd.DataFrame):
     xc, xa, xd = 0.18, 0.5, 0.82
     rows = len(stages) + 3
     y = lambda r: 1 - (r + 0.5) / (rows + 0.6)  # noqa: E731
-    get = lambda stage, branch, what=None: shapes[(shapes.stage == stage) & (shapes.branch == branch)  # noqa: E731
-                                                  & (shapes.what.str.startswith(what) if what else True)].iloc[-1]["shape"]
+    get = lambda stage, branch, what=None: shapes[  # noqa: E731
+        (shapes.stage == stage) & (shapes.branch == branch) & (shapes.what.str.startswith(what) if what else True)
+    ].iloc[-1]["shape"]
     _box(ax, xc, y(0), 0.26, 0.055, f"clinical image\n{_shape(get('input', 'clinical'))}", "#dbe9f6")
     _box(ax, xd, y(0), 0.26, 0.055, f"dermoscopic image\n{_shape(get('input', 'dermoscopy'))}", "#fde0c5")
     for r, stage in enumerate(stages, start=1):
@@ -260,8 +255,8 @@ def plot_framework(shapes: pd.DataFrame):
     _arrow(ax, xc + 0.13, y(r), xa - 0.11, y(r)), _arrow(ax, xd - 0.13, y(r), xa + 0.11, y(r))
     r += 1
     for x, branch, name in ((xc, "clinical", "W_C"), (xa, "fusion", "W_FU"), (xd, "dermoscopy", "W_D")):
-        _box(ax, x, y(r), 0.24, 0.05, f"{branch} head → 8 tasks\n(DIAG: {_shape(get('heads', branch))}) × ${name[0]}_{{{name[2:]}}}$",
-             "#f2f0f7")
+        text = f"{branch} head → 8 tasks\n(DIAG: {_shape(get('heads', branch))}) × ${name[0]}_{{{name[2:]}}}$"
+        _box(ax, x, y(r), 0.24, 0.05, text, "#f2f0f7")
         _arrow(ax, x, y(r - 1) - 0.025, x, y(r) + 0.025)
     ax.text(0.5, y(r) - 0.085, "Eq. 4: P = W_D P_D + W_C P_C + W_FU P_FU (weights searched on valid)",
             ha="center", fontsize=9)
@@ -276,7 +271,8 @@ def plot_attention_block(shapes: pd.DataFrame, stage: str | None = None):
 
     block = shapes[shapes.branch == "AAB"]
     stage = stage or block.stage.iloc[0]
-    get = lambda what: _shape(block[(block.stage == stage) & block.what.str.startswith(what)].iloc[0]["shape"])  # noqa: E731
+    at = block[block.stage == stage]
+    get = lambda what: _shape(at[at.what.str.startswith(what)].iloc[0]["shape"])  # noqa: E731
     c = _shape(shapes[(shapes.stage == stage) & (shapes.branch == "clinical")].iloc[0]["shape"])
     d = _shape(shapes[(shapes.stage == stage) & (shapes.branch == "dermoscopy")].iloc[0]["shape"])
     fig, ax = plt.subplots(figsize=(9, 3.6))

@@ -1,18 +1,10 @@
-"""Training and predicting one run of one configuration, cached by what determines it.
+"""Training and predicting one run of one configuration (§4.1), cached by what determines it.
 
-:func:`train_config` follows §4.1 with the profile's ``paper_b`` settings: Adam, one cosine
-schedule over all epochs (FusionM4Net's), stochastic weight averaging (SWA) of the weights of
-the last ``swa_epochs`` epochs with BatchNorm statistics recomputed (:func:`medlib.train.fit`),
-FusionM4Net's augmentation on the GPU (:func:`medlib.data.augment.fusion_augment_pair`), on
-derm7pt's official train split. It then predicts the valid and test splits with
-``tta_views``-view test-time augmentation.
-
-Everything is cached under ``$MEDLIB_HOME/artifacts/paper_b`` by a hash of exactly what made it
-(:func:`run_key`): the configuration, the training settings, the seed, the *content* of the
-decoded images with the labels and splits, the backbones' initial weights and the step cap —
-not file paths or modification times, so a re-copied derm7pt keeps every trained run. Two
-safetensors files per run: the SWA weights and the predictions. The tables read the
-predictions, so a configuration trained once serves every table that lists it.
+Adam, one cosine over all epochs into SWA of the last ``swa_epochs`` (FusionM4Net's), its
+augmentation on the GPU, derm7pt's official train split; then valid and test are predicted with
+TTA. Cached under ``$MEDLIB_HOME/artifacts/paper_b`` by :func:`run_key`, a hash of the config,
+settings, seed, the decoded images' *content* with labels and splits, the initial weights and
+the step cap (no paths or times: a re-copied derm7pt keeps every run); two safetensors per run.
 """
 
 from __future__ import annotations
@@ -57,9 +49,6 @@ EXPERIMENT_VERSION = 2
 RESIZE_FIT = "squash"  # §4.1 "resized to 224 × 224": the whole 768 × 512 image, no crop (FusionM4Net's cv2.resize)
 
 
-# ============================================================================ data
-
-
 @dataclass
 class PairData:
     """derm7pt decoded once: uint8 image pairs at ``image_size``, labels, official splits."""
@@ -91,9 +80,7 @@ def _content_fingerprint(clinical: torch.Tensor, dermoscopy: torch.Tensor, label
 
 
 def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) -> PairData:
-    """derm7pt for ``profile`` (synthetic stand-in in smoke, the real download in full), each whole
-    image resized to ``image_size`` × ``image_size`` (no crop) once into the image cache.
-    ``dataset`` overrides which derm7pt is read."""
+    """derm7pt for ``profile`` (or ``dataset``), each whole image resized (no crop) once into the image cache."""
     from medlib.data.cache import cached_images
 
     P = profile
@@ -115,10 +102,8 @@ def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) ->
 class PairBatches:
     """Batches ``((clinical, dermoscopy), labels)`` of one split, held on ``device`` as uint8.
 
-    derm7pt is small (413 training pairs are 124 MB at 224 px): the split is copied to the
-    device once and a batch is an index into it — no worker processes, no per-sample collation.
-    ``generator`` (on the CPU) decides the shuffled order; :func:`medlib.train.fit` re-seeds it
-    every epoch. ``max_steps`` caps the batches (a dry run).
+    derm7pt is small (413 training pairs are 124 MB at 224 px), so a batch is an index into the
+    split copied to the device once. :func:`medlib.train.fit` re-seeds ``generator`` every epoch.
     """
 
     def __init__(self, data: PairData, split: str, batch_size: int, *, shuffle: bool, seed: int,
@@ -169,17 +154,11 @@ def _eval_batch(batch, device):
     return (c, d), labels.to(device)
 
 
-# ============================================================================ one run
-
-
 @dataclass
 class RunResult:
-    """One trained run of one configuration: its predictions (read from the cache) and metadata.
+    """One trained run: ``predictions[variant][split][branch]`` = 8 (N, n_k) log-probabilities, ``targets[split]``.
 
-    ``predictions[variant][split][branch]`` = 8 arrays (N, n_k) of log-probabilities, for the
-    variants ``"swa/tta"`` (SWA weights, ``tta_views`` views), ``"swa/1"`` (SWA weights, the
-    identity view only) and ``"last/1"`` (last-epoch weights — annealed to lr ≈ 0 by the cosine
-    — identity view); ``targets[split]`` = (N, 8).
+    Variants: ``"swa/tta"`` (SWA weights, TTA), ``"swa/1"`` (identity view), ``"last/1"`` (last-epoch weights).
     """
 
     config: Config
@@ -206,7 +185,8 @@ def _settings(B: PaperB, overrides: dict | None) -> PaperB:
         return B
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(PaperB)})
     if unknown:
-        raise MedlibError(f"unknown paper_b setting(s) {unknown}; known: {[f.name for f in dataclasses.fields(PaperB)]}")
+        raise MedlibError(f"unknown paper_b setting(s) {unknown}; "
+                          f"known: {[f.name for f in dataclasses.fields(PaperB)]}")
     return dataclasses.replace(B, **overrides)
 
 
@@ -226,12 +206,7 @@ def run_key(config: Config, B: PaperB, seed: int, data: PairData, max_steps: int
 
 
 def training_config(B: PaperB, seed: int, device: torch.device | str = "cpu") -> TrainConfig:
-    """The optimiser schedule of every run: Adam at ``lr``, one cosine over all ``epochs`` (FusionM4Net's).
-
-    SWA averages the weights of the last ``swa_epochs`` epochs as the cosine anneals (no
-    separate SWA learning rate, so no jump at the SWA start), and the last epoch's weights are a
-    properly annealed model to compare the average with.
-    """
+    """Adam at ``lr``, one cosine over all ``epochs`` (FusionM4Net's), SWA over the last ``swa_epochs`` (no lr jump)."""
     swa_start = B.epochs - B.swa_epochs if 0 < B.swa_epochs <= B.epochs else None
     return TrainConfig(lr=B.lr, epochs=B.epochs, batch_size=B.batch_size, seed=seed, device=device,
                        scheduler="cosine", swa_start=swa_start, swa_lr=None,
@@ -249,18 +224,10 @@ _RUN_CACHE: dict[str, RunResult] = {}
 def train_config(config: Config, profile: Profile, run: int = 0, *, seed: int | None = None,
                  data: PairData | None = None, overrides: dict | None = None, max_steps: int | None = None,
                  pretrained: bool | None = None, verbose: bool = True) -> RunResult:
-    """Train ``config`` for run ``run`` (seed ``seed + run``) and predict valid/test with TTA; cached.
+    """Train ``config`` for run ``run`` (seed ``seed + run``, default the profile's first) and predict with TTA; cached.
 
-    Args:
-        config: the model (:class:`Config`).
-        profile: settings (``profile.paper_b``) and data source.
-        seed: base seed (default: the profile's first seed); the run uses ``seed + run``.
-        data: a :class:`PairData` (default: :func:`load_pairs` for the profile).
-        overrides: replace ``paper_b`` fields (e.g. ``{"epochs": 1}``); part of the key.
-        max_steps: at most this many batches per epoch and per evaluated split (default: the
-            profile's ``max_steps``, set in a dry run); part of the key.
-        pretrained: ImageNet weights for the backbones (default ``paper_b.pretrained``).
-    A second call with the same arguments reads the cache and trains nothing.
+    ``overrides`` replace ``paper_b`` fields; ``max_steps`` caps batches per epoch and split (default
+    the profile's); ``pretrained`` defaults to ``paper_b.pretrained``. A second call trains nothing.
     """
     P = profile
     B = _settings(P.paper_b, overrides)
@@ -291,7 +258,8 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
                for split in ("train", "valid", "test")}
     t0 = time.perf_counter()
     history = fit(model, batches["train"], cfg, loss_fn=ammfm_loss, batch_to_device=_train_batch,
-                  val_loader=batches["valid"], val_batch_to_device=_eval_batch, checkpoint_path=weights_path.with_suffix(".ckpt"), resume=True)
+                  val_loader=batches["valid"], val_batch_to_device=_eval_batch,
+                  checkpoint_path=weights_path.with_suffix(".ckpt"), resume=True)
     train_seconds = time.perf_counter() - t0
     swa = history.swa_model if history.swa_model is not None else model
     t1 = time.perf_counter()
@@ -325,10 +293,7 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
 
 
 def _predict_views(model, config: Config, batches, device, views: int):
-    """Log-probabilities of each TTA view separately (``medlib.ammfm.tta`` views, one pass each).
-
-    One pass per view yields both the TTA average and the one-view (identity) prediction.
-    """
+    """Log-probabilities of each TTA view separately: both the TTA average and the identity-view prediction."""
     model.to(device)
     outs = []
     for view in TTA_VIEWS[:views]:
@@ -369,9 +334,6 @@ def load_model(result: RunResult, device: torch.device | str = "cpu") -> torch.n
     model = result.config.build(meta["settings"]["backbone_size"], pretrained=False)
     model.load_state_dict(state)
     return model.to(device).eval()
-
-
-# ============================================================================ several runs
 
 
 def run_config(config: Config, profile: Profile, seed: int | None = None,

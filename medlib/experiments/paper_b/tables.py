@@ -1,13 +1,9 @@
-"""Paper B's Tables 1–10: one function per table, the paper's numbers beside ours.
+"""Paper B's Tables 1–10, the paper's numbers beside ours; each writes ``results/paper_b/<table>-<profile>.json``.
 
-Every table builder writes ``$MEDLIB_HOME/results/paper_b/<table>-<profile>.json`` with the
-table, every run's metrics, the settings and provenance (:func:`write_result`).
-
-Tables 2–5 compare AMMFM with other methods. There the paper reports its **best** of ten runs
-(§4.3: "grounded on the highest value" — 88.1 AVG AUC / 77.2 AVG ACC), while its mean ± std is
-Table 6's 87.6 ± 0.4 / 76.7 ± 0.4 (and, per category, Table 8's). So these tables show our
-best run beside the paper's best and our mean ± std beside the paper's mean, and each gap
-(Δ = ours − paper) is computed like for like. Tables 6–10 are means ± std throughout.
+Tables 2–5 compare AMMFM with other methods, where the paper reports its **best** of ten runs
+(§4.3: "grounded on the highest value"), its mean ± std being Table 6's (per category Table 8's):
+so our best run stands beside its best and our mean beside its mean, each Δ = ours − paper like
+for like. Tables 6–10 are means ± std throughout.
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medlib.ammfm.metrics import TABLE4_KEYS
 from medlib.ammfm.tasks import AUC_CATEGORIES, MELANOMA_CATEGORIES
 from medlib.experiments.data import ensure_dataset
 from medlib.io import atomic_write_text
@@ -28,16 +25,14 @@ from medlib.runtime import provenance
 
 from .configs import table_configs
 from .metrics import HEADLINE, ConfigResult, never_predicted, pm
-from .paper import (CATEGORY_COLUMNS, MELANOMA_COLUMNS, PAPER_MEAN, PAPER_ROWS_AVG, PAPER_TABLE1, PAPER_TABLE2,
-                    PAPER_TABLE3, PAPER_TABLE3_COLUMNS, PAPER_TABLE4, PAPER_TABLE5, PAPER_TABLE8)
+from .paper import (CATEGORY_COLUMNS, MELANOMA_COLUMNS, PAPER_BEST, PAPER_MEAN, PAPER_ROWS_AVG, PAPER_TABLE1,
+                    PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE3_COLUMNS, PAPER_TABLE4, PAPER_TABLE5, PAPER_TABLE8)
 from . import runs
 
 __all__ = ["table1", "clinic_is_derm_cases", "table2", "table3", "table4", "table5", "table6", "table7", "table8",
            "table9", "table10", "headline_gaps", "write_result", "AUC_KEYS"]
 
 AUC_KEYS = [f"auc/{t}/{c}" for t, c in AUC_CATEGORIES] + ["avg_auc"]
-_TABLE4_KEYS = {"AUC": ("auc", "avg_mel_auc"), "PRE": ("precision", "avg_precision"),
-                "SEN": ("sensitivity", "avg_sensitivity"), "SPE": ("specificity", "avg_specificity")}
 
 
 def _num(x) -> str:
@@ -51,10 +46,6 @@ def _delta(ours: str, paper) -> str:
     except ValueError:
         return "–"
     return f"{a - b:+.1f}" if np.isfinite(a) and np.isfinite(b) else "–"
-
-
-def _ours(P: Profile, what: str) -> str:
-    return f"AMMFM, ours: {what} ({P.label}, {P.data_source} data)"
 
 
 def write_result(name: str, P: Profile, seed: int | None, frame: pd.DataFrame, results: dict[str, ConfigResult],
@@ -71,15 +62,11 @@ def write_result(name: str, P: Profile, seed: int | None, frame: pd.DataFrame, r
         "weighting": {"variant": HEADLINE[0], "mode": HEADLINE[1], "searched_on": "valid", "scored_on": "test"},
         "settings": dataclasses.asdict(P.paper_b), "base_seed": seed,
         "rows": json.loads(frame.astype(str).reset_index().to_json(orient="records")),
-        "runs": per_config, "provenance": provenance(P, seed),
-        **(extra or {}),
+        "runs": per_config, "provenance": provenance(P, seed), **(extra or {}),
     }
     path = results_dir() / "paper_b" / f"{name}-{P.result_tag}.json"
     atomic_write_text(path, json.dumps(payload, indent=1, default=str) + "\n")
     return path
-
-
-# ============================================================================ Table 1
 
 
 def table1(profile: Profile, data=None) -> pd.DataFrame:
@@ -95,7 +82,8 @@ def table1(profile: Profile, data=None) -> pd.DataFrame:
         for cls, paper_count in classes.items():
             rows.append({"task": task, "class": cls, "paper (count)": paper_count,
                          "paper (%)": round(100 * paper_count / paper_n, 1),
-                         "this data (count)": total[task][cls], "this data (%)": round(100 * total[task][cls] / n_all, 1),
+                         "this data (count)": total[task][cls],
+                         "this data (%)": round(100 * total[task][cls] / n_all, 1),
                          **{f"{s} (count)": splits[s][task][cls] for s in splits}})
     frame = pd.DataFrame(rows).set_index(["task", "class"])
     write_result("table1", P, None, frame, {},
@@ -108,8 +96,9 @@ def clinic_is_derm_cases(profile: Profile, data=None) -> pd.DataFrame:
     P = profile
     ds = (data.dataset if data is not None else ensure_dataset("derm7pt", P))
     split_of = {int(i): name for name, idx in ds.splits.items() for i in idx}
-    rows = [{"case_num": ds.case_num[i], "split": split_of.get(int(i), "none"), "DIAG": ds.tasks["DIAG"][ds.labels[i, 0]],
-             "notes": ds.metadata["notes"].iloc[i]} for i in np.flatnonzero(ds.clinic_is_derm)]
+    rows = [{"case_num": ds.case_num[i], "split": split_of.get(int(i), "none"),
+             "DIAG": ds.tasks["DIAG"][ds.labels[i, 0]], "notes": ds.metadata["notes"].iloc[i]}
+            for i in np.flatnonzero(ds.clinic_is_derm)]
     return pd.DataFrame(rows, columns=["case_num", "split", "DIAG", "notes"]).set_index("case_num")
 
 
@@ -120,59 +109,43 @@ def _ammfm(P: Profile, seed: int | None) -> ConfigResult:
     return runs.run_config(table_configs(P)["2"][0][1], P, seed)
 
 
-def _best_and_mean(frame: pd.DataFrame, res: ConfigResult, P: Profile, keys: list[str], by: str,
-                   paper_best: list, paper_mean: list) -> pd.DataFrame:
-    """Add ours (best run by ``by``, mean ± std) beside the paper's AMMFM (best, mean) and the two Δ."""
+def _best_and_mean(name: str, P: Profile, seed: int | None, paper: dict, index: list, index_name: str,
+                   keys: list[str], by: str, paper_mean: list) -> pd.DataFrame:
+    """Tables 2 and 3 (transposed): the paper's methods, then ours (best run by ``by``, mean ± std) and both Δ."""
+    res = _ammfm(P, seed)
     n = len(res.runs)
+    frame = pd.DataFrame({f"{m} (paper)": [_num(v) for v in vals] for m, vals in paper.items()}, index=index)
     best = [res.best_text(k, by) for k in keys]
     mean = [res.text(k) for k in keys]
-    frame[_ours(P, f"best of {n} runs")] = best
-    frame["Δ best (ours − paper)"] = [_delta(o, p) for o, p in zip(best, paper_best)]
+    frame[f"AMMFM, ours: best of {n} runs ({P.label}, {P.data_source} data)"] = best
+    frame["Δ best (ours − paper)"] = [_delta(o, p) for o, p in zip(best, paper["AMMFM"])]
     frame["AMMFM (paper, mean ± std)"] = [p if p is not None else "–" for p in paper_mean]
-    frame[_ours(P, f"mean ± std of {n} runs")] = mean
+    frame[f"AMMFM, ours: mean ± std of {n} runs ({P.label}, {P.data_source} data)"] = mean
     frame["Δ mean (ours − paper)"] = [_delta(o, p) if p is not None else "–" for o, p in zip(mean, paper_mean)]
+    frame.index.name = index_name
+    write_result(name, P, seed, frame, {"AMMFM": res}, {"best_run_by": by})
     return frame
 
 
 def table2(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Table 2 (transposed: one row per category): AUC per category, the paper's methods quoted.
-
-    The paper's AMMFM column is its best run; its per-category mean ± std is Table 8's.
-    """
-    P = profile
-    res = _ammfm(P, seed)
-    frame = pd.DataFrame({f"{m} (paper)": [_num(v) for v in vals] for m, vals in PAPER_TABLE2.items()},
-                         index=CATEGORY_COLUMNS + ["AVG"])
+    """Table 2, one row per category: AUC; the paper's AMMFM column is its best run, its mean Table 8's."""
     paper_mean = [pm(m, s) for m, s in PAPER_TABLE8["AMMFM (Clin: MN, Derm: ST)"]]
-    frame = _best_and_mean(frame, res, P, AUC_KEYS, "avg_auc", PAPER_TABLE2["AMMFM"], paper_mean)
-    frame.index.name = "category"
-    write_result("table2", P, seed, frame, {"AMMFM": res}, {"best_run_by": "avg_auc"})
-    return frame
+    return _best_and_mean("table2", profile, seed, PAPER_TABLE2, CATEGORY_COLUMNS + ["AVG"], "category", AUC_KEYS,
+                          "avg_auc", paper_mean)
 
 
 def table3(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Table 3 (transposed: one row per task, in the paper's order): accuracy per task.
-
-    The paper gives AMMFM's mean only for the average (Table 6); per task it gives the best run.
-    """
-    P = profile
-    res = _ammfm(P, seed)
-    frame = pd.DataFrame({f"{m} (paper)": [_num(v) for v in vals] for m, vals in PAPER_TABLE3.items()},
-                         index=list(PAPER_TABLE3_COLUMNS))
+    """Table 3, one row per task in the paper's order: accuracy; the paper's mean exists for AVG only (Table 6)."""
     keys = [f"acc/{t}" if t != "AVG" else "avg_acc" for t in PAPER_TABLE3_COLUMNS]
     paper_mean = [None] * (len(keys) - 1) + [pm(*PAPER_MEAN["avg_acc"])]
-    frame = _best_and_mean(frame, res, P, keys, "avg_acc", PAPER_TABLE3["AMMFM"], paper_mean)
-    frame.index.name = "task"
-    write_result("table3", P, seed, frame, {"AMMFM": res}, {"best_run_by": "avg_acc"})
-    return frame
+    return _best_and_mean("table3", profile, seed, PAPER_TABLE3, list(PAPER_TABLE3_COLUMNS), "task", keys,
+                          "avg_acc", paper_mean)
 
 
 def table4(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Table 4: AUC, precision, sensitivity, specificity of the melanoma-related categories.
+    """Table 4: AUC, PRE, SEN, SPE of the melanoma-related categories; ours best (by AVG AUC) and mean ± std.
 
-    Our rows: the best run (by AVG AUC, as in Table 2) and the mean ± std. A category that a
-    run never predicts has precision 0 there; ``frame.attrs["never_predicted"]`` lists such
-    categories with the number of runs (empty when it never happened).
+    ``frame.attrs["never_predicted"]``: categories some run never predicted (precision 0), with the run count.
     """
     P = profile
     res = _ammfm(P, seed)
@@ -181,7 +154,7 @@ def table4(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     for metric, methods in PAPER_TABLE4.items():
         for method, vals in methods.items():
             rows[(metric, f"{method} (paper)")] = [_num(v) for v in vals]
-        key, avg = _TABLE4_KEYS[metric]
+        key, avg = TABLE4_KEYS[metric]
         keys = [f"{key}/{t}/{c}" for t, c in MELANOMA_CATEGORIES] + [avg]
         best = [res.best_text(k, "avg_auc") for k in keys]
         rows[(metric, f"AMMFM, ours: best of {n} runs")] = best
@@ -196,11 +169,10 @@ def table4(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 
 
 def table5(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Table 5: AVG AUC, AVG ACC and parameters; ours = full-size count of the same architecture.
+    """Table 5: AVG AUC, AVG ACC and parameters (ours: the full-size count of the same architecture).
 
-    Ours appears twice: one run, the one with the best AVG AUC on the test split (both metrics of
-    that run: the paper's 88.1 / 77.2 are its "highest value", chosen on test too, so optimistic),
-    and the mean ± std (like the paper's Table 6, added here as a row).
+    Ours twice: the run with the best AVG AUC on test, both its metrics (the paper's 88.1 / 77.2
+    are its "highest value", chosen on test too, so optimistic), and the mean ± std (Table 6's).
     """
     P = profile
     res = _ammfm(P, seed)
@@ -225,10 +197,7 @@ def table5(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 
 def headline_gaps(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """AMMFM's AVG AUC / AVG ACC: our best vs the paper's best, our mean vs the paper's mean (points)."""
-    from .paper import PAPER_BEST
-
-    P = profile
-    res = _ammfm(P, seed)
+    res = _ammfm(profile, seed)
     rows = {}
     for key, name in (("avg_auc", "AVG AUC"), ("avg_acc", "AVG ACC")):
         best = float(res.values(key)[res.best(key)])
@@ -245,15 +214,15 @@ def headline_gaps(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 def _avg_table(number: str, P: Profile, seed: int | None) -> pd.DataFrame:
     rows = table_configs(P)[number]
     results = runs.results_of(rows, P, seed)
-    paper = PAPER_ROWS_AVG[number]
     out = {}
     for label, cfg in rows:
-        auc, auc_sd, acc, acc_sd, params = paper[label]
+        auc, auc_sd, acc, acc_sd, params = PAPER_ROWS_AVG[number][label]
         r = results[label]
         out[label] = {
             ("AVG AUC", "paper"): pm(auc, auc_sd), ("AVG AUC", "ours (mean ± std)"): r.text("avg_auc"),
             ("AVG ACC", "paper"): pm(acc, acc_sd), ("AVG ACC", "ours (mean ± std)"): r.text("avg_acc"),
-            ("Params (M)", "paper"): _num(params), ("Params (M)", "ours, full size"): f"{cfg.full_size_parameters() / 1e6:.2f}",
+            ("Params (M)", "paper"): _num(params),
+            ("Params (M)", "ours, full size"): f"{cfg.full_size_parameters() / 1e6:.2f}",
             ("Params (M)", "trained here"): f"{r.runs[0].meta['trained_parameters'] / 1e6:.2f}",
         }
     frame = pd.DataFrame.from_dict(out, orient="index")
