@@ -103,7 +103,7 @@ def _stratify_column(labels) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
+def largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
     """Integers summing to ``total`` that round the real ``quotas`` fairly."""
     base = np.floor(quotas).astype(np.int64)
     short = total - base.sum()
@@ -118,7 +118,7 @@ def _stratified_test(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     n_test = int(round(test_fraction * len(y))) if n_test is None else n_test
     test_fraction = n_test / max(len(y), 1)
     classes, counts = np.unique(y, return_counts=True)
-    per_class = _largest_remainder(counts * test_fraction, n_test)
+    per_class = largest_remainder(counts * test_fraction, n_test)
     picked = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, per_class)]
     return np.concatenate(picked) if picked else np.empty(0, np.int64)
 

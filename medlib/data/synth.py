@@ -1,28 +1,11 @@
 """Synthetic stand-ins for the four datasets, written in exactly their real on-disk layouts.
 
-Why: the real data are gigabytes (and derm7pt needs a registration), yet every chapter
-must run on a laptop CPU in minutes. ``synthesize(name, out_dir)`` writes files that
-:func:`medlib.data.load_dataset` reads with the very same code as the real release, so the
-smoke runs exercise the real loaders, not a shortcut.
-
-What the pictures contain (so experiments on them mean something):
-
-* **Learnable class structure.** Each class draws its own shapes, textures and colours
-  (fundus: cup-to-disc ratio, haze, exudates; skin: lesion colour, border, crust, vessels;
-  bladder: papillary fronds vs solid mass vs inflamed mucosa; derm7pt: pigment network,
-  streaks, dots, veil, vessels...). Signal strength varies per image, so classes overlap
-  and more training data keeps helping — a model trained on all data beats one trained on
-  a quarter, which is what Paper A's multi-site comparison needs.
-* **Acquisition differences** per device / patient / phone / video: colour cast, gain,
-  gamma, illumination gradient, blur, noise and zoom. Frames of one bladder case share one
-  scene (they come from one video), so a frame-level random split leaks, as in the real data.
-* **derm7pt**: the 8 labels are sampled jointly (criteria conditional on the diagnosis,
-  marginals close to the official train split) and each is drawn into the lesion. The
-  clinical image shows the same lesion small, blurred and under harsher lighting, so it is
-  less informative than the dermoscopic one, as in Paper B.
-
-Same ``seed`` → byte-identical files. Output is written to a temporary folder and renamed
-into place, so a failure never leaves a half-written dataset behind.
+The real data are gigabytes (derm7pt needs a registration); :func:`synthesize` writes files that
+:func:`medlib.data.load_dataset` reads with the very code of the real release. Classes differ in
+learnable shapes, textures and colours; each device / patient / video has its own acquisition
+(colour cast, light, blur, noise, zoom); frames of one bladder case share one scene (a frame-level
+split leaks); derm7pt's 8 labels are drawn jointly and the clinical image is less informative than
+the dermoscopic one, as in Paper B. Same ``seed`` -> byte-identical files, written atomically.
 """
 
 from __future__ import annotations
@@ -39,6 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from medlib.data.partition import largest_remainder
 from medlib.errors import DataError
 
 __all__ = ["synthesize", "SYNTH_NAMES", "SIZES", "MARKER_NAME", "SYNTH_VERSION"]
@@ -50,9 +34,7 @@ SYNTH_NAMES = ("retina", "pad-ufes-20", "bladder-tissue", "derm7pt")
 MARKER_NAME = ".medlib-synth.json"
 SYNTH_VERSION = 3  # bump when the generator changes, so cached folders are rewritten
 
-# =========================================================================================
-# drawing primitives
-# =========================================================================================
+# --- drawing primitives
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -132,28 +114,31 @@ def _gx(v: float, n: int, other: int) -> float:
     return v * min(n, other) / 2 + (n - 1) / 2
 
 
-def _line_mask(h: int, w: int, polylines, width_px: float, blur: float = 0.0) -> np.ndarray:
-    """Rasterise polylines given in pixel coordinates into a [0, 1] mask."""
+def _mask(h: int, w: int, paint, blur: float = 0.0) -> np.ndarray:
+    """A [0, 1] mask of what ``paint(ImageDraw)`` draws at 255, optionally Gaussian-blurred."""
     canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    for line in polylines:
-        if len(line) >= 2:
-            draw.line([tuple(p) for p in line], fill=255, width=max(1, int(round(width_px))), joint="curve")
+    paint(ImageDraw.Draw(canvas))
     if blur > 0:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
     return np.asarray(canvas, dtype=np.float32) / 255.0
+
+
+def _line_mask(h: int, w: int, polylines, width_px: float, blur: float = 0.0) -> np.ndarray:
+    """Polylines in pixel coordinates."""
+    def paint(draw):
+        for line in polylines:
+            if len(line) >= 2:
+                draw.line([tuple(p) for p in line], fill=255, width=max(1, int(round(width_px))), joint="curve")
+    return _mask(h, w, paint, blur)
 
 
 def _dots_mask(h: int, w: int, dots, blur: float = 0.0) -> np.ndarray:
-    """Filled ellipses ``(cx_px, cy_px, r_px)`` into a [0, 1] mask."""
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    for cx, cy, r in dots:
-        r = max(r, 0.6)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    if blur > 0:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
-    return np.asarray(canvas, dtype=np.float32) / 255.0
+    """Filled circles ``(cx_px, cy_px, r_px)``."""
+    def paint(draw):
+        for cx, cy, r in dots:
+            r = max(r, 0.6)
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    return _mask(h, w, paint, blur)
 
 
 def _random_walk(rng, start, angle, steps, step_len, turn, branch_p=0.0, depth=0):
@@ -227,28 +212,19 @@ class Acquisition:
 
 
 def _split_counts(total: int, shares) -> list[int]:
-    """Integer counts proportional to ``shares`` summing to ``total`` (largest remainder)."""
     shares = np.asarray(shares, dtype=float)
-    raw = shares / shares.sum() * total
-    counts = np.floor(raw).astype(int)
-    for k in np.argsort(-(raw - counts))[: total - counts.sum()]:
-        counts[k] += 1
-    return counts.tolist()
+    return largest_remainder(shares / shares.sum() * total, total).tolist()
 
 
-def _save_png(img: Image.Image, path: Path) -> None:
+def _save(img: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", compress_level=1)
+    if path.suffix == ".png":
+        img.save(path, format="PNG", compress_level=1)
+    else:
+        img.save(path, format="JPEG", quality=90)
 
 
-def _save_jpeg(img: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="JPEG", quality=90)
-
-
-# =========================================================================================
-# Retina — dataset/<class folder>/<prefix>_NNN.png
-# =========================================================================================
+# --- Retina — dataset/<class folder>/<prefix>_NNN.png
 
 _RETINA = {
     # folder, file prefix, class ; counts small / medium / real-size (real: 300/100/101/100)
@@ -264,11 +240,8 @@ _RETINA_PX = {"small": (112,), "medium": (256,), "real-size": (512, 768)}
 
 
 def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> Image.Image:
-    """A colour fundus photograph; the class changes cup-to-disc ratio, haze or lesions.
-
-    ``severity`` (random per image) scales the sign of disease, so weak cases resemble
-    normal ones: the classes overlap, as real screening images do.
-    """
+    """A colour fundus photograph; the class changes cup-to-disc ratio, haze or lesions, scaled by a
+    random ``severity`` so weak cases resemble normal ones (classes overlap, as in screening)."""
     y, x = _grid(size, size)
     severity = float(rng.beta(2.0, 2.0))
     z = acq.zoom
@@ -330,13 +303,11 @@ def _write_retina(out: Path, seed: int, size: str) -> None:
             rng = _rng(seed, 1, item)
             acq = devices[int(rng.integers(n_devices))].jitter(rng)
             path = out / "retina_dataset-master" / "dataset" / folder / f"{prefix}_{i:03d}.png"
-            _save_png(_fundus(rng, sides[item % len(sides)], cls, acq), path)
+            _save(_fundus(rng, sides[item % len(sides)], cls, acq), path)
             item += 1
 
 
-# =========================================================================================
-# PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
-# =========================================================================================
+# --- PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
 
 _PAD_COUNTS = {  # small / medium (medium = the real counts) / real-size
     "ACK": (95, 730, 5), "BCC": (110, 845, 5), "MEL": (10, 52, 5), "NEV": (32, 244, 5), "SCC": (25, 192, 5),
@@ -464,12 +435,10 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
         irng = _rng(seed, 2, k)
         w, h = int(irng.integers(lo, hi + 1)), int(irng.integers(lo, hi + 1))
         img = _skin_photo(irng, w, h, diag, fitz, acq_patient.jitter(irng))
-        _save_png(img, out / "images" / f"imgs_part_{k // part_size + 1}" / img_id)
+        _save(img, out / "images" / f"imgs_part_{k // part_size + 1}" / img_id)
 
 
-# =========================================================================================
-# Endoscopic Bladder Tissue — annotations.csv + <class>/case_CCC_pt_PPP_frame_FFFF.png
-# =========================================================================================
+# --- Endoscopic Bladder Tissue — annotations.csv + <class>/case_CCC_pt_PPP_frame_FFFF.png
 
 _BLADDER_SHARES = {"HGC": 0.26, "LGC": 0.35, "NST": 0.22, "NTL": 0.17}
 # (cases, frames, square frame sides); the release's frames are 300x300 or 350x350, one size per video
@@ -570,15 +539,13 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
                 crop = np.clip(crop @ _NBI.T * 1.15, 0, 1)
             img = case_acq[case].jitter(frng, 0.4).render(crop, frng, extra_blur=float(frng.uniform(0, 0.006)))
             name = f"case_{case:03d}_pt_{pt_counter[case]:03d}_frame_{f:04d}.png"
-            _save_png(img, out / cls / name)
+            _save(img, out / cls / name)
             rows.append({"HLY": name, "tissue type": cls, "imaging type": "NBI" if nbi else "WLI",
                          "sub_dataset": split_of[case]})
     pd.DataFrame(rows)[ANNOTATION_COLUMNS].to_csv(out / "annotations.csv", index=False)
 
 
-# =========================================================================================
-# derm7pt — release_v0/meta/{meta,train_indexes,valid_indexes,test_indexes}.csv + images/
-# =========================================================================================
+# --- derm7pt — release_v0/meta/{meta,train_indexes,valid_indexes,test_indexes}.csv + images/
 
 _DERM_SIZES = {"small": ((80, 40, 78), (192, 128)), "medium": ((413, 203, 395), (768, 512)),
                "real-size": ((10, 10, 10), (768, 512))}
@@ -634,11 +601,7 @@ def _choose(rng, table):
 
 
 def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The lesion as seen through a dermoscope: RGB and alpha, ``P``×``P`` pixels.
-
-    Every criterion draws its own structure (network, streaks, blotches, regression, dots,
-    veil, vessels), so the 8 labels are all visible here.
-    """
+    """The lesion through a dermoscope, RGB and alpha of ``P``×``P`` px; every criterion draws its own structure."""
     y, x = _grid(P, P)
     R = _PATCH_R
     px = lambda v: (v + 1) * P / 2  # noqa: E731 - local coordinate -> pixel
@@ -810,11 +773,11 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
         clinic = f"{source}/{source.upper()}{k - 1:03d}{ext_c}"
         derm = f"{source}/{source.capitalize()}{k:03d}{ext_d}"
         clin_img, derm_img = _derm_pair(crng, W, H, diag, lab, source_acq[source].jitter(crng))
-        _save_jpeg(derm_img, out / "release_v0" / "images" / derm)
+        _save(derm_img, out / "release_v0" / "images" / derm)
         if i in no_clinic:
             clinic = derm
         else:
-            _save_jpeg(clin_img, out / "release_v0" / "images" / clinic)
+            _save(clin_img, out / "release_v0" / "images" / clinic)
         meta_rows.append({
             "case_num": str(i + 1),
             "diagnosis": _choose(crng, _DIAG_RAW[diag]),
@@ -842,37 +805,18 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
         pd.DataFrame({"indexes": rng.permutation(split_rows[split])}).to_csv(meta_dir / filename, index=False)
 
 
-# =========================================================================================
-# entry point
-# =========================================================================================
+# --- entry point
 
-_WRITERS = {
-    "retina": _write_retina,
-    "pad-ufes-20": _write_pad,
-    "bladder-tissue": _write_bladder,
-    "derm7pt": _write_derm7pt,
-}
-
-
-def _marker(name: str, seed: int, size: str) -> dict:
-    return {"dataset": name, "seed": int(seed), "size": size, "synth_version": SYNTH_VERSION}
+_WRITERS = {"retina": _write_retina, "pad-ufes-20": _write_pad, "bladder-tissue": _write_bladder,
+            "derm7pt": _write_derm7pt}
 
 
 def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str = "small") -> Path:
     """Write a synthetic ``name`` dataset in its real on-disk layout into ``out_dir``; return ``out_dir``.
 
-    ``size="small"`` takes seconds (a few hundred images at ~100-200 px, class imbalance
-    kept); ``"medium"`` is closer to the real counts and image sizes (retina 601 images,
-    PAD-UFES-20 2,298, bladder 1,754 frames, derm7pt 1,011 cases at 768×512).
-    ``"real-size"`` writes a handful of images per class (4-8; derm7pt: 30 cases, every
-    diagnosis twice in each official split) at the real image sizes — derm7pt 768×512, bladder
-    300/350 px squares, PAD-UFES-20 300-1100 px per side, retina 512/768 px squares — for dry
-    runs of the full profile.
-
-    ``out_dir`` must not exist, be empty, or hold an earlier synthetic dataset (recognised
-    by the hidden marker file ``.medlib-synth.json``). If it already holds exactly this
-    dataset (same name, seed, size, generator version) nothing is written. A folder with
-    other content is never overwritten.
+    ``size``: ``"small"`` (seconds, ~100-200 px), ``"medium"`` (the real counts), ``"real-size"`` (4-8
+    images per class at the real image sizes, for dry runs of the full profile). ``out_dir`` must be
+    new, empty, or an earlier stand-in (marker ``.medlib-synth.json``; the very same one is kept as is).
     """
     if name not in _WRITERS:
         raise DataError(f"unknown dataset {name!r} for synth; expected one of {list(SYNTH_NAMES)}.")
@@ -881,7 +825,7 @@ def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str =
     if int(seed) < 0:
         raise DataError(f"synth seed must be >= 0, got {seed}.")
     out = Path(out_dir).expanduser().resolve()
-    wanted = _marker(name, seed, size)
+    wanted = {"dataset": name, "seed": int(seed), "size": size, "synth_version": SYNTH_VERSION}
     marker_path = out / MARKER_NAME
     if out.exists():
         if not out.is_dir():
