@@ -149,11 +149,9 @@ def require_columns(frame: pd.DataFrame, expected: Iterable[str], path: Path, na
     expected = list(expected)
     missing = [c for c in expected if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"{name}: {path} lacks the column(s) {missing}. Expected columns: {expected}; "
-            f"found: {list(frame.columns)}. The file is not the official one (or a newer release "
-            f"renamed columns). {how_to_get(name)}"
-        )
+        raise DataError(f"{name}: {path} lacks the column(s) {missing}. Expected columns: {expected}; "
+                        f"found: {list(frame.columns)}. The file is not the official one (or a newer release "
+                        f"renamed columns). {how_to_get(name)}")
 
 
 def load_rgb(path: Path, name: str) -> Image.Image:

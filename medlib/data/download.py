@@ -73,10 +73,8 @@ def rewrite_url(url: str, base_url: str | None) -> str:
         return url
     base = urllib.parse.urlsplit(base_url)
     if base.scheme not in ("http", "https") or not base.netloc:
-        raise DownloadError(
-            f"base URL {base_url!r} is not an http(s) URL with a host; expected e.g. "
-            f"'http://127.0.0.1:8000'. Fix --base-url or the {BASE_URL_ENV} variable."
-        )
+        raise DownloadError(f"base URL {base_url!r} is not an http(s) URL with a host; expected e.g. "
+                            f"'http://127.0.0.1:8000'. Fix --base-url or the {BASE_URL_ENV} variable.")
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
@@ -200,10 +198,8 @@ def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_
             registry.fetch(dest.name, downloader=downloader)
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise DownloadError(
-            f"{url} answered HTTP {status}; expected the file. The dataset may have moved: check the "
-            "address in medlib.data.download.SOURCES against the dataset's page."
-        ) from exc
+        raise DownloadError(f"{url} answered HTTP {status}; expected the file. The dataset may have moved: check the "
+                            "address in medlib.data.download.SOURCES against the dataset's page.") from exc
     except requests.exceptions.RequestException as exc:
         raise DownloadError(
             f"the transfer of {url} broke ({exc.__class__.__name__}: {exc}); the partial file {part} is "
@@ -225,10 +221,8 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     """
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
-        raise DownloadError(
-            f"cannot unpack {archive.name}: {dest} already exists but is not recorded as a "
-            f"finished unpack in {MANIFEST_NAME}. Delete {dest} (it may be incomplete) and rerun."
-        )
+        raise DownloadError(f"cannot unpack {archive.name}: {dest} already exists but is not recorded as a "
+                            f"finished unpack in {MANIFEST_NAME}. Delete {dest} (it may be incomplete) and rerun.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
     try:
         if zipfile.is_zipfile(archive):

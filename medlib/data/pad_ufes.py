@@ -75,11 +75,9 @@ class PadUfes20(ImageDataset):
         for i, raw in enumerate(meta["diagnostic"]):
             value = raw.strip()
             if value not in lookup:
-                raise DataError(
-                    f"pad-ufes-20: {csv_path} row {i + 2} (img_id {img_ids.iloc[i]!r}) has diagnostic "
-                    f"{raw!r}; expected one of {PAD_CLASSES}. The file is damaged or not the official "
-                    f"release. {how_to_get(self.name)}"
-                )
+                raise DataError(f"pad-ufes-20: {csv_path} row {i + 2} (img_id {img_ids.iloc[i]!r}) has diagnostic "
+                                f"{raw!r}; expected one of {PAD_CLASSES}. The file is damaged or not the official "
+                                f"release. {how_to_get(self.name)}")
             labels[i] = lookup[value]
 
         paths = self._find_images(data_dir, list(img_ids))
