@@ -134,9 +134,11 @@ def random_affine_theta(n: int, height: int, width: int, *, hflip: float = 0.5, 
     def flip(p):
         return torch.where(torch.rand(n, generator=generator, device=device) < p, -1.0, 1.0)
 
-    return affine_theta(_uniform(n, -degrees, degrees, generator, device),
-                        _uniform(n, scale[0], scale[1], generator, device), _uniform(n, -translate, translate, generator, device),
-                        _uniform(n, -translate, translate, generator, device), flip(hflip), flip(vflip), height, width)
+    def uniform(low, high):
+        return _uniform(n, low, high, generator, device)
+
+    return affine_theta(uniform(-degrees, degrees), uniform(scale[0], scale[1]), uniform(-translate, translate),
+                        uniform(-translate, translate), flip(hflip), flip(vflip), height, width)
 
 
 def apply_affine(batch: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

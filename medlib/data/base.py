@@ -19,7 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from medlib.errors import DataError
 
-__all__ = ["ImageDataset", "how_to_get", "require_root", "walk_dirs", "walk_files", "read_csv_strings", "load_rgb", "IMAGE_SUFFIXES", "find_unique_dir"]
+__all__ = ["ImageDataset", "how_to_get", "require_root", "walk_dirs", "walk_files", "read_csv_strings", "load_rgb",
+           "IMAGE_SUFFIXES", "find_unique_dir"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

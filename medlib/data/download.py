@@ -320,7 +320,8 @@ def _download_single_zip(name: str, root: Path, base_url, echo, keep_archives, r
                 inner.unlink()  # the outer archive still holds it; no need for a second copy
     for done in manifest.data["unpacked"]:
         if done.startswith(manifest.rel(dest) + "/") and not (root / done).is_dir():
-            raise DownloadError(f"{root / done} was unpacked by an earlier run but is gone now; delete {dest} and rerun.")
+            raise DownloadError(f"{root / done} was unpacked by an earlier run but is gone now; "
+                                f"delete {dest} and rerun.")
     if not keep_archives and archive.exists():
         archive.unlink()
     return dest
