@@ -1,13 +1,10 @@
-"""``medlib data ...``: synthesize, inspect and download the datasets.
+"""``medlib data synth|inspect|download``; a :class:`medlib.errors.DataError` reaches the main CLI (exit 2).
 
 ::
 
-    medlib data synth NAME --out DIR [--seed S] [--size small|medium]
+    medlib data synth NAME --out DIR [--seed S] [--size small|medium|real-size]
     medlib data inspect NAME --root DIR [--json]
     medlib data download NAME --root DIR
-
-Handlers return an exit code; a :class:`medlib.errors.DataError` propagates to the main
-CLI, which prints its message (what was wrong, what was expected, how to fix it) and exits 2.
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    # imported here: the downloader is only needed by this command
     from medlib.data.download import download_dataset
 
     path = download_dataset(args.name, Path(args.root))
