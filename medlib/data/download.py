@@ -18,7 +18,6 @@ import tempfile
 import time
 import urllib.parse
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -26,28 +25,18 @@ import pooch
 from pooch.hashes import hash_matches
 import requests
 
+from medlib.data.base import how_to_get
 from medlib.errors import MedlibError
 from medlib.data.unpack import UnsafeArchiveError, extract_tar, extract_zip
 from medlib.io import atomic_write_text
 
 __all__ = ["DownloadError", "SOURCES", "MANIFEST_NAME", "ResumableDownloader", "download_dataset", "fetch_file",
-           "extract_archive", "rewrite_url", "DERM7PT_INSTRUCTIONS"]
+           "extract_archive", "rewrite_url"]
 
 MANIFEST_NAME = ".medlib-downloads.json"
 BASE_URL_ENV = "MEDLIB_DOWNLOAD_BASE"
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
-
-DERM7PT_INSTRUCTIONS = """\
-derm7pt (the seven-point checklist dataset) cannot be downloaded automatically: its
-authors require a (free) registration.
-  1. Register and download "release_v0.zip" at https://derm.cs.sfu.ca
-  2. Unpack it under {root}, so that this file exists:
-       {root}/release_v0/meta/meta.csv
-  3. Run the same command again, or point medlib at the folder where you unpacked it:
-       export MEDLIB_DATA_DERM7PT=/content/drive/MyDrive/derm7pt   (a shell, or a Colab cell
-       os.environ["MEDLIB_DATA_DERM7PT"] = "/content/drive/MyDrive/derm7pt")"""
-
 
 class DownloadError(MedlibError):
     """A download or an unpack failed; the message says whether a rerun resumes it."""
@@ -167,18 +156,6 @@ class ResumableDownloader:
         os.replace(self.part, output_file)
 
 
-@contextmanager
-def _quiet_pooch():
-    """pooch logs every fetch at INFO on stderr; medlib prints its own lines (or none)."""
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                retries: int = 3, echo: Callable[[str], None] | None = print) -> dict[str, str | int]:
     """Download ``url`` to ``dest`` with pooch (resumable, verified, atomic); return ``{url, size, sha256, md5}``.
@@ -193,9 +170,11 @@ def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_
                             urls={dest.name: url}, retry_if_failed=retries)
     downloader = ResumableDownloader(part, expected_size=expected_size, known_hash=known_hash, echo=echo)
     _say(echo, f"downloading {url} -> {dest}")
+    logger = pooch.get_logger()  # pooch logs every fetch at INFO; medlib prints its own lines (or none)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
-        with _quiet_pooch():
-            registry.fetch(dest.name, downloader=downloader)
+        registry.fetch(dest.name, downloader=downloader)
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise DownloadError(f"{url} answered HTTP {status}; expected the file. The dataset may have moved: check the "
@@ -207,6 +186,8 @@ def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_
         ) from exc
     except ValueError as exc:  # pooch's own hash check of the renamed file
         raise DownloadError(f"{url}: {exc}") from exc
+    finally:
+        logger.setLevel(level)
     return {"url": url, "size": dest.stat().st_size, **_digests(dest)}
 
 
@@ -409,7 +390,7 @@ def _derm7pt(root: Path) -> Path:
     for meta in [root / "release_v0" / "meta" / "meta.csv", *root.glob("*/release_v0/meta/meta.csv")]:
         if meta.is_file():
             return meta.parent.parent
-    raise MedlibError(DERM7PT_INSTRUCTIONS.format(root=root))
+    raise MedlibError(f"derm7pt is not under {root}. {how_to_get('derm7pt')}")
 
 
 def has_partial_download(root: str | os.PathLike) -> bool:
