@@ -22,6 +22,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from medlib.data.bladder import ANNOTATION_COLUMNS, RELEASE_DIR
+from medlib.data.derm7pt import META_COLUMNS, SPLIT_FILES, TASK_COLUMNS, TASK_GROUPS
+from medlib.data.pad_ufes import PAD_COLUMNS
 from medlib.data.partition import largest_remainder
 from medlib.errors import DataError
 
@@ -425,8 +428,6 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
                 rows.append({"patient_id": pat, "lesion_id": str(lesion), **patient, **lesion_meta,
                              "diagnostic": diag, "img_id": img_id})
                 jobs.append((img_id, diag, fitz, acq_patient))
-    from medlib.data.pad_ufes import PAD_COLUMNS  # the file's own column order
-
     meta = pd.DataFrame(rows)[PAD_COLUMNS]
     meta.to_csv(out / "metadata.csv", index=False)
     lo, hi = _PAD_SIDE[size]
@@ -489,8 +490,6 @@ def _bladder_scene(rng: np.random.Generator, w: int, h: int, cls: str) -> np.nda
 
 
 def _write_bladder(out: Path, seed: int, size: str) -> None:
-    from medlib.data.bladder import ANNOTATION_COLUMNS, RELEASE_DIR
-
     out = out / RELEASE_DIR  # the released zip's top folder
     n_cases, n_frames, sides = _BLADDER_SIZE[size]
     classes = list(_BLADDER_SHARES)
@@ -549,18 +548,11 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
 
 _DERM_SIZES = {"small": ((80, 40, 78), (192, 128)), "medium": ((413, 203, 395), (768, 512)),
                "real-size": ((10, 10, 10), (768, 512))}
-_DIAG_P = {"BCC": 0.042, "NEV": 0.569, "MEL": 0.249, "MISC": 0.096, "SK": 0.044}
-_DIAG_RAW = {
-    "BCC": (["basal cell carcinoma"], [1.0]),
-    "NEV": (["clark nevus", "reed or spitz nevus", "congenital nevus", "dermal nevus", "blue nevus",
-             "combined nevus", "recurrent nevus"], [0.69, 0.14, 0.04, 0.06, 0.05, 0.01, 0.01]),
-    "MEL": (["melanoma (less than 0.76 mm)", "melanoma (in situ)", "melanoma (0.76 to 1.5 mm)",
-             "melanoma (more than 1.5 mm)", "melanoma", "melanoma metastasis"], [0.41, 0.26, 0.2, 0.1, 0.01, 0.02]),
-    "MISC": (["dermatofibroma", "lentigo", "melanosis", "miscellaneous", "vascular lesion"],
-             [0.21, 0.25, 0.17, 0.2, 0.17]),
-    "SK": (["seborrheic keratosis"], [1.0]),
-}
-_DIAG_ORDER = ["BCC", "NEV", "MEL", "MISC", "SK"]
+_DIAG_ORDER = list(TASK_GROUPS["DIAG"])
+# diagnosis -> share, lesion colour, border irregularity
+_DIAG = {"BCC": (0.042, [0.80, 0.60, 0.58], 0.12), "NEV": (0.569, [0.50, 0.32, 0.20], 0.06),
+         "MEL": (0.249, [0.33, 0.19, 0.13], 0.26), "MISC": (0.096, [0.66, 0.46, 0.36], 0.12),
+         "SK": (0.044, [0.58, 0.43, 0.30], 0.10)}
 # P(criterion class | diagnosis), rows in _DIAG_ORDER; marginals ≈ the official train split.
 _COND = {
     "PN": [[0.9, 0.05, 0.05], [0.25, 0.55, 0.2], [0.3, 0.15, 0.55], [0.8, 0.1, 0.1], [0.8, 0.1, 0.1]],
@@ -571,32 +563,25 @@ _COND = {
     "BWV": [[0.8, 0.2], [0.9, 0.1], [0.55, 0.45], [0.85, 0.15], [0.9, 0.1]],
     "VS": [[0.2, 0.75, 0.05], [0.93, 0.05, 0.02], [0.8, 0.08, 0.12], [0.7, 0.2, 0.1], [0.75, 0.15, 0.1]],
 }
-# grouped class -> raw strings written to meta.csv (the real ones) with their frequencies
-_RAW = {
-    "PN": {0: (["absent"], [1]), 1: (["typical"], [1]), 2: (["atypical"], [1])},
-    "STR": {0: (["absent"], [1]), 1: (["regular"], [1]), 2: (["irregular"], [1])},
-    "PIG": {0: (["absent"], [1]), 1: (["diffuse regular", "localized regular"], [0.6, 0.4]),
-            2: (["diffuse irregular", "localized irregular"], [0.6, 0.4])},
-    "RS": {0: (["absent"], [1]), 1: (["blue areas", "white areas", "combinations"], [0.3, 0.35, 0.35])},
-    "DaG": {0: (["absent"], [1]), 1: (["regular"], [1]), 2: (["irregular"], [1])},
-    "BWV": {0: (["absent"], [1]), 1: (["present"], [1])},
-    "VS": {0: (["absent"], [1]), 1: (["arborizing", "comma", "hairpin", "within regression", "wreath"],
-                                      [0.3, 0.25, 0.2, 0.15, 0.1]),
-           2: (["dotted", "linear irregular"], [0.6, 0.4])},
-}
-_DERM_COLUMNS = {"PN": "pigment_network", "STR": "streaks", "PIG": "pigmentation", "RS": "regression_structures",
-                 "DaG": "dots_and_globules", "BWV": "blue_whitish_veil", "VS": "vascular_structures"}
-_DIAG_COLOR = {"BCC": [0.80, 0.60, 0.58], "NEV": [0.50, 0.32, 0.20], "MEL": [0.33, 0.19, 0.13],
-               "MISC": [0.66, 0.46, 0.36], "SK": [0.58, 0.43, 0.30]}
-_DIAG_IRREG = {"BCC": 0.12, "NEV": 0.06, "MEL": 0.26, "MISC": 0.12, "SK": 0.10}
+# frequency of each raw meta.csv string within its grouped class (a class not listed: its first string)
+_RAW_P = {"clark nevus": 0.69, "reed or spitz nevus": 0.14, "congenital nevus": 0.04, "dermal nevus": 0.06,
+          "blue nevus": 0.05, "combined nevus": 0.01, "recurrent nevus": 0.01,
+          "melanoma (less than 0.76 mm)": 0.41, "melanoma (in situ)": 0.26, "melanoma (0.76 to 1.5 mm)": 0.2,
+          "melanoma (more than 1.5 mm)": 0.1, "melanoma": 0.01, "melanoma metastasis": 0.02,
+          "dermatofibroma": 0.21, "lentigo": 0.25, "melanosis": 0.17, "miscellaneous": 0.2, "vascular lesion": 0.17,
+          "diffuse regular": 0.6, "localized regular": 0.4, "diffuse irregular": 0.6, "localized irregular": 0.4,
+          "blue areas": 0.3, "white areas": 0.35, "combinations": 0.35, "arborizing": 0.3, "comma": 0.25,
+          "hairpin": 0.2, "within regression": 0.15, "wreath": 0.1, "dotted": 0.6, "linear irregular": 0.4}
 _SOURCES = ["Aal", "Abl", "Fbl", "Fgl", "Gal", "Ggl", "Ldl", "NEL", "Nml", "Fhl"]
 _PATCH_R = 0.55  # lesion radius in patch coordinates ([-1, 1] across the patch)
 _NO_CLINIC_NOTE = "no clinical image available; the dermoscopic image is given in its place"
 
 
-def _choose(rng, table):
-    names, p = table
-    p = np.asarray(p, float)
+def _raw(rng, task: str, k: int) -> str:
+    """A raw meta.csv string for class ``k`` of ``task`` (an index or a class name), drawn by :data:`_RAW_P`."""
+    group = TASK_GROUPS[task][k] if isinstance(k, str) else list(TASK_GROUPS[task].values())[k]
+    names = [r for r in _RAW_P if r in group] or group[:1]
+    p = np.asarray([_RAW_P.get(r, 1.0) for r in names])
     return str(names[int(rng.choice(len(names), p=p / p.sum()))])
 
 
@@ -605,10 +590,10 @@ def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, in
     y, x = _grid(P, P)
     R = _PATCH_R
     px = lambda v: (v + 1) * P / 2  # noqa: E731 - local coordinate -> pixel
-    alpha = _blob(y, x, 0, 0, R, rng, _DIAG_IRREG[diag] * (2.0 if lab["PN"] == 2 or lab["STR"] == 2 else 1.0),
+    alpha = _blob(y, x, 0, 0, R, rng, _DIAG[diag][2] * (2.0 if lab["PN"] == 2 or lab["STR"] == 2 else 1.0),
                   soft=0.03, stretch=float(rng.uniform(0.85, 1.15)), angle=float(rng.uniform(0, math.pi)),
                   max_wobble=1.3)  # 0.55 * 1.3 / 0.85 < 0.9: the lesion stays inside the patch
-    color = np.asarray(_DIAG_COLOR[diag], np.float32) * (1 + rng.normal(0, 0.08, 3)).astype(np.float32)
+    color = np.asarray(_DIAG[diag][1], np.float32) * (1 + rng.normal(0, 0.08, 3)).astype(np.float32)
     rho = np.sqrt(y * y + x * x) / R
     img = color * (1 + 0.12 * _smooth(rng, P, P, 6) - 0.15 * (1 - rho.clip(0, 1)))[..., None]
     img = np.broadcast_to(img, (P, P, 3)).copy()
@@ -742,7 +727,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
     (n_train, n_valid, n_test), (W, H) = _DERM_SIZES[size]
     n = n_train + n_valid + n_test
     rng = _rng(seed, 4, 10**6)
-    n_diag = dict(zip(_DIAG_ORDER, _split_counts(n, [_DIAG_P[d] for d in _DIAG_ORDER])))
+    n_diag = dict(zip(_DIAG_ORDER, _split_counts(n, [_DIAG[d][0] for d in _DIAG_ORDER])))
     diags = rng.permutation([d for d in _DIAG_ORDER for _ in range(n_diag[d])])
     order = rng.permutation(n)
     split_rows = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
@@ -763,7 +748,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
         diag = str(diags[i])
         d = _DIAG_ORDER.index(diag)
         lab = {t: int(crng.choice(len(p[d]), p=np.asarray(p[d]) / np.sum(p[d]))) for t, p in _COND.items()}
-        raw = {_DERM_COLUMNS[t]: _choose(crng, _RAW[t][lab[t]]) for t in _COND}
+        raw = {TASK_COLUMNS[t]: _raw(crng, t, lab[t]) for t in _COND}
         score = 2 * (lab["PN"] == 2) + 2 * (lab["BWV"] == 1) + 2 * (lab["VS"] == 2) + (lab["STR"] == 2) \
             + (lab["PIG"] == 2) + (lab["DaG"] == 2) + (lab["RS"] == 1)
         source = _SOURCES[int(crng.integers(len(_SOURCES)))]
@@ -780,7 +765,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
             _save(clin_img, out / "release_v0" / "images" / clinic)
         meta_rows.append({
             "case_num": str(i + 1),
-            "diagnosis": _choose(crng, _DIAG_RAW[diag]),
+            "diagnosis": _raw(crng, "DIAG", diag),
             "seven_point_score": str(int(score)),
             **raw,
             "level_of_diagnostic_difficulty": str(crng.choice(["low", "medium", "high"], p=[0.45, 0.35, 0.2])),
@@ -795,8 +780,6 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
             "case_id": "",
             "notes": _NO_CLINIC_NOTE if i in no_clinic else "",
         })
-    from medlib.data.derm7pt import META_COLUMNS, SPLIT_FILES
-
     meta_dir = out / "release_v0" / "meta"
     meta_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(meta_rows)[META_COLUMNS].to_csv(meta_dir / "meta.csv", index=False)
