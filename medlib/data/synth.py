@@ -26,6 +26,7 @@ from medlib.data.bladder import ANNOTATION_COLUMNS, RELEASE_DIR
 from medlib.data.derm7pt import META_COLUMNS, SPLIT_FILES, TASK_COLUMNS, TASK_GROUPS
 from medlib.data.pad_ufes import PAD_COLUMNS
 from medlib.data.partition import largest_remainder
+from medlib.data.retina import RETINA_FOLDERS
 from medlib.errors import DataError
 
 __all__ = ["synthesize", "SYNTH_NAMES", "SIZES", "MARKER_NAME", "SYNTH_VERSION"]
@@ -229,16 +230,11 @@ def _save(img: Image.Image, path: Path) -> None:
 
 # --- Retina — dataset/<class folder>/<prefix>_NNN.png
 
-_RETINA = {
-    # folder, file prefix, class ; counts small / medium / real-size (real: 300/100/101/100)
-    "normal": ("1_normal", "NL", (120, 300, 6)),
-    "cataract": ("2_cataract", "cataract", (40, 100, 6)),
-    "glaucoma": ("2_glaucoma", "Glaucoma", (40, 101, 6)),
-    "retina_disease": ("3_retina_disease", "Retina", (40, 100, 6)),
-}
-# Square fundus photos. real-size alternates 512 and 768 px squares, sizes of fundus photos once the
-# camera border is cropped (large enough to exercise the 224 px resize path of the full profile;
-# the release's own sizes are not recorded in REFERENCE, and larger ones only slow a dry run down).
+# class folder -> file prefix, counts small / medium / real-size (real: 300/100/101/100)
+_RETINA = {"1_normal": ("NL", (120, 300, 6)), "2_cataract": ("cataract", (40, 100, 6)),
+           "2_glaucoma": ("Glaucoma", (40, 101, 6)), "3_retina_disease": ("Retina", (40, 100, 6))}
+# square sides; real-size: fundus photos with the camera border cropped (large enough for the full
+# profile's 224 px resize; the release's own sizes are not recorded, larger ones only slow a dry run)
 _RETINA_PX = {"small": (112,), "medium": (256,), "real-size": (512, 768)}
 
 
@@ -300,8 +296,8 @@ def _write_retina(out: Path, seed: int, size: str) -> None:
     dev_rng = _rng(seed, 1, 10**6)
     devices = [Acquisition.draw(dev_rng) for _ in range(n_devices)]
     item = 0
-    for cls, (folder, prefix, counts) in _RETINA.items():
-        n = counts[SIZES.index(size)]
+    for folder, (prefix, counts) in _RETINA.items():
+        cls, n = RETINA_FOLDERS[folder], counts[SIZES.index(size)]
         for i in range(1, n + 1):
             rng = _rng(seed, 1, item)
             acq = devices[int(rng.integers(n_devices))].jitter(rng)
