@@ -308,26 +308,18 @@ def _write_retina(out: Path, seed: int, size: str) -> None:
 
 # --- PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
 
-_PAD_COUNTS = {  # small / medium (medium = the real counts) / real-size
-    "ACK": (95, 730, 5), "BCC": (110, 845, 5), "MEL": (10, 52, 5), "NEV": (32, 244, 5), "SCC": (25, 192, 5),
-    "SEK": (31, 235, 5),
-}
-# width and height each drawn from this range; the real smartphone photos vary from a few hundred
-# pixels to over a thousand per side
+_PAD_COUNTS = {"ACK": (95, 730, 5), "BCC": (110, 845, 5), "MEL": (10, 52, 5), "NEV": (32, 244, 5),
+               "SCC": (25, 192, 5), "SEK": (31, 235, 5)}  # small / medium (the real counts) / real-size
+# range of width and of height; real smartphone photos span a few hundred to over a thousand pixels
 _PAD_SIDE = {"small": (96, 160), "medium": (256, 448), "real-size": (300, 1100)}
 _REGIONS = ["FACE", "FOREARM", "NOSE", "BACK", "CHEST", "ARM", "HAND", "NECK", "EAR", "SCALP", "THIGH",
             "LIP", "ABDOMEN", "FOOT"]
 _BACKGROUNDS = ["POMERANIA", "GERMANY", "BRAZIL", "ITALY", "NETHERLANDS", "POLAND", "UNK", "PORTUGAL",
                 "BRASIL", "AUSTRIA", "CZECH", "SPAIN", "ISRAEL", "NORWAY", "FRANCE"]
 # lesion look per diagnosis: colour, relative radius, border irregularity
-_PAD_LOOK = {
-    "ACK": ([0.84, 0.48, 0.44], 0.34, 0.16),
-    "BCC": ([0.90, 0.66, 0.64], 0.38, 0.10),
-    "MEL": ([0.26, 0.14, 0.09], 0.40, 0.34),
-    "NEV": ([0.46, 0.29, 0.19], 0.25, 0.05),
-    "SCC": ([0.74, 0.30, 0.25], 0.44, 0.22),
-    "SEK": ([0.52, 0.36, 0.23], 0.38, 0.10),
-}
+_PAD_LOOK = {"ACK": ([0.84, 0.48, 0.44], 0.34, 0.16), "BCC": ([0.90, 0.66, 0.64], 0.38, 0.10),
+             "MEL": ([0.26, 0.14, 0.09], 0.40, 0.34), "NEV": ([0.46, 0.29, 0.19], 0.25, 0.05),
+             "SCC": ([0.74, 0.30, 0.25], 0.44, 0.22), "SEK": ([0.52, 0.36, 0.23], 0.38, 0.10)}
 _SKIN = np.array([[0.95, 0.80, 0.70], [0.92, 0.74, 0.62], [0.85, 0.64, 0.50], [0.72, 0.52, 0.38],
                   [0.56, 0.38, 0.27], [0.40, 0.27, 0.19]], np.float32)  # Fitzpatrick I..VI
 
