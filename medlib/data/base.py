@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from medlib.errors import DataError
 
 __all__ = ["ImageDataset", "how_to_get", "require_root", "walk_dirs", "walk_files", "read_csv_strings", "load_rgb",
-           "IMAGE_SUFFIXES", "find_unique_dir"]
+           "IMAGE_SUFFIXES", "find_unique_dir", "zipped_hint"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -128,6 +128,12 @@ def read_csv_strings(path: Path, name: str, columns: Iterable[str] = (), need_ro
     if need_rows and frame.empty:
         raise DataError(f"{name}: {path} has a header but no rows. {how_to_get(name)}")
     return frame.reset_index(drop=True)
+
+
+def zipped_hint(data_dir: Path) -> str:
+    """A sentence naming the archives under ``data_dir`` still to unzip (why images are missing), else ``""``."""
+    zips = walk_files(data_dir, (".zip",), max_depth=3)
+    return f" The archives {[z.name for z in zips]} are still zipped: unzip each beside itself." if zips else ""
 
 
 def load_rgb(path: Path, name: str) -> Image.Image:

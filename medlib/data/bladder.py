@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medlib.data.base import ImageDataset, how_to_get, read_csv_strings, require_root, walk_files
+from medlib.data.base import ImageDataset, how_to_get, read_csv_strings, require_root, walk_files, zipped_hint
 from medlib.errors import DataError
 
 __all__ = ["BladderTissue", "BLADDER_CLASSES", "IMAGE_NAME_COLUMNS", "SPLIT_COLUMNS", "SPLIT_VALUES",
@@ -172,13 +172,11 @@ class BladderTissue(ImageDataset):
                 candidates = in_class
             paths.append(candidates[0])
         if missing:
-            zips = walk_files(data_dir, (".zip",), max_depth=3)
-            hint = f" Archives {[z.name for z in zips]} are still zipped: unzip them." if zips else ""
             listed = ", ".join(missing[:_MAX_LISTED]) + (f", ... ({len(missing) - _MAX_LISTED} more)"
                                                           if len(missing) > _MAX_LISTED else "")
             raise DataError(
                 f"bladder-tissue: {len(missing)} of {len(names)} frames named in the {image_col!r} column of the "
-                f"annotation CSV were not found as .png under {data_dir}: {listed}.{hint} Expected "
+                f"annotation CSV were not found as .png under {data_dir}: {listed}.{zipped_hint(data_dir)} Expected "
                 f"<folder>/{{HGC,LGC,NST,NTL}}/<frame>.png beside the CSV, as in the release. {how_to_get(self.name)}"
             )
         return paths

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medlib.data.base import ImageDataset, find_unique_dir, how_to_get, read_csv_strings, require_root, walk_files
+from medlib.data.base import (ImageDataset, find_unique_dir, how_to_get, read_csv_strings, require_root, walk_files,
+                              zipped_hint)
 from medlib.errors import DataError
 
 __all__ = ["PadUfes20", "PAD_COLUMNS", "PAD_CLASSES", "LEAKY_COLUMNS"]
@@ -79,12 +80,7 @@ class PadUfes20(ImageDataset):
             by_name[path.name] = path
         missing = [i for i in img_ids if i not in by_name]
         if missing:
-            zips = walk_files(data_dir, (".zip",), max_depth=3)
-            hint = (f" The image archives {[z.name for z in zips]} are still zipped: unzip each beside itself."
-                    if zips else "")
-            raise DataError(
-                f"pad-ufes-20: {len(missing)} of {len(img_ids)} images listed in metadata.csv were not found "
-                f"under {data_dir} (first: {missing[:5]}); expected files like imgs_part_1/{missing[0]}.{hint} "
-                f"{how_to_get(self.name)}"
-            )
+            raise DataError(f"pad-ufes-20: {len(missing)} of {len(img_ids)} images listed in metadata.csv were not "
+                            f"found under {data_dir} (first: {missing[:5]}); expected files like imgs_part_1/"
+                            f"{missing[0]}.{zipped_hint(data_dir)} {how_to_get(self.name)}")
         return [by_name[i] for i in img_ids]
