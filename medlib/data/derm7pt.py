@@ -9,6 +9,7 @@ the clinical image (``clinic`` equals ``derm``): they stay, marked by :attr:`Der
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -183,13 +184,11 @@ class Derm7pt(ImageDataset):
             if (freq > 1).any():
                 raise DataError(f"derm7pt: {path} lists index {int(uniq[freq > 1][0])} more than once.")
             splits[split] = idx
-        names = list(splits)
-        for a in range(len(names)):
-            for b in range(a + 1, len(names)):
-                both = np.intersect1d(splits[names[a]], splits[names[b]])
-                if len(both):
-                    raise DataError(f"derm7pt: rows {both[:5].tolist()} are in both the {names[a]} and the "
-                                    f"{names[b]} split; expected disjoint index files.")
+        for a, b in itertools.combinations(splits, 2):
+            both = np.intersect1d(splits[a], splits[b])
+            if len(both):
+                raise DataError(f"derm7pt: rows {both[:5].tolist()} are in both the {a} and the {b} split; "
+                                "expected disjoint index files.")
         covered = sum(len(v) for v in splits.values())
         if covered != n_rows:
             warnings.warn(f"derm7pt: the index files cover {covered} of {n_rows} meta.csv rows.", stacklevel=3)
