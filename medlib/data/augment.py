@@ -36,10 +36,7 @@ BRIGHTNESS = 0.2
 def train_transform(size: int | None = None, *, flips: bool = True, degrees: float = DEGREES,
                     translate: float = TRANSLATE, scale: tuple[float, float] = SCALE,
                     brightness: float = BRIGHTNESS) -> v2.Compose:
-    """Random flips, shift/scale/rotate, brightness; then float + ImageNet normalisation.
-
-    ``size`` resizes first (leave it ``None`` for images already cached at the right size).
-    """
+    """(Resize to ``size``,) random flips, shift/scale/rotate, brightness; then float + ImageNet normalisation."""
     steps = [v2.Resize((size, size), antialias=True)] if size else []
     steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()] if flips else []
     return v2.Compose(steps + [
@@ -49,12 +46,8 @@ def train_transform(size: int | None = None, *, flips: bool = True, degrees: flo
 
 
 class TensorImageDataset(Dataset):
-    """``(image, label)`` pairs from a uint8 ``(N, 3, H, W)`` tensor, e.g. the memory-mapped cache.
-
-    ``indices`` selects a subset (a site of :func:`medlib.data.partition.partition_sites`)
-    without copying the images. ``transform=None`` returns the uint8 image unchanged (for
-    batched :func:`gpu_augment` later); labels are int64, ``()`` or ``(tasks,)`` per item.
-    """
+    """``(image, label)`` pairs from a uint8 ``(N, 3, H, W)`` tensor (the memory-mapped cache); ``indices`` selects
+    a subset (a site) without copying; ``transform=None`` keeps the uint8 image (for :func:`gpu_augment`)."""
 
     def __init__(self, images: torch.Tensor, labels, transform: Callable | None = None, indices=None):
         if images.ndim != 4 or images.shape[1] != 3:
@@ -149,11 +142,8 @@ def apply_affine(batch: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 def gpu_augment(batch: torch.Tensor, *, hflip: float = 0.5, vflip: float = 0.5, degrees: float = DEGREES,
                 translate: float = TRANSLATE, scale: Sequence[float] = SCALE, brightness: float = BRIGHTNESS,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample random flips, affine and brightness for a ``(B, 3, H, W)`` batch on its device.
-
-    Returns float32 in [0, 1] (apply :func:`normalize` next); ``generator`` (on the batch's device)
-    makes the draw reproducible.
-    """
+    """Per-sample random flips, affine and brightness for a ``(B, 3, H, W)`` batch on its device; float32 in
+    [0, 1] (apply :func:`normalize` next). ``generator`` (on the batch's device) makes the draw reproducible."""
     x = to_float(batch)
     theta = random_affine_theta(x.shape[0], x.shape[2], x.shape[3], hflip=hflip, vflip=vflip, degrees=degrees,
                                 translate=translate, scale=scale, generator=generator, device=x.device)

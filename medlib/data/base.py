@@ -110,10 +110,8 @@ def walk_files(root: Path, suffixes: Sequence[str], max_depth: int = 6) -> list[
 
 
 def read_csv_strings(path: Path, name: str, columns: Iterable[str] = (), need_rows: bool = False) -> pd.DataFrame:
-    """Read a CSV keeping every cell the raw string: loaders parse labels, pandas must not guess (``"NA"`` -> NaN).
-
-    ``columns`` must all be present; ``need_rows`` refuses a header without rows.
-    """
+    """Read a CSV keeping every cell the raw string (loaders parse labels; pandas must not guess ``"NA"`` -> NaN),
+    with all of ``columns`` and, if ``need_rows``, at least one row."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

@@ -115,10 +115,8 @@ def _relative_names(paths: Sequence[Path]) -> list[str]:
 
 def cache_key(paths: Sequence[str | os.PathLike], size: int, *, fit: str = "crop", identity: str = "content",
               digests_dir: str | os.PathLike | None = None, remember: bool = True) -> str:
-    """Hex digest of (files in order, their sizes and contents, size, fit, resize recipe).
-
-    ``identity="stat"``: size + mtime instead of the content; ``digests_dir``: where the hash sidecar lives.
-    """
+    """Hex digest of (files in order, their sizes and contents — ``identity="stat"``: mtimes —, size, fit, recipe);
+    ``digests_dir``: where the hash sidecar lives."""
     _check_fit(fit)
     if identity not in _IDENTITIES:
         raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
@@ -185,10 +183,8 @@ def _build(paths: list[Path], size: int, fit: str, target: Path, progress: bool,
 def cached_images(paths: Iterable[str | os.PathLike], size: int, cache_dir: str | os.PathLike, *,
                   progress: bool = True, workers: int | None = None, fit: str = "crop",
                   identity: str = "content") -> torch.Tensor:
-    """All images of ``paths`` as one uint8 tensor ``(N, 3, size, size)``, decoded once (in ``workers`` threads).
-
-    Later calls with unchanged files return a tensor backed by the memory-mapped cache (copy-on-write).
-    """
+    """All images of ``paths`` as one uint8 tensor ``(N, 3, size, size)``, decoded once (in ``workers`` threads);
+    later calls with unchanged files get a tensor backed by the memory-mapped cache (copy-on-write)."""
     paths = [Path(p) for p in paths]
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer (pixels), got {size!r}")

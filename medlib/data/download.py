@@ -196,10 +196,8 @@ def _digests(path: Path) -> dict[str, str]:
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
-    """Unpack ``archive`` (zip or tar, every member checked first) into the new folder ``dest``, atomically.
-
-    A single top folder named like ``dest`` (``imgs_part_1.zip`` -> ``imgs_part_1/``) is dropped.
-    """
+    """Unpack ``archive`` (zip or tar, every member checked first) into the new folder ``dest``, atomically;
+    a single top folder named like ``dest`` (``imgs_part_1.zip`` -> ``imgs_part_1/``) is dropped."""
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
         raise DownloadError(f"cannot unpack {archive.name}: {dest} already exists but is not recorded as a "

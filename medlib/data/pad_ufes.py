@@ -33,10 +33,7 @@ LEAKY_COLUMNS = ("diagnostic", "biopsed")
 
 
 class PadUfes20(ImageDataset):
-    """PAD-UFES-20; ``root`` is the folder holding ``metadata.csv`` or any folder above it.
-
-    ``metadata`` keeps the CSV as raw strings (blank and ``UNK`` included), row ``i`` = item ``i``.
-    """
+    """PAD-UFES-20; ``root`` holds ``metadata.csv`` or is above it. ``metadata``: the CSV as raw strings, row = item."""
 
     name = "pad-ufes-20"
 

@@ -193,12 +193,8 @@ def _grouped(pool: np.ndarray, groups: np.ndarray, n_sites: int, rng) -> list[np
 
 
 def grouped_holdout(groups, n_test: int | float, seed: int = 0, labels=None) -> np.ndarray:
-    """Sorted indices of a held-out set of whole groups (cases, patients) of about ``n_test`` items.
-
-    ``n_test``: a count (``int``) or a fraction of all items (``float`` in (0, 1)). From seeded
-    random starts, groups join while they bring the set closer to the target — per class of
-    ``labels`` when given (the classes' overall proportions), else in size only.
-    """
+    """Sorted indices of a held-out set of whole groups (cases, patients) of about ``n_test`` items (a count or
+    a fraction), matching the classes' overall proportions when ``labels`` are given, else in size only."""
     groups = np.asarray(groups)
     y = None if labels is None else _stratify_column(labels)
     if isinstance(n_test, (float, np.floating)):

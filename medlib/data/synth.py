@@ -65,11 +65,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _blob(y, x, cy, cx, r, rng, irregular=0.0, soft=0.02, stretch=1.0, angle=0.0, max_wobble=3.0) -> np.ndarray:
-    """Soft mask of a disc whose radius wobbles with the angle (``irregular`` = border irregularity).
-
-    The radius stays within ``[0.3 r, max_wobble r]``. Computed only inside the blob's
-    bounding box (the rest is 0): most blobs are small.
-    """
+    """Soft mask of a disc whose radius wobbles with the angle (``irregular``) within ``[0.3 r, max_wobble r]``;
+    computed only inside its bounding box (most blobs are small)."""
     harmonics = [(irregular * rng.normal(0, 1.0 / k), rng.uniform(0, 2 * math.pi)) for k in range(2, 7)]
     reach = r * (1 + sum(abs(a) for a, _ in harmonics)) * max(1.0, stretch, 1.0 / max(stretch, 1e-3)) + 6 * soft
     ys = np.flatnonzero(np.abs(y[:, 0] - cy) <= reach)
