@@ -26,29 +26,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # Where each dataset comes from, written as the fix for "data not found".
 _HOW_TO_GET = {
-    "retina": (
-        "Get it with `medlib data download retina --root DIR` (the GitHub archive of "
-        "yiweichen04/retina_dataset, unpacked to DIR/retina_dataset-master/dataset/<class>/*.png), "
-        "then pass the same DIR as root."
-    ),
-    "pad-ufes-20": (
-        "Get it with `medlib data download pad-ufes-20 --root DIR` (Mendeley Data "
-        "10.17632/zr7vgbcyr2.1: metadata.csv plus images/imgs_part_1..3.zip, which must be "
-        "unpacked too), then pass the same DIR as root."
-    ),
-    "bladder-tissue": (
-        "Get it with `medlib data download bladder-tissue --root DIR` (Zenodo record 7741476: "
-        "the annotation CSV and the PNG frames), then pass the same DIR as root."
-    ),
-    "derm7pt": (
-        "derm7pt cannot be downloaded anonymously: register (free) at https://derm.cs.sfu.ca and "
-        "download release_v0.zip. Unzip it into a folder F so that F/release_v0/meta/meta.csv and "
-        "F/release_v0/images/ exist (the release's own layout), then point medlib at F: set the "
-        "environment variable MEDLIB_DATA_DERM7PT=F, e.g. on Colab with Google Drive mounted "
-        "`os.environ[\"MEDLIB_DATA_DERM7PT\"] = \"/content/drive/MyDrive/derm7pt\"` or "
-        "`medlib.paths.set_data_root(\"derm7pt\", \"/content/drive/MyDrive/derm7pt\")` before loading; "
-        "on the command line pass --root F."
-    ),
+    "retina": "Get it with `medlib data download retina --root DIR` (the GitHub archive of yiweichen04/retina_dataset, "
+              "unpacked to DIR/retina_dataset-master/dataset/<class>/*.png), then pass the same DIR as root.",
+    "pad-ufes-20": "Get it with `medlib data download pad-ufes-20 --root DIR` (Mendeley Data 10.17632/zr7vgbcyr2.1: "
+                   "metadata.csv plus images/imgs_part_1..3.zip, unpacked too), then pass the same DIR as root.",
+    "bladder-tissue": "Get it with `medlib data download bladder-tissue --root DIR` (Zenodo record 7741476: the "
+                      "annotation CSV and the PNG frames), then pass the same DIR as root.",
+    "derm7pt": "derm7pt cannot be downloaded anonymously: register (free) at https://derm.cs.sfu.ca and download "
+               "release_v0.zip. Unzip it into a folder F so that F/release_v0/meta/meta.csv and F/release_v0/images/ "
+               "exist, then point medlib at F: set MEDLIB_DATA_DERM7PT=F (on Colab with Google Drive mounted "
+               "`os.environ[\"MEDLIB_DATA_DERM7PT\"] = \"/content/drive/MyDrive/derm7pt\"`, or "
+               "`medlib.paths.set_data_root(\"derm7pt\", F)`) before loading; on the command line pass --root F.",
 }
 
 
