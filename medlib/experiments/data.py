@@ -13,6 +13,7 @@ import torch
 
 from medlib.data import load_dataset
 from medlib.data.base import ImageDataset
+from medlib.data.partition import SitePartition
 from medlib.errors import DataError, MedlibError
 from medlib.paths import data_env_var, data_root
 from medlib.profiles import Profile
@@ -73,7 +74,7 @@ class SiteData:
     dataset: ImageDataset
     images: torch.Tensor  # uint8 (N, 3, S, S), memory-mapped cache
     labels: np.ndarray
-    partition: "object"  # medlib.data.partition.SitePartition
+    partition: SitePartition
 
     @property
     def classes(self) -> list[str]:
