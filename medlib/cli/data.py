@@ -14,15 +14,13 @@ import json
 from pathlib import Path
 
 from medlib.data import DATASET_NAMES
-from medlib.data.synth import SIZES
+from medlib.data.inspect import format_inspection, inspect_dataset
+from medlib.data.synth import SIZES, synthesize
 
 __all__ = ["register"]
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from medlib.data.inspect import format_inspection, inspect_dataset
-    from medlib.data.synth import synthesize
-
     out = synthesize(args.name, args.out, seed=args.seed, size=args.size)
     print(f"wrote synthetic {args.name} (seed={args.seed}, size={args.size}) to {out}")
     print(format_inspection(inspect_dataset(args.name, out)))
@@ -30,8 +28,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from medlib.data.inspect import format_inspection, inspect_dataset
-
     info = inspect_dataset(args.name, args.root)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
     return 0
