@@ -1,13 +1,10 @@
-"""``medlib data ...``: synthesize, inspect and download the datasets.
+"""``medlib data synth|inspect|download``; a :class:`medlib.errors.DataError` reaches the main CLI (exit 2).
 
 ::
 
-    medlib data synth NAME --out DIR [--seed S] [--size small|medium]
+    medlib data synth NAME --out DIR [--seed S] [--size small|medium|real-size]
     medlib data inspect NAME --root DIR [--json]
     medlib data download NAME --root DIR
-
-Handlers return an exit code; a :class:`medlib.errors.DataError` propagates to the main
-CLI, which prints its message (what was wrong, what was expected, how to fix it) and exits 2.
 """
 
 from __future__ import annotations
@@ -17,15 +14,13 @@ import json
 from pathlib import Path
 
 from medlib.data import DATASET_NAMES
-from medlib.data.synth import SIZES
+from medlib.data.inspect import format_inspection, inspect_dataset
+from medlib.data.synth import SIZES, synthesize
 
 __all__ = ["register"]
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from medlib.data.inspect import format_inspection, inspect_dataset
-    from medlib.data.synth import synthesize
-
     out = synthesize(args.name, args.out, seed=args.seed, size=args.size)
     print(f"wrote synthetic {args.name} (seed={args.seed}, size={args.size}) to {out}")
     print(format_inspection(inspect_dataset(args.name, out)))
@@ -33,15 +28,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from medlib.data.inspect import format_inspection, inspect_dataset
-
     info = inspect_dataset(args.name, args.root)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    # imported here: the downloader is only needed by this command
     from medlib.data.download import download_dataset
 
     path = download_dataset(args.name, Path(args.root))

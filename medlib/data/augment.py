@@ -1,20 +1,9 @@
-"""Augmentation and datasets over cached uint8 image tensors (torchvision.transforms.v2).
+"""Augmentation over cached uint8 image tensors; images leave as float32 with ImageNet normalisation.
 
-Paper B, Section 4.1: "Data augmentations, including flipping, shifting, scaling, rotating,
-and brightening operations" — and its predecessor code (FusionM4Net) applies the *same*
-geometric transform to the clinical and the dermoscopic image of a pair. Here:
-
-* :func:`train_transform` with :class:`TensorImageDataset` — the per-sample v2 pipeline for one
-  image (flips, ``RandomAffine`` for shift/scale/rotate, brightness jitter, then ImageNet
-  normalisation): the baseline of ``benches/bench_data.py``.
-* :func:`gpu_augment` — the same augmentations for a whole batch in one
-  ``affine_grid``/``grid_sample`` call, each sample with its own random parameters, on
-  whatever device the batch is on (v2 on a batch would share one draw).
-* :func:`fusion_augment_pair` — Paper B's training augmentation with the magnitudes of
-  FusionM4Net's code (:data:`FUSION_RECIPE`), as batch operations on the GPU.
-
-Images enter as uint8 ``(3, H, W)`` (from :func:`medlib.data.cache.cached_images`) and
-leave as float32, normalised with the ImageNet mean/std the pretrained backbones expect.
+Paper B, Section 4.1: "flipping, shifting, scaling, rotating, and brightening". :func:`train_transform`
+(torchvision v2, per sample) with :class:`TensorImageDataset` is the baseline of ``benches/bench_data.py``;
+:func:`gpu_augment` does the same for a whole batch in one ``grid_sample``, each sample with its own draw;
+:func:`fusion_augment_pair` is Paper B's pair augmentation with FusionM4Net's magnitudes (:data:`FUSION_RECIPE`).
 """
 
 from __future__ import annotations
@@ -30,23 +19,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "train_transform",
-    "TensorImageDataset",
-    "to_float",
-    "normalize",
-    "affine_theta",
-    "random_affine_theta",
-    "apply_affine",
-    "gpu_augment",
-    "FusionRecipe",
-    "FUSION_RECIPE",
-    "draw_fusion_params",
-    "fusion_theta",
-    "fusion_augment_pair",
-]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "TensorImageDataset", "to_float", "normalize",
+           "affine_theta", "random_affine_theta", "apply_affine", "gpu_augment", "FusionRecipe", "FUSION_RECIPE",
+           "draw_fusion_params", "fusion_theta", "fusion_augment_pair"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,68 +33,34 @@ SCALE = (0.9, 1.1)
 BRIGHTNESS = 0.2
 
 
-def _resize(size: int | None) -> list:
-    return [v2.Resize((size, size), antialias=True)] if size else []
-
-
-def _to_normalized_float() -> list:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-
-
-def _geometric(flips: bool, degrees: float, translate: float, scale: tuple[float, float]) -> list:
-    steps = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()] if flips else []
-    return steps + [v2.RandomAffine(degrees=degrees, translate=(translate, translate), scale=scale)]
-
-
-def train_transform(
-    size: int | None = None,
-    *,
-    flips: bool = True,
-    degrees: float = DEGREES,
-    translate: float = TRANSLATE,
-    scale: tuple[float, float] = SCALE,
-    brightness: float = BRIGHTNESS,
-) -> v2.Compose:
-    """Random flips, shift/scale/rotate, brightness; then float + ImageNet normalisation.
-
-    ``size`` resizes first (leave it ``None`` for images already cached at the right size).
-    """
-    return v2.Compose(
-        _resize(size) + _geometric(flips, degrees, translate, scale)
-        + [v2.ColorJitter(brightness=brightness)] + _to_normalized_float()
-    )
-
-
-def _labels_tensor(labels, n: int) -> torch.Tensor:
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    if labels.shape[0] != n:
-        raise ValueError(f"{labels.shape[0]} labels for {n} images; expected one label (row) per image.")
-    return labels
-
-
-def _indices(indices, n: int) -> torch.Tensor:
-    if indices is None:
-        return torch.arange(n)
-    indices = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
-    if indices.numel() and (indices.min() < 0 or indices.max() >= n):
-        raise IndexError(f"indices must lie in [0, {n}); got range [{int(indices.min())}, {int(indices.max())}].")
-    return indices
+def train_transform(size: int | None = None, *, flips: bool = True, degrees: float = DEGREES,
+                    translate: float = TRANSLATE, scale: tuple[float, float] = SCALE,
+                    brightness: float = BRIGHTNESS) -> v2.Compose:
+    """(Resize to ``size``,) random flips, shift/scale/rotate, brightness; then float + ImageNet normalisation."""
+    steps = [v2.Resize((size, size), antialias=True)] if size else []
+    steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()] if flips else []
+    return v2.Compose(steps + [
+        v2.RandomAffine(degrees=degrees, translate=(translate, translate), scale=scale),
+        v2.ColorJitter(brightness=brightness),
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 class TensorImageDataset(Dataset):
-    """``(image, label)`` pairs from a uint8 ``(N, 3, H, W)`` tensor, e.g. the memory-mapped cache.
-
-    ``indices`` selects a subset (a site of :func:`medlib.data.partition.partition_sites`)
-    without copying the images. ``transform=None`` returns the uint8 image unchanged (for
-    batched :func:`gpu_augment` later); labels are int64, ``()`` or ``(tasks,)`` per item.
-    """
+    """``(image, label)`` pairs from a uint8 ``(N, 3, H, W)`` tensor (the memory-mapped cache); ``indices`` selects
+    a subset (a site) without copying; ``transform=None`` keeps the uint8 image (for :func:`gpu_augment`)."""
 
     def __init__(self, images: torch.Tensor, labels, transform: Callable | None = None, indices=None):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W); got shape {tuple(images.shape)}.")
+        n = images.shape[0]
         self.images, self.transform = images, transform
-        self.labels = _labels_tensor(labels, images.shape[0])
-        self.indices = _indices(indices, images.shape[0])
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        if self.labels.shape[0] != n:
+            raise ValueError(f"{self.labels.shape[0]} labels for {n} images; expected one label (row) per image.")
+        self.indices = torch.arange(n) if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        if self.indices.numel() and (self.indices.min() < 0 or self.indices.max() >= n):
+            raise IndexError(f"indices must lie in [0, {n}); got range "
+                             f"[{int(self.indices.min())}, {int(self.indices.max())}].")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -130,9 +71,6 @@ class TensorImageDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, self.labels[j]
-
-
-# ----------------------------------------------------------------------------- batched
 
 
 def to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -159,23 +97,13 @@ def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor
     return low + (high - low) * torch.rand(n, generator=generator, device=device)
 
 
-def affine_theta(
-    angle_deg: torch.Tensor,
-    scale: torch.Tensor,
-    tx: torch.Tensor,
-    ty: torch.Tensor,
-    fx: torch.Tensor,
-    fy: torch.Tensor,
-    height: int,
-    width: int,
-) -> torch.Tensor:
+def affine_theta(angle_deg: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor,
+                 fx: torch.Tensor, fy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``(n, 2, 3)`` matrices for ``F.affine_grid`` from per-sample parameters (all shape ``(n,)``).
 
-    The forward transform is: flip (``fx``, ``fy`` = -1 flips), rotate by ``angle_deg`` and
-    scale by ``scale`` about the centre, shift by (``tx``, ``ty``) fractions of the width
-    and height. ``affine_grid`` maps output to input coordinates, so the matrix is the
-    inverse, built in pixel units and converted to the [-1, 1] grid (rotations stay
-    angle-true on non-square images).
+    Forward: flip (``fx``, ``fy`` = -1), rotate by ``angle_deg`` and scale about the centre, shift by
+    (``tx``, ``ty``) fractions of width and height. ``affine_grid`` maps output to input, so this is the
+    inverse, built in pixels and converted to the [-1, 1] grid (angle-true on non-square images).
     """
     angle = angle_deg * (math.pi / 180.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
@@ -192,33 +120,18 @@ def affine_theta(
     return theta
 
 
-def random_affine_theta(
-    n: int,
-    height: int,
-    width: int,
-    *,
-    hflip: float = 0.5,
-    vflip: float = 0.5,
-    degrees: float = DEGREES,
-    translate: float = TRANSLATE,
-    scale: Sequence[float] = SCALE,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
+def random_affine_theta(n: int, height: int, width: int, *, hflip: float = 0.5, vflip: float = 0.5,
+                        degrees: float = DEGREES, translate: float = TRANSLATE, scale: Sequence[float] = SCALE,
+                        generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
     """:func:`affine_theta` with parameters drawn independently for each of ``n`` samples."""
     def flip(p):
         return torch.where(torch.rand(n, generator=generator, device=device) < p, -1.0, 1.0)
 
-    return affine_theta(
-        _uniform(n, -degrees, degrees, generator, device),
-        _uniform(n, scale[0], scale[1], generator, device),
-        _uniform(n, -translate, translate, generator, device),
-        _uniform(n, -translate, translate, generator, device),
-        flip(hflip),
-        flip(vflip),
-        height,
-        width,
-    )
+    def uniform(low, high):
+        return _uniform(n, low, high, generator, device)
+
+    return affine_theta(uniform(-degrees, degrees), uniform(scale[0], scale[1]), uniform(-translate, translate),
+                        uniform(-translate, translate), flip(hflip), flip(vflip), height, width)
 
 
 def apply_affine(batch: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -226,36 +139,22 @@ def apply_affine(batch: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _brighten(batch: torch.Tensor, brightness: float, generator) -> torch.Tensor:
-    if not brightness:
-        return batch
-    factor = _uniform(batch.shape[0], max(0.0, 1.0 - brightness), 1.0 + brightness, generator, batch.device)
-    return (batch * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
-
-
-def gpu_augment(
-    batch: torch.Tensor,
-    *,
-    hflip: float = 0.5,
-    vflip: float = 0.5,
-    degrees: float = DEGREES,
-    translate: float = TRANSLATE,
-    scale: Sequence[float] = SCALE,
-    brightness: float = BRIGHTNESS,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Per-sample random flips, affine and brightness for a ``(B, 3, H, W)`` batch on its device.
-
-    Returns float32 in [0, 1] (apply :func:`normalize` next). ``generator`` (on the batch's
-    device) makes the draw reproducible.
-    """
+def gpu_augment(batch: torch.Tensor, *, hflip: float = 0.5, vflip: float = 0.5, degrees: float = DEGREES,
+                translate: float = TRANSLATE, scale: Sequence[float] = SCALE, brightness: float = BRIGHTNESS,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample random flips, affine and brightness for a ``(B, 3, H, W)`` batch on its device; float32 in
+    [0, 1] (apply :func:`normalize` next). ``generator`` (on the batch's device) makes the draw reproducible."""
     x = to_float(batch)
     theta = random_affine_theta(x.shape[0], x.shape[2], x.shape[3], hflip=hflip, vflip=vflip, degrees=degrees,
                                 translate=translate, scale=scale, generator=generator, device=x.device)
-    return _brighten(apply_affine(x, theta), brightness, generator)
+    x = apply_affine(x, theta)
+    if not brightness:
+        return x
+    factor = _uniform(x.shape[0], max(0.0, 1.0 - brightness), 1.0 + brightness, generator, x.device)
+    return (x * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
-# ----------------------------------------------------------------------------- FusionM4Net's recipe
+# --- FusionM4Net's recipe
 
 
 @dataclass(frozen=True)
@@ -263,11 +162,9 @@ class FusionRecipe:
     """FusionM4Net's albumentations pipeline (its ``dataloader.py``), one field per magnitude.
 
     ``Compose([VerticalFlip, HorizontalFlip, ShiftScaleRotate(0.0625, 0.5, 45), RandomRotate90,
-    RandomContrast, RandomBrightness, RandomGamma], p=0.5)``, every step with p = 0.5; the
-    clinical image is albumentations' ``image`` and the dermoscopic one its ``mask``, so the
-    geometry is shared and the photometric steps change the clinical image only. Contrast,
-    brightness and gamma use albumentations' default limits: ×(1 ± 0.2), ± 0.2 of the full
-    range, γ ∈ [0.8, 1.2].
+    RandomContrast, RandomBrightness, RandomGamma], p=0.5)``, each step p = 0.5; the clinical image is
+    the ``image`` and the dermoscopic one the ``mask``: shared geometry, photometric steps on the
+    clinical image only, with albumentations' default limits.
     """
 
     p_block: float = 0.5
@@ -288,9 +185,8 @@ def draw_fusion_params(n: int, recipe: FusionRecipe = FUSION_RECIPE, *, generato
                        device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Per-sample parameters of :data:`FUSION_RECIPE` for ``n`` pairs (one draw per pair).
 
-    ``on/<step>`` is True where the step runs (the block with ``p_block``, then each step with
-    ``p_step``); the values of a step that does not run are its identity (angle 0, scale 1,
-    factor 1, ...), so the transform can always be applied as a whole batch.
+    ``on/<step>`` is True where the step runs (block with ``p_block``, then step with ``p_step``); a
+    step that does not run gets its identity values, so the whole batch is always transformed at once.
     """
     def rand(*shape):
         return torch.rand(*shape, generator=generator, device=device)
@@ -322,11 +218,9 @@ def draw_fusion_params(n: int, recipe: FusionRecipe = FUSION_RECIPE, *, generato
 def fusion_theta(params: dict[str, torch.Tensor]) -> torch.Tensor:
     """``(n, 2, 3)`` ``affine_grid`` matrices of the geometric steps, in albumentations' order.
 
-    Forward map on the [-1, 1] grid of a square image: flips, then rotate by ``angle`` and
-    scale about the centre and shift (2 × the fraction of the side), then ``quarter_turns`` ×
-    90°. ``affine_grid`` wants the inverse (output → input): of ``[[A, t], [0, 1]]`` it is
-    ``[[A⁻¹, -A⁻¹ t]]``, with the 2 × 2 ``A⁻¹`` in closed form (``torch.linalg.inv`` checks
-    its result on the host, a sync per batch on a GPU).
+    Forward on the [-1, 1] grid of a square image: flips, rotate/scale about the centre and shift
+    (2 × the fraction of the side), ``quarter_turns`` × 90°. ``affine_grid`` wants the inverse
+    ``[[A⁻¹, -A⁻¹ t]]``, with ``A⁻¹`` in closed form (``torch.linalg.inv`` syncs with the host).
     """
     n = params["angle"].shape[0]
     device = params["angle"].device
@@ -360,12 +254,11 @@ def _photometric(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tens
 def fusion_augment_pair(clinical: torch.Tensor, dermoscopy: torch.Tensor, recipe: FusionRecipe = FUSION_RECIPE, *,
                         params: dict[str, torch.Tensor] | None = None, generator: torch.Generator | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paper B's training augmentation of a batch of pairs, on the batches' device.
+    """Paper B's training augmentation of a batch of pairs, on the batches' device; float32 in [0, 1].
 
-    Pair k of both batches gets the same flips, shift/scale/rotation and quarter turns (one
-    ``grid_sample`` per batch, reflected borders: torch's "reflection" with ``align_corners=False``
-    repeats the edge pixel, i.e. OpenCV's ``BORDER_REFLECT``, not albumentations' default ``BORDER_REFLECT_101``); contrast, brightness and gamma change the clinical image only.
-    Returns float32 in [0, 1]. ``params`` (from :func:`draw_fusion_params`) fixes the draw.
+    Pair k of both batches gets the same geometry (reflected borders: torch's "reflection" repeats the
+    edge pixel, OpenCV's ``BORDER_REFLECT``, not albumentations' ``BORDER_REFLECT_101``); contrast,
+    brightness and gamma change the clinical image only. ``params`` (:func:`draw_fusion_params`) fixes the draw.
     """
     if clinical.shape != dermoscopy.shape:
         raise ValueError(f"clinical {tuple(clinical.shape)} and dermoscopy {tuple(dermoscopy.shape)} batches must "

@@ -1,13 +1,9 @@
 """What every dataset loader shares: the dataset object, file search, CSV reading, errors.
 
-A loader validates *eagerly*: at construction every file the dataset needs must exist and
-every label must parse, so bad data fails before any training starts. Images are decoded
-lazily, one at a time, in :meth:`ImageDataset.load_image`.
-
-Every error is a :class:`medlib.errors.DataError` whose message names the offending
-path / row / value, says what was expected, and how to get the data (:func:`how_to_get`).
-An image that resolves outside the dataset's folder (a symlink, a ``../`` path) is refused, and
-so is a decompression bomb (PIL's pixel limit).
+Loaders validate eagerly (every file present, every label parsed) and decode images lazily. Every
+error is a :class:`medlib.errors.DataError` naming the path / row / value, what was expected and how
+to get the data (:func:`how_to_get`). Images resolving outside the data folder and decompression
+bombs are refused.
 """
 
 from __future__ import annotations
@@ -23,46 +19,24 @@ from PIL import Image, UnidentifiedImageError
 
 from medlib.errors import DataError
 
-__all__ = [
-    "ImageDataset",
-    "how_to_get",
-    "require_root",
-    "walk_dirs",
-    "walk_files",
-    "read_csv_strings",
-    "require_columns",
-    "load_rgb",
-    "IMAGE_SUFFIXES",
-    "find_unique_dir",
-]
+__all__ = ["ImageDataset", "how_to_get", "require_root", "walk_dirs", "walk_files", "read_csv_strings", "load_rgb",
+           "IMAGE_SUFFIXES", "find_unique_dir", "zipped_hint"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # Where each dataset comes from, written as the fix for "data not found".
 _HOW_TO_GET = {
-    "retina": (
-        "Get it with `medlib data download retina --root DIR` (the GitHub archive of "
-        "yiweichen04/retina_dataset, unpacked to DIR/retina_dataset-master/dataset/<class>/*.png), "
-        "then pass the same DIR as root."
-    ),
-    "pad-ufes-20": (
-        "Get it with `medlib data download pad-ufes-20 --root DIR` (Mendeley Data "
-        "10.17632/zr7vgbcyr2.1: metadata.csv plus images/imgs_part_1..3.zip, which must be "
-        "unpacked too), then pass the same DIR as root."
-    ),
-    "bladder-tissue": (
-        "Get it with `medlib data download bladder-tissue --root DIR` (Zenodo record 7741476: "
-        "the annotation CSV and the PNG frames), then pass the same DIR as root."
-    ),
-    "derm7pt": (
-        "derm7pt cannot be downloaded anonymously: register (free) at https://derm.cs.sfu.ca and "
-        "download release_v0.zip. Unzip it into a folder F so that F/release_v0/meta/meta.csv and "
-        "F/release_v0/images/ exist (the release's own layout), then point medlib at F: set the "
-        "environment variable MEDLIB_DATA_DERM7PT=F, e.g. on Colab with Google Drive mounted "
-        "`os.environ[\"MEDLIB_DATA_DERM7PT\"] = \"/content/drive/MyDrive/derm7pt\"` or "
-        "`medlib.paths.set_data_root(\"derm7pt\", \"/content/drive/MyDrive/derm7pt\")` before loading; "
-        "on the command line pass --root F."
-    ),
+    "retina": "Get it with `medlib data download retina --root DIR` (the GitHub archive of yiweichen04/retina_dataset, "
+              "unpacked to DIR/retina_dataset-master/dataset/<class>/*.png), then pass the same DIR as root.",
+    "pad-ufes-20": "Get it with `medlib data download pad-ufes-20 --root DIR` (Mendeley Data 10.17632/zr7vgbcyr2.1: "
+                   "metadata.csv plus images/imgs_part_1..3.zip, unpacked too), then pass the same DIR as root.",
+    "bladder-tissue": "Get it with `medlib data download bladder-tissue --root DIR` (Zenodo record 7741476: the "
+                      "annotation CSV and the PNG frames), then pass the same DIR as root.",
+    "derm7pt": "derm7pt cannot be downloaded anonymously: register (free) at https://derm.cs.sfu.ca and download "
+               "release_v0.zip. Unzip it into a folder F so that F/release_v0/meta/meta.csv and F/release_v0/images/ "
+               "exist, then point medlib at F: set MEDLIB_DATA_DERM7PT=F (on Colab with Google Drive mounted "
+               "`os.environ[\"MEDLIB_DATA_DERM7PT\"] = \"/content/drive/MyDrive/derm7pt\"`, or "
+               "`medlib.paths.set_data_root(\"derm7pt\", F)`) before loading; on the command line pass --root F.",
 }
 
 
@@ -73,10 +47,7 @@ def how_to_get(name: str) -> str:
     text = _HOW_TO_GET.get(name, f"Unknown dataset {name!r}.")
     if name != "derm7pt" and name in _HOW_TO_GET:
         text += f" Notebooks download it on first use, or read it from ${data_env_var(name)} when set."
-    return (
-        f"{text} For a synthetic stand-in in the same on-disk layout run "
-        f"`medlib data synth {name} --out DIR`."
-    )
+    return f"{text} For a synthetic stand-in in the same on-disk layout run `medlib data synth {name} --out DIR`."
 
 
 def require_root(root: str | os.PathLike, name: str) -> Path:
@@ -96,11 +67,8 @@ def _skip(name: str) -> bool:
 
 
 def walk_dirs(root: Path, max_depth: int = 5) -> Iterator[tuple[Path, int]]:
-    """Breadth-first ``(folder, depth)`` under ``root`` (``root`` itself has depth 0), sorted by name.
-
-    Breadth-first so the shallowest match wins; bounded so a root high above the data
-    (a home folder) does not crawl the whole disk.
-    """
+    """Breadth-first ``(folder, depth)`` under ``root`` (depth 0), sorted by name: the shallowest match wins,
+    and the bound keeps a root high above the data (a home folder) from crawling the whole disk."""
     queue: deque[tuple[Path, int]] = deque([(root, 0)])
     while queue:
         folder, depth = queue.popleft()
@@ -129,31 +97,29 @@ def walk_files(root: Path, suffixes: Sequence[str], max_depth: int = 6) -> list[
     return sorted(found)
 
 
-def read_csv_strings(path: Path, name: str) -> pd.DataFrame:
-    """Read a CSV keeping every cell as the raw string (blank stays ``""``, ``UNK`` stays ``UNK``).
-
-    Labels are parsed from raw strings by each loader, so nothing may be guessed here
-    (pandas would otherwise turn ``"NA"`` into NaN and ``"1"`` into 1.0).
-    """
+def read_csv_strings(path: Path, name: str, columns: Iterable[str] = (), need_rows: bool = False) -> pd.DataFrame:
+    """Read a CSV keeping every cell the raw string (loaders parse labels; pandas must not guess ``"NA"`` -> NaN),
+    with all of ``columns`` and, if ``need_rows``, at least one row."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{name}: cannot read {path} as CSV ({exc}). The file is damaged or not a CSV; "
                         f"re-download it. {how_to_get(name)}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def require_columns(frame: pd.DataFrame, expected: Iterable[str], path: Path, name: str) -> None:
-    """Raise a :class:`DataError` listing missing columns next to the ones found."""
-    expected = list(expected)
-    missing = [c for c in expected if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"{name}: {path} lacks the column(s) {missing}. Expected columns: {expected}; "
-            f"found: {list(frame.columns)}. The file is not the official one (or a newer release "
-            f"renamed columns). {how_to_get(name)}"
-        )
+        raise DataError(f"{name}: {path} lacks the column(s) {missing}. Expected columns: {list(columns)}; "
+                        f"found: {list(frame.columns)}. The file is not the official one (or a newer release "
+                        f"renamed columns). {how_to_get(name)}")
+    if need_rows and frame.empty:
+        raise DataError(f"{name}: {path} has a header but no rows. {how_to_get(name)}")
+    return frame.reset_index(drop=True)
+
+
+def zipped_hint(data_dir: Path) -> str:
+    """A sentence naming the archives under ``data_dir`` still to unzip (why images are missing), else ``""``."""
+    zips = walk_files(data_dir, (".zip",), max_depth=3)
+    return f" The archives {[z.name for z in zips]} are still zipped: unzip each beside itself." if zips else ""
 
 
 def load_rgb(path: Path, name: str) -> Image.Image:
@@ -170,32 +136,18 @@ def load_rgb(path: Path, name: str) -> Image.Image:
 
 
 class ImageDataset:
-    """A labelled image dataset as read from its official on-disk layout.
+    """A labelled image dataset as read from its official on-disk layout (the API every chapter uses).
 
-    Attributes (the data API every chapter codes against):
-
-    ``name``        registry name (``"retina"``, ...)
-    ``root``        the resolved data folder (where the official archive's files are)
-    ``tasks``       ``{task: [class, ...]}``; single-label datasets have one task, ``"label"``
-    ``classes``     the class list of the first task
-    ``labels``      ``int64`` array, ``(N,)`` single-label or ``(N, n_tasks)`` multi-task
-    ``groups``      patient / case id per item (``numpy`` str array) or ``None``
-    ``splits``      ``{split: int64 indices}`` of the official split, ``{}`` when there is none
-    ``image_paths`` one image per item
+    ``name`` (registry name), ``root`` (the resolved data folder), ``tasks`` (``{task: [class, ...]}``,
+    single-label: one task ``"label"``), ``classes`` (of the first task), ``labels`` (int64, ``(N,)`` or
+    ``(N, n_tasks)``), ``groups`` (patient / case id per item, or None), ``splits`` (``{split: indices}``
+    of the official split, ``{}`` without), ``image_paths`` (one per item).
     """
 
     name: str = ""
 
-    def __init__(
-        self,
-        *,
-        root: Path,
-        tasks: dict[str, list[str]],
-        labels: np.ndarray,
-        image_paths: list[Path],
-        groups: np.ndarray | None = None,
-        splits: dict[str, np.ndarray] | None = None,
-    ) -> None:
+    def __init__(self, *, root: Path, tasks: dict[str, list[str]], labels: np.ndarray, image_paths: list[Path],
+                 groups: np.ndarray | None = None, splits: dict[str, np.ndarray] | None = None) -> None:
         self.root = Path(root)
         self.tasks = {task: list(classes) for task, classes in tasks.items()}
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -205,17 +157,13 @@ class ImageDataset:
         n = len(self.image_paths)
         if self.labels.shape[0] != n or (self.groups is not None and len(self.groups) != n):
             raise AssertionError("loader bug: labels/groups/images disagree in length")
-        self._refuse_outside()
-
-    def _refuse_outside(self) -> None:
-        """A dataset folder from elsewhere may link (or ``../``) to any file of this machine: refuse."""
+        # a dataset folder from elsewhere may link (or ``../``) to any file of this machine: refuse
         root = self.root.resolve()
         for path in self.image_paths:
             if not path.resolve().is_relative_to(root):
                 raise DataError(f"{self.name}: image {path} resolves to {path.resolve()}, outside the data folder "
                                 f"{root} (a symlink or ../ path); copy the image into the folder instead.")
 
-    # --- the contract -------------------------------------------------------------------
     @property
     def classes(self) -> list[str]:
         return next(iter(self.tasks.values()))
@@ -251,9 +199,8 @@ class ImageDataset:
         return out
 
 
-def find_unique_dir(
-    root: Path, name: str, predicate: Callable[[Path], bool], what: str, max_depth: int = 5
-) -> Path | None:
+def find_unique_dir(root: Path, name: str, predicate: Callable[[Path], bool], what: str,
+                    max_depth: int = 5) -> Path | None:
     """The shallowest folder under ``root`` satisfying ``predicate``; two at that depth is an error."""
     best_depth = None
     hits: list[Path] = []

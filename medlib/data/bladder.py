@@ -1,28 +1,12 @@
 """Endoscopic Bladder Tissue dataset (Paper A, Appendix A.1). Zenodo 10.5281/zenodo.7741476.
 
-1,754 cystoscopy frames (PNG, 300x300 or 350x350) of 23 TURBT patients, four tissue classes
-HGC, LGC, NST, NTL; imaging type WLI or NBI. The released archive
-``baldder_tissue_classification.zip`` (the misspelling is the real name) unpacks to::
-
-    baldder_tissue_classification/{HGC,LGC,NST,NTL}/case_002_pt_003_frame_0009.png
-    baldder_tissue_classification/annotations.csv   # HLY, imaging type, tissue type, sub_dataset
-
-How this loader reads it (REFERENCE: verified against public loaders of the release):
-
-* The annotation CSV is the ``*.csv`` under ``root`` with the columns ``tissue type`` and
-  ``imaging type`` and an image-name column (``HLY`` in the release; ``image_name`` in the
-  authors' internal loader). Two such CSVs with identical content (the record may list
-  ``annotations.csv`` beside the zip that also holds it) are one; different contents are an error.
-* The split column is found by name (``sub_dataset``; also ``split``/``subset``); every value
-  must be train, val or test — anything else is an error naming the row, never a dropped split.
-* ``imaging type`` must be WLI or NBI; ``tissue type`` one of the four classes.
-* Images: a recursive ``*.png`` search joined on the image name (with or without ``.png``);
-  if two class folders hold the same file name, the copy in the row's tissue folder is used.
-  Every missing frame is an error that says how many and which.
-* ``groups`` (the case, i.e. patient): the ``case number`` column when present, else
-  ``case_(\\d+)`` in the frame name, as public code does. Frames of a case come from one video,
-  so a random frame-level split leaks: :meth:`BladderTissue.case_split` holds out whole cases,
-  ``splits`` is the official ``sub_dataset`` split.
+1,754 cystoscopy frames (300 or 350 px squares) of 23 TURBT patients, classes HGC, LGC, NST, NTL, imaging
+WLI or NBI; the release unpacks to ``baldder_tissue_classification/`` (sic) with ``{HGC,LGC,NST,NTL}/
+case_002_pt_003_frame_0009.png`` and ``annotations.csv`` (HLY, imaging type, tissue type, sub_dataset).
+The annotation CSV is found by its columns (identical copies are one); split, imaging and tissue values
+are checked row by row; frames are joined by name (the row's tissue folder decides between duplicates).
+``groups`` is the case (``case number``, else ``case_<n>`` in the name): frames of a case come from one
+video, so :meth:`BladderTissue.case_split` holds out whole cases; ``splits`` is the official split.
 """
 
 from __future__ import annotations
@@ -36,13 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medlib.data.base import (
-    ImageDataset,
-    how_to_get,
-    read_csv_strings,
-    require_root,
-    walk_files,
-)
+from medlib.data.base import ImageDataset, how_to_get, read_csv_strings, require_root, walk_files, zipped_hint
 from medlib.errors import DataError
 
 __all__ = ["BladderTissue", "BLADDER_CLASSES", "IMAGE_NAME_COLUMNS", "SPLIT_COLUMNS", "SPLIT_VALUES",
@@ -86,9 +64,8 @@ def _row_error(csv_path: Path, i: int, image_col: str, name: str, column: str, v
 class BladderTissue(ImageDataset):
     """Endoscopic Bladder Tissue; ``root`` is the folder with the annotation CSV or any folder above.
 
-    Extra attributes: ``imaging_type`` (str array, ``"WLI"``/``"NBI"``), ``annotations``
-    (the CSV as raw strings), ``csv_path``, ``split_column`` (``None`` without a split);
-    ``splits`` is the official split, :meth:`case_split` a split by case.
+    Also ``imaging_type`` (``"WLI"``/``"NBI"`` per frame), ``annotations`` (the CSV as raw strings),
+    ``csv_path``, ``split_column`` (None without a split). ``splits`` is the official split.
     """
 
     name = "bladder-tissue"
@@ -96,9 +73,7 @@ class BladderTissue(ImageDataset):
     def __init__(self, root: str | os.PathLike) -> None:
         base = require_root(root, self.name)
         csv_path = self._find_csv(base)
-        frame = read_csv_strings(csv_path, self.name).reset_index(drop=True)
-        if frame.empty:
-            raise DataError(f"bladder-tissue: {csv_path} has a header but no rows. {how_to_get(self.name)}")
+        frame = read_csv_strings(csv_path, self.name, need_rows=True)
         image_col = _first_present(list(frame.columns), IMAGE_NAME_COLUMNS)
         names = frame[image_col].str.strip()
 
@@ -131,19 +106,12 @@ class BladderTissue(ImageDataset):
         self.annotations: pd.DataFrame = frame
         self.split_column = split_col
         self.imaging_type = imaging.to_numpy(dtype=str)
-        super().__init__(
-            root=csv_path.parent,
-            tasks={"label": list(BLADDER_CLASSES)},
-            labels=labels,
-            image_paths=paths,
-            groups=self._groups(frame, names),
-            splits=splits,
-        )
+        super().__init__(root=csv_path.parent, tasks={"label": list(BLADDER_CLASSES)}, labels=labels,
+                         image_paths=paths, groups=self._groups(frame, names), splits=splits)
 
     def case_split(self, n_test: int | float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
-        """``{"train", "test"}`` indices with whole cases held out, about ``n_test`` frames
-        (a count, or a fraction of all frames) in test, the cases chosen to match the classes'
-        proportions; no case in both."""
+        """``{"train", "test"}`` with whole cases held out: about ``n_test`` frames (a count or a fraction),
+        the cases chosen to match the classes' proportions."""
         from medlib.data.partition import grouped_holdout
 
         if self.groups is None:
@@ -152,7 +120,6 @@ class BladderTissue(ImageDataset):
         test = grouped_holdout(self.groups, n_test, seed, labels=self.labels)
         return {"train": np.setdiff1d(np.arange(len(self)), test), "test": test}
 
-    # --- helpers --------------------------------------------------------------------------
     def _find_csv(self, base: Path) -> Path:
         csvs = walk_files(base, (".csv",), max_depth=5)
         matches = [p for p in csvs if _is_annotation(_header(p))]
@@ -205,13 +172,11 @@ class BladderTissue(ImageDataset):
                 candidates = in_class
             paths.append(candidates[0])
         if missing:
-            zips = walk_files(data_dir, (".zip",), max_depth=3)
-            hint = f" Archives {[z.name for z in zips]} are still zipped: unzip them." if zips else ""
             listed = ", ".join(missing[:_MAX_LISTED]) + (f", ... ({len(missing) - _MAX_LISTED} more)"
                                                           if len(missing) > _MAX_LISTED else "")
             raise DataError(
                 f"bladder-tissue: {len(missing)} of {len(names)} frames named in the {image_col!r} column of the "
-                f"annotation CSV were not found as .png under {data_dir}: {listed}.{hint} Expected "
+                f"annotation CSV were not found as .png under {data_dir}: {listed}.{zipped_hint(data_dir)} Expected "
                 f"<folder>/{{HGC,LGC,NST,NTL}}/<frame>.png beside the CSV, as in the release. {how_to_get(self.name)}"
             )
         return paths

@@ -1,32 +1,12 @@
-"""Decode and resize every image once; later epochs read a memory-mapped uint8 array.
+"""Decode and resize every image once; later epochs read a memory-mapped uint8 ``(N, 3, size, size)`` array.
 
-Decoding a PNG and resizing it costs far more than a training step of a small model at
-64-224 px, and it is the same work every epoch. ``cached_images`` does it once per
-(files, size, fit) and stores the result as a raw ``.npy`` array of shape ``(N, 3, size, size)``
-in ``cache_dir``. Later calls map that file (``np.load(mmap_mode="c")``): nothing is read
-until a batch touches it, and the page cache shares it between DataLoader workers.
-
-Resizing (``fit``):
-
-* ``"crop"`` (default) — the shorter side is scaled to ``size`` and the centre ``size x size``
-  square is kept (``PIL.ImageOps.fit``, bicubic, which low-pass filters when shrinking). Aspect
-  ratio is preserved; the borders of the longer side are cut.
-* ``"squash"`` — the whole image is resized to ``size x size`` (bicubic), aspect ratio not kept:
-  what Paper B and FusionM4Net do to derm7pt's 768×512 images (nothing of the lesion is cut).
-
-Images are converted to RGB the way ``torchvision.datasets.folder.pil_loader`` does (no EXIF
-rotation).
-
-The cache key hashes the resize recipe, ``size``, ``fit``, and for every file (in the given
-order): its path relative to the files' common folder, its byte size and a BLAKE2 hash of its
-content. Editing, replacing, adding or reordering files therefore builds a new cache; moving or
-re-copying the dataset (a new Colab session unpacking it again, with new mtimes) does not, and
-neither does anything that keys on :func:`cache_key` (Paper B's trained runs). Hashing every file
-on every call would cost a read of the whole dataset, so each file's hash is remembered in a
-small sidecar, ``<cache_dir>/file-digests.json``, under (absolute path, size, mtime): a file is
-read again only when one of those changed. ``identity="stat"`` keys on size + mtime alone.
-Cache files are written under a temporary name and renamed when complete; ``cache_dir`` can be
-deleted at any time.
+``fit="crop"``: shorter side to ``size``, centre square kept (``PIL.ImageOps.fit``, bicubic); ``"squash"``:
+the whole image to ``size x size``, as Paper B and FusionM4Net do to derm7pt's 768×512 images. RGB as
+``torchvision``'s ``pil_loader`` (no EXIF rotation). The cache key hashes the recipe, ``size``, ``fit`` and
+per file its path relative to the files' common folder, byte size and BLAKE2 content hash: editing,
+adding or reordering files builds a new cache, moving or re-copying the dataset does not. Hashes are
+remembered in ``<cache_dir>/file-digests.json`` by (path, size, mtime); ``identity="stat"`` keys on size
++ mtime alone. Cache files are written atomically; ``cache_dir`` can be deleted at any time.
 """
 
 from __future__ import annotations
@@ -75,9 +55,8 @@ def load_resized(path: str | os.PathLike, size: int, fit: str = "crop") -> np.nd
         else:
             resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(
-            f"cannot decode image {path}: {exc}. Expected a PNG/JPEG file; re-download or remove it."
-        ) from exc
+        raise DataError(f"cannot decode image {path}: {exc}. Expected a PNG/JPEG file; "
+                        "re-download or remove it.") from exc
     return np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)
 
 
@@ -98,10 +77,8 @@ def _blake2(path: Path) -> str:
 
 def file_digests(paths: Sequence[Path], store_dir: str | os.PathLike | None = None, *,
                  remember: bool = True) -> list[str]:
-    """BLAKE2 content hash of each file, remembered in ``<store_dir>/file-digests.json`` by
-    (absolute path, size, mtime) so an unchanged file is not read again. ``store_dir``
-    defaults to :func:`medlib.paths.cache_dir`. ``remember=False`` writes nothing to disk
-    (the hashes stay in this process until a later call remembers them)."""
+    """BLAKE2 content hash of each file, remembered in ``<store_dir>/file-digests.json`` (default
+    :func:`medlib.paths.cache_dir`) by (path, size, mtime); ``remember=False`` keeps them in this process only."""
     if store_dir is None:
         from medlib.paths import cache_dir
 
@@ -138,11 +115,8 @@ def _relative_names(paths: Sequence[Path]) -> list[str]:
 
 def cache_key(paths: Sequence[str | os.PathLike], size: int, *, fit: str = "crop", identity: str = "content",
               digests_dir: str | os.PathLike | None = None, remember: bool = True) -> str:
-    """Hex digest identifying (files in order, their sizes and contents, size, fit, resize recipe).
-
-    ``identity="stat"`` uses size + mtime instead of the content hash (no file is read).
-    ``digests_dir``: where the per-file hash sidecar lives (default :func:`medlib.paths.cache_dir`).
-    """
+    """Hex digest of (files in order, their sizes and contents — ``identity="stat"``: mtimes —, size, fit, recipe);
+    ``digests_dir``: where the hash sidecar lives."""
     _check_fit(fit)
     if identity not in _IDENTITIES:
         raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
@@ -152,13 +126,8 @@ def cache_key(paths: Sequence[str | os.PathLike], size: int, *, fit: str = "crop
         fingerprints = [[n, d] for n, d in zip(sizes, file_digests(paths, digests_dir, remember=remember))]
     else:
         fingerprints = [[(st := _stat(p)).st_size, st.st_mtime_ns] for p in paths]
-    record = {
-        "method": RESIZE_METHOD,
-        "size": int(size),
-        "fit": fit,
-        "identity": identity,
-        "files": [[name, *fp] for name, fp in zip(_relative_names(paths), fingerprints)],
-    }
+    record = {"method": RESIZE_METHOD, "size": int(size), "fit": fit, "identity": identity,
+              "files": [[name, *fp] for name, fp in zip(_relative_names(paths), fingerprints)]}
     return hashlib.sha256(json.dumps(record, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -211,23 +180,11 @@ def _build(paths: list[Path], size: int, fit: str, target: Path, progress: bool,
     )
 
 
-def cached_images(
-    paths: Iterable[str | os.PathLike],
-    size: int,
-    cache_dir: str | os.PathLike,
-    *,
-    progress: bool = True,
-    workers: int | None = None,
-    fit: str = "crop",
-    identity: str = "content",
-) -> torch.Tensor:
-    """All images of ``paths`` as one uint8 tensor ``(N, 3, size, size)``, decoded once.
-
-    The first call decodes in ``workers`` threads and writes the cache; later calls with
-    unchanged files return a tensor backed by the memory-mapped cache file (writes to it
-    stay in memory). ``fit``: ``"crop"`` (centre square) or ``"squash"`` (whole image, see the
-    module docstring). Files are keyed by content (``identity="stat"``: by size + mtime).
-    """
+def cached_images(paths: Iterable[str | os.PathLike], size: int, cache_dir: str | os.PathLike, *,
+                  progress: bool = True, workers: int | None = None, fit: str = "crop",
+                  identity: str = "content") -> torch.Tensor:
+    """All images of ``paths`` as one uint8 tensor ``(N, 3, size, size)``, decoded once (in ``workers`` threads);
+    later calls with unchanged files get a tensor backed by the memory-mapped cache (copy-on-write)."""
     paths = [Path(p) for p in paths]
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer (pixels), got {size!r}")

@@ -1,23 +1,15 @@
 """Seven-point checklist dataset, derm7pt (Paper B, Section 4.1). derm.cs.sfu.ca, registration required.
 
-Layout (``release_v0/``)::
-
-    meta/meta.csv                        1011 rows, 19 columns
-    meta/{train,valid,test}_indexes.csv  header ``indexes``; 0-based row positions (unsorted)
-    images/<clinic> , images/<derm>      paths from meta.csv; ``.jpg`` and ``.JPG`` both occur
-
-Each case has a clinical and a dermoscopic image and 8 labels: the diagnosis and the seven
-checklist criteria, grouped as in Kawahara et al. (2019) and every paper since (FusionM4Net,
-AMMFM): see :data:`TASK_GROUPS`. A raw string outside the grouping is an error naming the case,
-the column and the value — never a silent default.
-
-Nine cases have no clinical image: their ``clinic`` path equals ``derm`` (``notes`` says so).
-They stay in the data (the official splits include them); :attr:`Derm7pt.clinic_is_derm`
-marks them so a chapter can show or drop them.
+``release_v0/``: ``meta/meta.csv`` (1011 rows, 19 columns), ``meta/{train,valid,test}_indexes.csv``
+(0-based rows, unsorted) and ``images/<clinic>``, ``images/<derm>`` (``.jpg`` and ``.JPG``). 8 labels per
+case, the diagnosis and the seven criteria, grouped as in Kawahara et al. (2019), FusionM4Net and AMMFM
+(:data:`TASK_GROUPS`); an unknown raw string is an error naming case, column and value. Nine cases lack
+the clinical image (``clinic`` equals ``derm``): they stay, marked by :attr:`Derm7pt.clinic_is_derm`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -26,15 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medlib.data.base import (
-    ImageDataset,
-    find_unique_dir,
-    how_to_get,
-    load_rgb,
-    read_csv_strings,
-    require_columns,
-    require_root,
-)
+from medlib.data.base import ImageDataset, find_unique_dir, how_to_get, load_rgb, read_csv_strings, require_root
 from medlib.errors import DataError
 
 __all__ = ["Derm7pt", "META_COLUMNS", "TASK_COLUMNS", "TASK_GROUPS", "DERM7PT_TASKS", "SPLIT_FILES"]
@@ -100,11 +84,9 @@ def _is_release(folder: Path) -> bool:
 class Derm7pt(ImageDataset):
     """derm7pt with the 8 grouped tasks; ``root`` is ``release_v0`` or any folder above it.
 
-    ``labels`` is ``(N, 8)`` in :data:`TASK_COLUMNS` order; ``clinical_paths`` / ``derm_paths``
-    give the image pair; ``image_paths`` (and :meth:`load_image`) is the dermoscopic image, so
-    generic single-image code (caching, inspection) works; :meth:`load_pair` gives both.
-    Extra attributes: ``metadata`` (meta.csv as raw strings), ``clinic_is_derm`` (bool mask),
-    ``case_num`` (str array).
+    ``labels`` is ``(N, 8)`` in :data:`TASK_COLUMNS` order; ``image_paths`` are the dermoscopic images
+    (so single-image code works), ``clinical_paths`` / ``derm_paths`` the pair (:meth:`load_pair`).
+    Also ``metadata`` (meta.csv as raw strings), ``clinic_is_derm`` (bool mask), ``case_num``.
     """
 
     name = "derm7pt"
@@ -119,11 +101,7 @@ class Derm7pt(ImageDataset):
         if not images_dir.is_dir():
             raise DataError(f"derm7pt: {images_dir} is missing (found {meta_path} beside it); the zip was not "
                             f"unpacked completely. {how_to_get(self.name)}")
-        meta = read_csv_strings(meta_path, self.name)
-        require_columns(meta, META_COLUMNS, meta_path, self.name)
-        if meta.empty:
-            raise DataError(f"derm7pt: {meta_path} has a header but no rows. {how_to_get(self.name)}")
-        meta = meta.reset_index(drop=True)
+        meta = read_csv_strings(meta_path, self.name, META_COLUMNS, need_rows=True)
         case_num = meta["case_num"].str.strip().to_numpy(dtype=str)
 
         labels = np.empty((len(meta), len(TASK_GROUPS)), dtype=np.int64)
@@ -149,16 +127,9 @@ class Derm7pt(ImageDataset):
         self.metadata: pd.DataFrame = meta
         self.meta_path = meta_path
         self.case_num = case_num
-        super().__init__(
-            root=release,
-            tasks=DERM7PT_TASKS,
-            labels=labels,
-            image_paths=list(self.derm_paths),
-            groups=case_num,
-            splits=self._read_splits(release / "meta", len(meta)),
-        )
+        super().__init__(root=release, tasks=DERM7PT_TASKS, labels=labels, image_paths=list(self.derm_paths),
+                         groups=case_num, splits=self._read_splits(release / "meta", len(meta)))
 
-    # --- images ---------------------------------------------------------------------------
     def load_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
         """``(clinical, dermoscopic)`` RGB images of case ``index`` (the same picture twice
         for the nine cases whose clinical image is missing, see ``clinic_is_derm``)."""
@@ -167,7 +138,6 @@ class Derm7pt(ImageDataset):
     def load_clinical(self, index: int) -> Image.Image:
         return load_rgb(self.clinical_paths[index], self.name)
 
-    # --- validation -----------------------------------------------------------------------
     def _resolve_images(self, images_dir: Path, rel: pd.Series, case_num: np.ndarray, column: str) -> list[Path]:
         escaping = [i for i, r in enumerate(rel) if Path(r).is_absolute() or ".." in Path(r).parts]
         if escaping:  # meta.csv from elsewhere must not name files outside images/
@@ -198,9 +168,7 @@ class Derm7pt(ImageDataset):
             if not path.is_file():
                 raise DataError(f"derm7pt: split file {path} is missing; expected "
                                 f"meta/{{train,valid,test}}_indexes.csv beside meta.csv. {how_to_get(self.name)}")
-            frame = read_csv_strings(path, self.name)
-            require_columns(frame, ["indexes"], path, self.name)
-            raw = frame["indexes"].str.strip()
+            raw = read_csv_strings(path, self.name, ["indexes"])["indexes"].str.strip()
             bad = [v for v in raw if not v.lstrip("-").isdigit() or len(v) > 18]
             if bad:  # a non-integer, or one far beyond any row (99999… would overflow int64)
                 raise DataError(f"derm7pt: {path} holds the index {bad[0][:40]!r}, not a row number of meta.csv "
@@ -216,13 +184,11 @@ class Derm7pt(ImageDataset):
             if (freq > 1).any():
                 raise DataError(f"derm7pt: {path} lists index {int(uniq[freq > 1][0])} more than once.")
             splits[split] = idx
-        names = list(splits)
-        for a in range(len(names)):
-            for b in range(a + 1, len(names)):
-                both = np.intersect1d(splits[names[a]], splits[names[b]])
-                if len(both):
-                    raise DataError(f"derm7pt: rows {both[:5].tolist()} are in both the {names[a]} and the "
-                                    f"{names[b]} split; expected disjoint index files.")
+        for a, b in itertools.combinations(splits, 2):
+            both = np.intersect1d(splits[a], splits[b])
+            if len(both):
+                raise DataError(f"derm7pt: rows {both[:5].tolist()} are in both the {a} and the {b} split; "
+                                "expected disjoint index files.")
         covered = sum(len(v) for v in splits.values())
         if covered != n_rows:
             warnings.warn(f"derm7pt: the index files cover {covered} of {n_rows} meta.csv rows.", stacklevel=3)

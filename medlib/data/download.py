@@ -1,34 +1,10 @@
-"""Download the public datasets of Paper A with pooch; explain how to obtain derm7pt (Paper B).
+"""Download Paper A's datasets with pooch (official URLs in ``SOURCES``); explain how to obtain derm7pt.
 
-What ``download_dataset`` does, per dataset (URLs are the official ones, see ``SOURCES``):
-
-* ``retina`` — the GitHub archive of ``yiweichen04/retina_dataset`` (one zip), unpacked
-  to ``<root>/retina_dataset-master/dataset/<class>/*.png``.
-* ``pad-ufes-20`` — the Mendeley Data zip, unpacked to ``<root>/pad-ufes-20/``; the three
-  nested ``images/imgs_part_k.zip`` are then unpacked beside themselves.
-* ``bladder-tissue`` — every file of Zenodo record 7741476, listed by the Zenodo REST API
-  (``files``: ``key``, ``size``, ``checksum`` = ``md5:<hex>``, ``links.self``), into
-  ``<root>/bladder-tissue/``; zips are unpacked there.
-* ``derm7pt`` — needs a registration at derm.cs.sfu.ca, so it cannot be downloaded:
-  a :class:`~medlib.errors.MedlibError` says what to do (or the path, when it is already there).
-
-The machinery is pooch's (the download manager of SciPy and scikit-image): a registry of
-known hashes (Zenodo's published md5; retina and PAD publish none, so their sha256 is recorded
-at the first download and checked on later runs), ``retry_if_failed``, hash check before the
-file gets its final name. Archives are unpacked by :mod:`medlib.data.unpack`, which checks
-every member first on every Python we support (pooch's ``Untar`` filters tar members only on
-Python 3.12+).
-
-One piece pooch lacks is kept, :class:`ResumableDownloader` (~60 lines): pooch streams into a
-temporary file that it deletes on any failure, so a connection that drops at 3.4 of the PAD
-archive's 3.6 GB costs the whole 3.6 GB again, on every retry. Ours keeps ``<file>.part`` and
-asks for the rest with an HTTP ``Range`` request (a server that ignores ``Range`` makes it start
-again from byte 0); on Colab, where connections drop and sessions end, a rerun continues.
-
-``base_url`` (or the environment variable ``MEDLIB_DOWNLOAD_BASE``) replaces the scheme and
-host of every official URL and keeps its path: ``https://zenodo.org/api/records/7741476``
-becomes ``<base_url>/api/records/7741476``. Tests serve fixture archives this way from
-127.0.0.1; a mirror can be used the same way.
+pooch gives retries and hash checks (Zenodo's published md5; retina's and PAD's sha256 are recorded
+at the first download in a manifest and checked later). :class:`ResumableDownloader` keeps a ``.part``
+and resumes it with HTTP ``Range``, so a dropped connection (Colab) does not cost the 3.6 GB PAD
+archive again. Archives are unpacked by :mod:`medlib.data.unpack`. ``base_url`` (or
+``$MEDLIB_DOWNLOAD_BASE``) swaps the scheme and host of every URL: a mirror, or tests on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -42,8 +18,6 @@ import tempfile
 import time
 import urllib.parse
 import zipfile
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -51,59 +25,30 @@ import pooch
 from pooch.hashes import hash_matches
 import requests
 
+from medlib.data.base import how_to_get
 from medlib.errors import MedlibError
 from medlib.data.unpack import UnsafeArchiveError, extract_tar, extract_zip
 from medlib.io import atomic_write_text
 
-__all__ = [
-    "DownloadError",
-    "SOURCES",
-    "MANIFEST_NAME",
-    "ResumableDownloader",
-    "download_dataset",
-    "fetch_file",
-    "extract_archive",
-    "rewrite_url",
-    "DERM7PT_INSTRUCTIONS",
-]
+__all__ = ["DownloadError", "SOURCES", "MANIFEST_NAME", "ResumableDownloader", "download_dataset", "fetch_file",
+           "extract_archive", "rewrite_url"]
 
 MANIFEST_NAME = ".medlib-downloads.json"
 BASE_URL_ENV = "MEDLIB_DOWNLOAD_BASE"
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
 
-DERM7PT_INSTRUCTIONS = """\
-derm7pt (the seven-point checklist dataset) cannot be downloaded automatically: its
-authors require a (free) registration.
-  1. Register and download "release_v0.zip" at https://derm.cs.sfu.ca
-  2. Unpack it under {root}, so that this file exists:
-       {root}/release_v0/meta/meta.csv
-  3. Run the same command again, or point medlib at the folder where you unpacked it:
-       export MEDLIB_DATA_DERM7PT=/content/drive/MyDrive/derm7pt   (a shell, or a Colab cell
-       os.environ["MEDLIB_DATA_DERM7PT"] = "/content/drive/MyDrive/derm7pt")"""
-
-
 class DownloadError(MedlibError):
     """A download or an unpack failed; the message says whether a rerun resumes it."""
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a dataset comes from and the folder its files end up in (relative to root)."""
-
-    name: str
-    url: str
-    data_dir: str
-
-
-SOURCES: dict[str, Source] = {
-    "retina": Source("retina", "https://github.com/yiweichen04/retina_dataset/archive/master.zip",
-                     "retina_dataset-master"),
-    "pad-ufes-20": Source(
-        "pad-ufes-20", "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/zr7vgbcyr2-1.zip",
-        "pad-ufes-20"),
-    "bladder-tissue": Source("bladder-tissue", "https://zenodo.org/api/records/7741476", "bladder-tissue"),
-    "derm7pt": Source("derm7pt", "https://derm.cs.sfu.ca", "release_v0"),
+# name -> (official URL, the folder under root its files end up in)
+SOURCES: dict[str, tuple[str, str]] = {
+    "retina": ("https://github.com/yiweichen04/retina_dataset/archive/master.zip", "retina_dataset-master"),
+    "pad-ufes-20": ("https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/zr7vgbcyr2-1.zip",
+                    "pad-ufes-20"),
+    "bladder-tissue": ("https://zenodo.org/api/records/7741476", "bladder-tissue"),
+    "derm7pt": ("https://derm.cs.sfu.ca", "release_v0"),
 }
 
 
@@ -117,15 +62,15 @@ def rewrite_url(url: str, base_url: str | None) -> str:
         return url
     base = urllib.parse.urlsplit(base_url)
     if base.scheme not in ("http", "https") or not base.netloc:
-        raise DownloadError(
-            f"base URL {base_url!r} is not an http(s) URL with a host; expected e.g. "
-            f"'http://127.0.0.1:8000'. Fix --base-url or the {BASE_URL_ENV} variable."
-        )
+        raise DownloadError(f"base URL {base_url!r} is not an http(s) URL with a host; expected e.g. "
+                            f"'http://127.0.0.1:8000'. Fix --base-url or the {BASE_URL_ENV} variable.")
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
 
-# ----------------------------------------------------------------------------- one file
+def _say(echo: Callable[[str], None] | None, line: str) -> None:
+    if echo:
+        echo(line)
 
 
 class IncompleteTransfer(requests.exceptions.RequestException):
@@ -142,20 +87,14 @@ def _progress_line(label: str, done: int, total: int | None, start: int, t0: flo
 class ResumableDownloader:
     """A pooch downloader that keeps ``part`` between attempts and resumes it with HTTP ``Range``.
 
-    Called by pooch as ``downloader(url, output_file, pooch)``: brings ``part`` to its full
-    length, checks ``expected_size`` and ``known_hash`` (a mismatch of a complete file is not
-    transient: the file is deleted and no retry is spent on it), then renames ``part`` to
-    pooch's ``output_file`` (same folder), which pooch moves to the final name.
+    Completes ``part``, checks ``expected_size`` and ``known_hash`` (a complete but wrong file is
+    deleted, no retry spent on it), then renames it to pooch's ``output_file``.
     """
 
     def __init__(self, part: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                  echo: Callable[[str], None] | None = print, every_s: float = 2.0):
         self.part, self.expected_size, self.known_hash = Path(part), expected_size, known_hash
         self.echo, self.every_s = echo, every_s
-
-    def _say(self, line: str) -> None:
-        if self.echo is not None:
-            self.echo(line)
 
     def _transfer(self, url: str) -> None:
         label = self.part.name.removesuffix(".part")
@@ -173,10 +112,10 @@ class ResumableDownloader:
                     raise DownloadError(f"{url} answered a resume from byte {offset} with Content-Range "
                                         f"{content_range!r}; delete {self.part} and rerun.")
                 mode, total = "ab", None if length is None else offset + length
-                self._say(f"  {label}: resuming at {offset / 1e6:,.1f} MB")
+                _say(self.echo, f"  {label}: resuming at {offset / 1e6:,.1f} MB")
             else:
                 if offset:
-                    self._say(f"  {label}: server ignored the Range request; starting again from 0")
+                    _say(self.echo, f"  {label}: server ignored the Range request; starting again from 0")
                 offset, mode, total = 0, "wb", length
             # urllib3 would raise on a short body and drop the bytes it buffered; we keep them in the
             # .part and compare the length ourselves below
@@ -190,8 +129,8 @@ class ResumableDownloader:
                     done += len(chunk)
                     if time.monotonic() - t_last >= self.every_s:
                         t_last = time.monotonic()
-                        self._say(_progress_line(label, done, total, offset, t0))
-            self._say(_progress_line(label, done, total, offset, t0))
+                        _say(self.echo, _progress_line(label, done, total, offset, t0))
+            _say(self.echo, _progress_line(label, done, total, offset, t0))
         if total is not None and done < total:
             raise IncompleteTransfer(f"got {done:,} of {total:,} bytes")
 
@@ -217,33 +156,12 @@ class ResumableDownloader:
         os.replace(self.part, output_file)
 
 
-@contextmanager
-def _quiet_pooch():
-    """pooch logs every fetch at INFO on stderr; medlib prints its own lines (or none)."""
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_hash: str | None = None,
+               retries: int = 3, echo: Callable[[str], None] | None = print) -> dict[str, str | int]:
+    """Download ``url`` to ``dest`` with pooch (resumable, verified, atomic); return ``{url, size, sha256, md5}``.
 
-
-def fetch_file(
-    url: str,
-    dest: Path,
-    *,
-    expected_size: int | None = None,
-    known_hash: str | None = None,
-    retries: int = 3,
-    echo: Callable[[str], None] | None = print,
-) -> dict[str, str | int]:
-    """Download ``url`` to ``dest`` with pooch (resumable, verified, atomic); return its digests.
-
-    ``known_hash`` is pooch's ``"md5:<hex>"``/``"sha256:<hex>"`` (None: not published).
-    Returns ``{"url", "size", "sha256", "md5"}``. ``retries`` is pooch's ``retry_if_failed``:
-    each retry resumes the ``.part``; after the last the error is raised and the ``.part``
-    stays for a later call.
+    ``known_hash``: pooch's ``"md5:<hex>"`` (None: not published). Each of ``retries`` resumes the
+    ``.part``, which stays after the last for a later call.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -251,17 +169,16 @@ def fetch_file(
     registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
                             urls={dest.name: url}, retry_if_failed=retries)
     downloader = ResumableDownloader(part, expected_size=expected_size, known_hash=known_hash, echo=echo)
-    if echo:
-        echo(f"downloading {url} -> {dest}")
+    _say(echo, f"downloading {url} -> {dest}")
+    logger = pooch.get_logger()  # pooch logs every fetch at INFO; medlib prints its own lines (or none)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
-        with _quiet_pooch():
-            registry.fetch(dest.name, downloader=downloader)
+        registry.fetch(dest.name, downloader=downloader)
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise DownloadError(
-            f"{url} answered HTTP {status}; expected the file. The dataset may have moved: check the "
-            "address in medlib.data.download.SOURCES against the dataset's page."
-        ) from exc
+        raise DownloadError(f"{url} answered HTTP {status}; expected the file. The dataset may have moved: check the "
+                            "address in medlib.data.download.SOURCES against the dataset's page.") from exc
     except requests.exceptions.RequestException as exc:
         raise DownloadError(
             f"the transfer of {url} broke ({exc.__class__.__name__}: {exc}); the partial file {part} is "
@@ -269,6 +186,8 @@ def fetch_file(
         ) from exc
     except ValueError as exc:  # pooch's own hash check of the renamed file
         raise DownloadError(f"{url}: {exc}") from exc
+    finally:
+        logger.setLevel(level)
     return {"url": url, "size": dest.stat().st_size, **_digests(dest)}
 
 
@@ -276,23 +195,13 @@ def _digests(path: Path) -> dict[str, str]:
     return {alg: pooch.file_hash(str(path), alg=alg) for alg in ("sha256", "md5")}
 
 
-# ----------------------------------------------------------------------------- unpacking
-
-
 def extract_archive(archive: Path, dest: Path) -> Path:
-    """Unpack ``archive`` (zip or tar, every member checked first) into the new folder ``dest``, atomically.
-
-    Everything is unpacked into a temporary folder beside ``dest`` that is renamed to
-    ``dest`` at the end, so an interrupted unpack never leaves a half-filled ``dest``.
-    When the archive holds a single top folder named like ``dest`` (``imgs_part_1.zip``
-    → ``imgs_part_1/``) that level is dropped, so paths do not repeat it.
-    """
+    """Unpack ``archive`` (zip or tar, every member checked first) into the new folder ``dest``, atomically;
+    a single top folder named like ``dest`` (``imgs_part_1.zip`` -> ``imgs_part_1/``) is dropped."""
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
-        raise DownloadError(
-            f"cannot unpack {archive.name}: {dest} already exists but is not recorded as a "
-            f"finished unpack in {MANIFEST_NAME}. Delete {dest} (it may be incomplete) and rerun."
-        )
+        raise DownloadError(f"cannot unpack {archive.name}: {dest} already exists but is not recorded as a "
+                            f"finished unpack in {MANIFEST_NAME}. Delete {dest} (it may be incomplete) and rerun.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
     try:
         if zipfile.is_zipfile(archive):
@@ -314,9 +223,6 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
-
-
-# ----------------------------------------------------------------------------- manifest
 
 
 class _Manifest:
@@ -357,8 +263,7 @@ class _Manifest:
                 self.data["files"][key] = {"url": url, "size": dest.stat().st_size, **_digests(dest)}
                 self.save()
                 return
-            if echo:
-                echo(f"checking {dest.name} against {MANIFEST_NAME}")
+            _say(echo, f"checking {dest.name} against {MANIFEST_NAME}")
             if dest.stat().st_size == recorded["size"] and hash_matches(str(dest), f"sha256:{recorded['sha256']}"):
                 return
             raise DownloadError(f"{dest} no longer matches the sha256/size recorded when it was downloaded "
@@ -371,33 +276,31 @@ class _Manifest:
         """Unpack ``archive`` into ``dest`` once; return True when it did unpack now."""
         if self.is_unpacked(dest):
             return False
-        if echo:
-            echo(f"unpacking {archive.name} -> {dest}")
+        _say(echo, f"unpacking {archive.name} -> {dest}")
         extract_archive(archive, dest)
         self.data["unpacked"][self.rel(dest)] = self.rel(archive)
         self.save()
         return True
 
 
-# ----------------------------------------------------------------------------- datasets
-
-
-def _download_single_zip(source: Source, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
+def _download_single_zip(name: str, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
     manifest = _Manifest(root)
-    archive, dest = root / (source.data_dir + ".zip"), root / source.data_dir
+    url, data_dir = SOURCES[name]
+    archive, dest = root / (data_dir + ".zip"), root / data_dir
     unpacked = manifest.is_unpacked(dest)
     if not unpacked or (verify and archive.exists()):
-        manifest.ensure_file(rewrite_url(source.url, base_url), archive, echo=echo, retries=retries)
+        manifest.ensure_file(rewrite_url(url, base_url), archive, echo=echo, retries=retries)
     if not unpacked:
         manifest.ensure_unpacked(archive, dest, echo)
-    if source.name == "pad-ufes-20":
+    if name == "pad-ufes-20":
         # The outer zip holds images/imgs_part_k.zip: unpack each beside itself, once.
         for inner in sorted(dest.rglob("imgs_part_*.zip")):
             if manifest.ensure_unpacked(inner, inner.with_suffix(""), echo):
                 inner.unlink()  # the outer archive still holds it; no need for a second copy
     for done in manifest.data["unpacked"]:
         if done.startswith(manifest.rel(dest) + "/") and not (root / done).is_dir():
-            raise DownloadError(f"{root / done} was unpacked by an earlier run but is gone now; delete {dest} and rerun.")
+            raise DownloadError(f"{root / done} was unpacked by an earlier run but is gone now; "
+                                f"delete {dest} and rerun.")
     if not keep_archives and archive.exists():
         archive.unlink()
     return dest
@@ -439,9 +342,10 @@ def _zenodo_files(api_url: str) -> list[dict]:
     return entries
 
 
-def _download_zenodo(source: Source, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
+def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
     manifest = _Manifest(root)
-    dest = root / source.data_dir
+    url, data_dir = SOURCES[name]
+    dest = root / data_dir
     dest.mkdir(parents=True, exist_ok=True)
     record_copy = dest / "zenodo-record.json"
     finished = record_copy.is_file() and manifest.data["unpacked"].get(manifest.rel(dest)) == manifest.rel(record_copy)
@@ -450,9 +354,8 @@ def _download_zenodo(source: Source, root: Path, base_url, echo, keep_archives, 
     if finished:  # check what is on disk against the file list saved by the earlier run
         entries = json.loads(record_copy.read_text())
     else:
-        api_url = rewrite_url(source.url, base_url)
-        if echo:
-            echo(f"listing files of {api_url}")
+        api_url = rewrite_url(url, base_url)
+        _say(echo, f"listing files of {api_url}")
         entries = _zenodo_files(api_url)
     for entry in entries:
         path = dest / entry["key"]
@@ -485,36 +388,22 @@ def _derm7pt(root: Path) -> Path:
     for meta in [root / "release_v0" / "meta" / "meta.csv", *root.glob("*/release_v0/meta/meta.csv")]:
         if meta.is_file():
             return meta.parent.parent
-    raise MedlibError(DERM7PT_INSTRUCTIONS.format(root=root))
+    raise MedlibError(f"derm7pt is not under {root}. {how_to_get('derm7pt')}")
 
 
 def has_partial_download(root: str | os.PathLike) -> bool:
-    """True when ``root`` holds what an interrupted :func:`download_dataset` leaves: ``.part``
-    files or a manifest (a rerun resumes or finishes it)."""
+    """True when ``root`` holds what an interrupted :func:`download_dataset` leaves (``.part`` files, a manifest)."""
     root = Path(root)
     return (root / MANIFEST_NAME).is_file() or any(root.glob("*.part")) or any(root.glob("*/*.part"))
 
 
-def download_dataset(
-    name: str,
-    root: str | os.PathLike,
-    *,
-    base_url: str | None = None,
-    keep_archives: bool = True,
-    verify: bool = True,
-    retries: int = 3,
-    echo: Callable[[str], None] | None = print,
-) -> Path:
-    """Fetch dataset ``name`` into ``root`` and return the folder to pass to ``load_dataset``.
+def download_dataset(name: str, root: str | os.PathLike, *, base_url: str | None = None, keep_archives: bool = True,
+                     verify: bool = True, retries: int = 3, echo: Callable[[str], None] | None = print) -> Path:
+    """Fetch dataset ``name`` into ``root`` (resuming an interrupted call); return the folder for ``load_dataset``.
 
-    Datasets of Paper A (retina, pad-ufes-20, bladder-tissue) are downloaded from their
-    official hosts; derm7pt (Paper B) raises :class:`MedlibError` with the manual steps
-    unless it is already unpacked under ``root``. ``base_url`` (default: the environment
-    variable ``MEDLIB_DOWNLOAD_BASE``) replaces the scheme and host of every URL.
-    ``keep_archives=False`` deletes each archive once it is unpacked; ``verify`` re-hashes
-    archives still present against the sha256 recorded when they were downloaded.
-    ``retries`` automatic resumes per file after a broken transfer. ``echo=None`` is quiet.
-    A call after an interrupted one resumes its ``.part`` files and finishes what is left.
+    derm7pt raises :class:`MedlibError` with the manual steps unless already under ``root``.
+    ``keep_archives=False`` deletes each archive once unpacked; ``verify`` re-hashes the archives
+    still present against the recorded sha256; ``echo=None`` is quiet.
     """
     if name not in SOURCES:
         raise MedlibError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}.")
@@ -524,9 +413,7 @@ def download_dataset(
     root.mkdir(parents=True, exist_ok=True)
     if base_url is None:
         base_url = os.environ.get(BASE_URL_ENV) or None
-    source = SOURCES[name]
     fetch = _download_zenodo if name == "bladder-tissue" else _download_single_zip
-    path = fetch(source, root, base_url, echo, keep_archives, retries, verify)
-    if echo:
-        echo(f"{name}: ready at {path}")
+    path = fetch(name, root, base_url, echo, keep_archives, retries, verify)
+    _say(echo, f"{name}: ready at {path}")
     return path

@@ -1,13 +1,9 @@
 """PAD-UFES-20 smartphone skin-lesion dataset (Paper A, Appendix A.2). Mendeley Data 10.17632/zr7vgbcyr2.1.
 
-Layout once unpacked: ``metadata.csv`` (one row per image, 26 columns) and the images,
-``imgs_part_k/PAT_<patient>_<lesion>_<n>.png``, found by a recursive search and joined on
-``img_id``. Six diagnoses (``diagnostic``): ACK, BCC, MEL, NEV, SCC, SEK; 2,298 images of
-1,373 patients. ``groups`` is ``patient_id`` so that splits can keep a patient's lesions together.
-
-Never use ``biopsed`` as a feature: every BCC, SCC and MEL was biopsied (their diagnosis
-comes from histopathology) while most ACK/NEV/SEK were not, so it leaks the label.
-:data:`LEAKY_COLUMNS` lists it with the label itself.
+``metadata.csv`` (one row per image, 26 columns) and ``imgs_part_k/PAT_<patient>_<lesion>_<n>.png``,
+joined on ``img_id``; six diagnoses, 2,298 images of 1,373 patients; ``groups`` is ``patient_id``.
+Never use ``biopsed`` as a feature: every BCC, SCC and MEL was biopsied, so it leaks the label
+(:data:`LEAKY_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -18,15 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medlib.data.base import (
-    ImageDataset,
-    find_unique_dir,
-    how_to_get,
-    read_csv_strings,
-    require_columns,
-    require_root,
-    walk_files,
-)
+from medlib.data.base import (ImageDataset, find_unique_dir, how_to_get, read_csv_strings, require_root, walk_files,
+                              zipped_hint)
 from medlib.errors import DataError
 
 __all__ = ["PadUfes20", "PAD_COLUMNS", "PAD_CLASSES", "LEAKY_COLUMNS"]
@@ -44,10 +33,7 @@ LEAKY_COLUMNS = ("diagnostic", "biopsed")
 
 
 class PadUfes20(ImageDataset):
-    """PAD-UFES-20; ``root`` is the folder holding ``metadata.csv`` or any folder above it.
-
-    ``metadata`` keeps the CSV as raw strings (blank and ``UNK`` included), row ``i`` = item ``i``.
-    """
+    """PAD-UFES-20; ``root`` holds ``metadata.csv`` or is above it. ``metadata``: the CSV as raw strings, row = item."""
 
     name = "pad-ufes-20"
 
@@ -58,11 +44,7 @@ class PadUfes20(ImageDataset):
             raise DataError(f"pad-ufes-20: no metadata.csv under {base} (expected "
                             f"<root>/.../metadata.csv beside images/). {how_to_get(self.name)}")
         csv_path = data_dir / "metadata.csv"
-        meta = read_csv_strings(csv_path, self.name)
-        require_columns(meta, PAD_COLUMNS, csv_path, self.name)
-        if meta.empty:
-            raise DataError(f"pad-ufes-20: {csv_path} has a header but no rows. {how_to_get(self.name)}")
-        meta = meta.reset_index(drop=True)
+        meta = read_csv_strings(csv_path, self.name, PAD_COLUMNS, need_rows=True)
 
         img_ids = meta["img_id"].str.strip()
         dup = img_ids[img_ids.duplicated()]
@@ -75,24 +57,16 @@ class PadUfes20(ImageDataset):
         for i, raw in enumerate(meta["diagnostic"]):
             value = raw.strip()
             if value not in lookup:
-                raise DataError(
-                    f"pad-ufes-20: {csv_path} row {i + 2} (img_id {img_ids.iloc[i]!r}) has diagnostic "
-                    f"{raw!r}; expected one of {PAD_CLASSES}. The file is damaged or not the official "
-                    f"release. {how_to_get(self.name)}"
-                )
+                raise DataError(f"pad-ufes-20: {csv_path} row {i + 2} (img_id {img_ids.iloc[i]!r}) has diagnostic "
+                                f"{raw!r}; expected one of {PAD_CLASSES}. The file is damaged or not the official "
+                                f"release. {how_to_get(self.name)}")
             labels[i] = lookup[value]
 
         paths = self._find_images(data_dir, list(img_ids))
         self.metadata: pd.DataFrame = meta
         self.csv_path = csv_path
-        super().__init__(
-            root=data_dir,
-            tasks={"label": list(PAD_CLASSES)},
-            labels=labels,
-            image_paths=paths,
-            groups=meta["patient_id"].str.strip().to_numpy(dtype=str),
-            splits={},
-        )
+        super().__init__(root=data_dir, tasks={"label": list(PAD_CLASSES)}, labels=labels, image_paths=paths,
+                         groups=meta["patient_id"].str.strip().to_numpy(dtype=str), splits={})
 
     def _find_images(self, data_dir: Path, img_ids: list[str]) -> list[Path]:
         by_name: dict[str, Path] = {}
@@ -103,12 +77,7 @@ class PadUfes20(ImageDataset):
             by_name[path.name] = path
         missing = [i for i in img_ids if i not in by_name]
         if missing:
-            zips = walk_files(data_dir, (".zip",), max_depth=3)
-            hint = (f" The image archives {[z.name for z in zips]} are still zipped: unzip each beside itself."
-                    if zips else "")
-            raise DataError(
-                f"pad-ufes-20: {len(missing)} of {len(img_ids)} images listed in metadata.csv were not found "
-                f"under {data_dir} (first: {missing[:5]}); expected files like imgs_part_1/{missing[0]}.{hint} "
-                f"{how_to_get(self.name)}"
-            )
+            raise DataError(f"pad-ufes-20: {len(missing)} of {len(img_ids)} images listed in metadata.csv were not "
+                            f"found under {data_dir} (first: {missing[:5]}); expected files like imgs_part_1/"
+                            f"{missing[0]}.{zipped_hint(data_dir)} {how_to_get(self.name)}")
         return [by_name[i] for i in img_ids]

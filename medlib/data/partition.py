@@ -1,22 +1,11 @@
 """Split one dataset into simulated hospitals ("sites") plus a held-out test set.
 
-Paper A, Section 4.1: "For each dataset, we equally divided it into four parts to simulate
-the private data environment held by different hospitals." That is ``method="equal"``.
-The other methods ask what the paper does not: what if hospitals differ?
-
-* ``"equal"`` — random parts of equal size (sizes differ by at most one): the paper.
-* ``"stratified"`` — equal parts that also keep the class ratios of the whole.
-* ``"dirichlet"`` — label skew: each class is spread over the sites with proportions drawn
-  from Dirichlet(alpha); small alpha = each hospital sees mostly a few classes
-  (Hsu et al., 2019). Every site gets at least one item.
-* ``"grouped"`` — no patient/case (``groups``) spans two sites: frames of one bladder
-  video or lesions of one PAD patient stay together.
-
-The test set is held out first and is the same for every method given the same seed (or
-``test_seed``): stratified by class, and grouped by ``groups`` whenever ``groups`` is given
-(whole groups chosen to match the class proportions; no group spans train and test,
-whatever the site method). Labels may be 1-D, or 2-D (derm7pt's
-``(N, 8)``), where column 0 (DIAG) is used.
+Paper A, Section 4.1: "we equally divided it into four parts to simulate the private data environment
+held by different hospitals": ``method="equal"``. What the paper does not ask: ``"stratified"`` (equal
+parts keeping the class ratios), ``"dirichlet"`` (label skew, Dirichlet(alpha) class shares per site,
+Hsu et al., 2019; every site non-empty), ``"grouped"`` (no patient/case of ``groups`` spans two sites).
+The test set is held out first, the same for every method given the seed (or ``test_seed``): stratified
+by class, and whole groups when ``groups`` is given. 2-D labels (derm7pt) use column 0 (DIAG).
 """
 
 from __future__ import annotations
@@ -65,10 +54,8 @@ class SitePartition:
         if class_names is None:
             class_names = [str(c) for c in range(n_classes)]
         elif len(class_names) < n_classes:
-            raise PartitionError(
-                f"{len(class_names)} class names given but labels go up to {n_classes - 1}; "
-                "pass one name per class (e.g. ds.classes)."
-            )
+            raise PartitionError(f"{len(class_names)} class names given but labels go up to {n_classes - 1}; "
+                                 "pass one name per class (e.g. ds.classes).")
         rows = [np.bincount(self.labels[idx], minlength=len(class_names)) for idx in [*self.sites, self.test]]
         return pd.DataFrame(rows, index=[*self.site_names(), "test"], columns=list(class_names))
 
@@ -89,9 +76,6 @@ class SitePartition:
         return fig
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
 def _stratify_column(labels) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim == 2:
@@ -103,7 +87,7 @@ def _stratify_column(labels) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
+def largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
     """Integers summing to ``total`` that round the real ``quotas`` fairly."""
     base = np.floor(quotas).astype(np.int64)
     short = total - base.sum()
@@ -118,17 +102,17 @@ def _stratified_test(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     n_test = int(round(test_fraction * len(y))) if n_test is None else n_test
     test_fraction = n_test / max(len(y), 1)
     classes, counts = np.unique(y, return_counts=True)
-    per_class = _largest_remainder(counts * test_fraction, n_test)
+    per_class = largest_remainder(counts * test_fraction, n_test)
     picked = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, per_class)]
     return np.concatenate(picked) if picked else np.empty(0, np.int64)
 
 
 def _grouped_test(groups: np.ndarray, test_fraction: float, rng: np.random.Generator,
                   n_test: int | None = None, y: np.ndarray | None = None, restarts: int = 16) -> np.ndarray:
-    """Whole groups, stratified by class, for ``n_test`` (else ``test_fraction`` of all) items in the
-    classes' overall proportions. From each of ``restarts`` random groups (by ``rng``) that fit, the
-    group that brings the class counts closest to those targets joins while one does; the closest
-    result wins. Without ``y`` all items count as one class (size only)."""
+    """Whole groups for ``n_test`` (else ``test_fraction`` of all) items in the classes' overall proportions.
+
+    From each of ``restarts`` random groups that fit, :func:`_grow`; the closest result wins. Without
+    ``y`` all items count as one class (size only)."""
     target_size = test_fraction * len(groups) if n_test is None else n_test
     if target_size <= 0:
         return np.empty(0, np.int64)
@@ -160,10 +144,6 @@ def _grow(counts: np.ndarray, target: np.ndarray, first: int) -> tuple[float, li
         total += counts[pick]
         free[pick] = False
     return float(((total - target) ** 2).sum()), chosen
-
-
-def _equal(pool: np.ndarray, n_sites: int, rng) -> list[np.ndarray]:
-    return np.array_split(rng.permutation(pool), n_sites)
 
 
 def _stratified(pool: np.ndarray, y: np.ndarray, n_sites: int, rng) -> list[np.ndarray]:
@@ -199,10 +179,8 @@ def _grouped(pool: np.ndarray, groups: np.ndarray, n_sites: int, rng) -> list[np
     # the shuffle before the stable sort breaks ties between equal-size groups by seed.
     unique, inverse, sizes = np.unique(groups[pool], return_inverse=True, return_counts=True)
     if len(unique) < n_sites:
-        raise PartitionError(
-            f"method='grouped' needs at least one group per site, but the training pool has "
-            f"{len(unique)} groups for {n_sites} sites; use fewer sites or method='equal'."
-        )
+        raise PartitionError(f"method='grouped' needs at least one group per site, but the training pool has "
+                             f"{len(unique)} groups for {n_sites} sites; use fewer sites or method='equal'.")
     shuffled = rng.permutation(len(unique))
     order = shuffled[np.argsort(-sizes[shuffled], kind="stable")]
     load = np.zeros(n_sites, np.int64)
@@ -214,16 +192,9 @@ def _grouped(pool: np.ndarray, groups: np.ndarray, n_sites: int, rng) -> list[np
     return [pool[owner[inverse] == k] for k in range(n_sites)]
 
 
-# ----------------------------------------------------------------------------- API
-
-
 def grouped_holdout(groups, n_test: int | float, seed: int = 0, labels=None) -> np.ndarray:
-    """Sorted indices of a held-out set of whole groups (cases, patients) of about ``n_test`` items.
-
-    ``n_test``: a count (``int``) or a fraction of all items (``float`` in (0, 1)). From seeded
-    random starts, groups join while they bring the set closer to the target — per class of
-    ``labels`` when given (the classes' overall proportions), else in size only.
-    """
+    """Sorted indices of a held-out set of whole groups (cases, patients) of about ``n_test`` items (a count or
+    a fraction), matching the classes' overall proportions when ``labels`` are given, else in size only."""
     groups = np.asarray(groups)
     y = None if labels is None else _stratify_column(labels)
     if isinstance(n_test, (float, np.floating)):
@@ -236,26 +207,14 @@ def grouped_holdout(groups, n_test: int | float, seed: int = 0, labels=None) -> 
     return np.sort(test).astype(np.int64)
 
 
-def partition_sites(
-    labels,
-    n_sites: int,
-    method: str = "equal",
-    groups=None,
-    seed: int = 0,
-    test_fraction: float = 0.2,
-    alpha: float = 0.5,
-    test_size: int | None = None,
-    test_indices=None,
-    test_seed: int | None = None,
-) -> SitePartition:
-    """Hold out a test set, then split the rest into ``n_sites`` disjoint sites.
+def partition_sites(labels, n_sites: int, method: str = "equal", groups=None, seed: int = 0,
+                    test_fraction: float = 0.2, alpha: float = 0.5, test_size: int | None = None, test_indices=None,
+                    test_seed: int | None = None) -> SitePartition:
+    """Hold out a test set, then split the rest into ``n_sites`` disjoint sites (sorted indices, seeded).
 
-    Paper A, Section 4.1 (``method="equal"``, ``n_sites=4``); see the module docstring for
-    the other methods. Deterministic for a given ``seed``. Returns sorted index arrays.
-    ``test_size`` (a count) replaces ``test_fraction`` (the paper's test sets are about 181, 189 and
-    256 images); ``test_indices`` fixes the test set instead (an official split, e.g. Bladder's
-    ``ds.splits["test"]``). ``test_seed`` draws the test set with its own seed, so runs that differ
-    only in ``seed`` share one test set (None: ``seed`` draws both).
+    Paper A, Section 4.1 (``method="equal"``, ``n_sites=4``). ``test_size`` (a count; the paper's test
+    sets are about 181, 189 and 256 images) replaces ``test_fraction``; ``test_indices`` fixes the test set
+    (an official split); ``test_seed`` draws it with its own seed, shared by runs differing in ``seed``.
     """
     y = _stratify_column(labels)
     n = len(y)
@@ -272,10 +231,8 @@ def partition_sites(
         if groups.shape != (n,):
             raise PartitionError(f"groups must have one entry per item, shape ({n},); got {groups.shape}.")
     elif method == "grouped":
-        raise PartitionError(
-            "method='grouped' needs groups= (patient or case ids, e.g. ds.groups); this dataset "
-            "passed none. Use method='equal' or 'stratified' for data without patient ids."
-        )
+        raise PartitionError("method='grouped' needs groups= (patient or case ids, e.g. ds.groups); this dataset "
+                             "passed none. Use method='equal' or 'stratified' for data without patient ids.")
 
     if test_size is not None and not 0 <= int(test_size) < n:
         raise PartitionError(f"test_size must be between 0 and {n - 1} items, got {test_size!r}.")
@@ -291,22 +248,14 @@ def partition_sites(
         test = _stratified_test(y, test_fraction, test_rng, n_test=test_size)
     pool = np.setdiff1d(np.arange(n), test)
     if n_sites > len(pool):
-        raise PartitionError(
-            f"cannot make {n_sites} non-empty sites from {len(pool)} training items "
-            f"({n} items, {len(test)} held out for test); use fewer sites or a smaller test_fraction."
-        )
+        raise PartitionError(f"cannot make {n_sites} non-empty sites from {len(pool)} training items "
+                             f"({n} items, {len(test)} held out for test); use fewer sites or a smaller test_fraction.")
     if method == "equal":
-        sites = _equal(pool, n_sites, rng)
+        sites = np.array_split(rng.permutation(pool), n_sites)
     elif method == "stratified":
         sites = _stratified(pool, y, n_sites, rng)
     elif method == "dirichlet":
         sites = _dirichlet(pool, y, n_sites, alpha, rng)
     else:
         sites = _grouped(pool, groups, n_sites, rng)
-    return SitePartition(
-        sites=[np.sort(s).astype(np.int64) for s in sites],
-        test=np.sort(test).astype(np.int64),
-        method=method,
-        seed=seed,
-        labels=y,
-    )
+    return SitePartition([np.sort(s).astype(np.int64) for s in sites], np.sort(test).astype(np.int64), method, seed, y)

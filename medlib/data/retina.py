@@ -1,14 +1,8 @@
 """Retina fundus dataset (Paper A, Appendix A.3): github.com/yiweichen04/retina_dataset.
 
-Layout of the official archive (``retina_dataset-master/``)::
-
-    dataset/1_normal/NL_001.png ...          300 images
-    dataset/2_cataract/cataract_001.png ...  100
-    dataset/2_glaucoma/Glaucoma_001.png ...  101
-    dataset/3_retina_disease/Retina_001.png  100
-
-Two folders share the ``2_`` prefix, so classes are mapped by full folder name, never by
-the number. There are no patient ids and no official split.
+``retina_dataset-master/dataset/{1_normal,2_cataract,2_glaucoma,3_retina_disease}/*.png`` (300, 100,
+101, 100 images). Two folders share the ``2_`` prefix, so classes are mapped by full folder name. No
+patient ids, no official split.
 """
 
 from __future__ import annotations
@@ -68,12 +62,6 @@ class Retina(ImageDataset):
             paths.extend(files)
             labels.extend([k] * len(files))
         self.class_dir = class_dir
-        super().__init__(
-            # the archive folder (parent of ``dataset/``) is "the data folder"
-            root=class_dir.parent if class_dir.name == "dataset" else class_dir,
-            tasks={"label": list(RETINA_FOLDERS.values())},
-            labels=np.asarray(labels, dtype=np.int64),
-            image_paths=paths,
-            groups=None,
-            splits={},
-        )
+        super().__init__(root=class_dir.parent if class_dir.name == "dataset" else class_dir,
+                         tasks={"label": list(RETINA_FOLDERS.values())}, labels=np.asarray(labels, dtype=np.int64),
+                         image_paths=paths, groups=None, splits={})

@@ -1,28 +1,11 @@
 """Synthetic stand-ins for the four datasets, written in exactly their real on-disk layouts.
 
-Why: the real data are gigabytes (and derm7pt needs a registration), yet every chapter
-must run on a laptop CPU in minutes. ``synthesize(name, out_dir)`` writes files that
-:func:`medlib.data.load_dataset` reads with the very same code as the real release, so the
-smoke runs exercise the real loaders, not a shortcut.
-
-What the pictures contain (so experiments on them mean something):
-
-* **Learnable class structure.** Each class draws its own shapes, textures and colours
-  (fundus: cup-to-disc ratio, haze, exudates; skin: lesion colour, border, crust, vessels;
-  bladder: papillary fronds vs solid mass vs inflamed mucosa; derm7pt: pigment network,
-  streaks, dots, veil, vessels...). Signal strength varies per image, so classes overlap
-  and more training data keeps helping — a model trained on all data beats one trained on
-  a quarter, which is what Paper A's multi-site comparison needs.
-* **Acquisition differences** per device / patient / phone / video: colour cast, gain,
-  gamma, illumination gradient, blur, noise and zoom. Frames of one bladder case share one
-  scene (they come from one video), so a frame-level random split leaks, as in the real data.
-* **derm7pt**: the 8 labels are sampled jointly (criteria conditional on the diagnosis,
-  marginals close to the official train split) and each is drawn into the lesion. The
-  clinical image shows the same lesion small, blurred and under harsher lighting, so it is
-  less informative than the dermoscopic one, as in Paper B.
-
-Same ``seed`` → byte-identical files. Output is written to a temporary folder and renamed
-into place, so a failure never leaves a half-written dataset behind.
+The real data are gigabytes (derm7pt needs a registration); :func:`synthesize` writes files that
+:func:`medlib.data.load_dataset` reads with the very code of the real release. Classes differ in
+learnable shapes, textures and colours; each device / patient / video has its own acquisition
+(colour cast, light, blur, noise, zoom); frames of one bladder case share one scene (a frame-level
+split leaks); derm7pt's 8 labels are drawn jointly and the clinical image is less informative than
+the dermoscopic one, as in Paper B. Same ``seed`` -> byte-identical files, written atomically.
 """
 
 from __future__ import annotations
@@ -39,6 +22,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from medlib.data.bladder import ANNOTATION_COLUMNS, RELEASE_DIR
+from medlib.data.derm7pt import META_COLUMNS, SPLIT_FILES, TASK_COLUMNS, TASK_GROUPS
+from medlib.data.pad_ufes import PAD_COLUMNS
+from medlib.data.partition import largest_remainder
+from medlib.data.retina import RETINA_FOLDERS
 from medlib.errors import DataError
 
 __all__ = ["synthesize", "SYNTH_NAMES", "SIZES", "MARKER_NAME", "SYNTH_VERSION"]
@@ -50,9 +38,7 @@ SYNTH_NAMES = ("retina", "pad-ufes-20", "bladder-tissue", "derm7pt")
 MARKER_NAME = ".medlib-synth.json"
 SYNTH_VERSION = 3  # bump when the generator changes, so cached folders are rewritten
 
-# =========================================================================================
-# drawing primitives
-# =========================================================================================
+# --- drawing primitives
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -79,11 +65,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _blob(y, x, cy, cx, r, rng, irregular=0.0, soft=0.02, stretch=1.0, angle=0.0, max_wobble=3.0) -> np.ndarray:
-    """Soft mask of a disc whose radius wobbles with the angle (``irregular`` = border irregularity).
-
-    The radius stays within ``[0.3 r, max_wobble r]``. Computed only inside the blob's
-    bounding box (the rest is 0): most blobs are small.
-    """
+    """Soft mask of a disc whose radius wobbles with the angle (``irregular``) within ``[0.3 r, max_wobble r]``;
+    computed only inside its bounding box (most blobs are small)."""
     harmonics = [(irregular * rng.normal(0, 1.0 / k), rng.uniform(0, 2 * math.pi)) for k in range(2, 7)]
     reach = r * (1 + sum(abs(a) for a, _ in harmonics)) * max(1.0, stretch, 1.0 / max(stretch, 1e-3)) + 6 * soft
     ys = np.flatnonzero(np.abs(y[:, 0] - cy) <= reach)
@@ -132,28 +115,31 @@ def _gx(v: float, n: int, other: int) -> float:
     return v * min(n, other) / 2 + (n - 1) / 2
 
 
-def _line_mask(h: int, w: int, polylines, width_px: float, blur: float = 0.0) -> np.ndarray:
-    """Rasterise polylines given in pixel coordinates into a [0, 1] mask."""
+def _mask(h: int, w: int, paint, blur: float = 0.0) -> np.ndarray:
+    """A [0, 1] mask of what ``paint(ImageDraw)`` draws at 255, optionally Gaussian-blurred."""
     canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    for line in polylines:
-        if len(line) >= 2:
-            draw.line([tuple(p) for p in line], fill=255, width=max(1, int(round(width_px))), joint="curve")
+    paint(ImageDraw.Draw(canvas))
     if blur > 0:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
     return np.asarray(canvas, dtype=np.float32) / 255.0
+
+
+def _line_mask(h: int, w: int, polylines, width_px: float, blur: float = 0.0) -> np.ndarray:
+    """Polylines in pixel coordinates."""
+    def paint(draw):
+        for line in polylines:
+            if len(line) >= 2:
+                draw.line([tuple(p) for p in line], fill=255, width=max(1, int(round(width_px))), joint="curve")
+    return _mask(h, w, paint, blur)
 
 
 def _dots_mask(h: int, w: int, dots, blur: float = 0.0) -> np.ndarray:
-    """Filled ellipses ``(cx_px, cy_px, r_px)`` into a [0, 1] mask."""
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    for cx, cy, r in dots:
-        r = max(r, 0.6)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    if blur > 0:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
-    return np.asarray(canvas, dtype=np.float32) / 255.0
+    """Filled circles ``(cx_px, cy_px, r_px)``."""
+    def paint(draw):
+        for cx, cy, r in dots:
+            r = max(r, 0.6)
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    return _mask(h, w, paint, blur)
 
 
 def _random_walk(rng, start, angle, steps, step_len, turn, branch_p=0.0, depth=0):
@@ -227,48 +213,31 @@ class Acquisition:
 
 
 def _split_counts(total: int, shares) -> list[int]:
-    """Integer counts proportional to ``shares`` summing to ``total`` (largest remainder)."""
     shares = np.asarray(shares, dtype=float)
-    raw = shares / shares.sum() * total
-    counts = np.floor(raw).astype(int)
-    for k in np.argsort(-(raw - counts))[: total - counts.sum()]:
-        counts[k] += 1
-    return counts.tolist()
+    return largest_remainder(shares / shares.sum() * total, total).tolist()
 
 
-def _save_png(img: Image.Image, path: Path) -> None:
+def _save(img: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", compress_level=1)
+    if path.suffix == ".png":
+        img.save(path, format="PNG", compress_level=1)
+    else:
+        img.save(path, format="JPEG", quality=90)
 
 
-def _save_jpeg(img: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="JPEG", quality=90)
+# --- Retina — dataset/<class folder>/<prefix>_NNN.png
 
-
-# =========================================================================================
-# Retina — dataset/<class folder>/<prefix>_NNN.png
-# =========================================================================================
-
-_RETINA = {
-    # folder, file prefix, class ; counts small / medium / real-size (real: 300/100/101/100)
-    "normal": ("1_normal", "NL", (120, 300, 6)),
-    "cataract": ("2_cataract", "cataract", (40, 100, 6)),
-    "glaucoma": ("2_glaucoma", "Glaucoma", (40, 101, 6)),
-    "retina_disease": ("3_retina_disease", "Retina", (40, 100, 6)),
-}
-# Square fundus photos. real-size alternates 512 and 768 px squares, sizes of fundus photos once the
-# camera border is cropped (large enough to exercise the 224 px resize path of the full profile;
-# the release's own sizes are not recorded in REFERENCE, and larger ones only slow a dry run down).
+# class folder -> file prefix, counts small / medium / real-size (real: 300/100/101/100)
+_RETINA = {"1_normal": ("NL", (120, 300, 6)), "2_cataract": ("cataract", (40, 100, 6)),
+           "2_glaucoma": ("Glaucoma", (40, 101, 6)), "3_retina_disease": ("Retina", (40, 100, 6))}
+# square sides; real-size: fundus photos with the camera border cropped (large enough for the full
+# profile's 224 px resize; the release's own sizes are not recorded, larger ones only slow a dry run)
 _RETINA_PX = {"small": (112,), "medium": (256,), "real-size": (512, 768)}
 
 
 def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> Image.Image:
-    """A colour fundus photograph; the class changes cup-to-disc ratio, haze or lesions.
-
-    ``severity`` (random per image) scales the sign of disease, so weak cases resemble
-    normal ones: the classes overlap, as real screening images do.
-    """
+    """A colour fundus photograph; the class changes cup-to-disc ratio, haze or lesions, scaled by a
+    random ``severity`` so weak cases resemble normal ones (classes overlap, as in screening)."""
     y, x = _grid(size, size)
     severity = float(rng.beta(2.0, 2.0))
     z = acq.zoom
@@ -324,40 +293,30 @@ def _write_retina(out: Path, seed: int, size: str) -> None:
     dev_rng = _rng(seed, 1, 10**6)
     devices = [Acquisition.draw(dev_rng) for _ in range(n_devices)]
     item = 0
-    for cls, (folder, prefix, counts) in _RETINA.items():
-        n = counts[SIZES.index(size)]
+    for folder, (prefix, counts) in _RETINA.items():
+        cls, n = RETINA_FOLDERS[folder], counts[SIZES.index(size)]
         for i in range(1, n + 1):
             rng = _rng(seed, 1, item)
             acq = devices[int(rng.integers(n_devices))].jitter(rng)
             path = out / "retina_dataset-master" / "dataset" / folder / f"{prefix}_{i:03d}.png"
-            _save_png(_fundus(rng, sides[item % len(sides)], cls, acq), path)
+            _save(_fundus(rng, sides[item % len(sides)], cls, acq), path)
             item += 1
 
 
-# =========================================================================================
-# PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
-# =========================================================================================
+# --- PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
 
-_PAD_COUNTS = {  # small / medium (medium = the real counts) / real-size
-    "ACK": (95, 730, 5), "BCC": (110, 845, 5), "MEL": (10, 52, 5), "NEV": (32, 244, 5), "SCC": (25, 192, 5),
-    "SEK": (31, 235, 5),
-}
-# width and height each drawn from this range; the real smartphone photos vary from a few hundred
-# pixels to over a thousand per side
+_PAD_COUNTS = {"ACK": (95, 730, 5), "BCC": (110, 845, 5), "MEL": (10, 52, 5), "NEV": (32, 244, 5),
+               "SCC": (25, 192, 5), "SEK": (31, 235, 5)}  # small / medium (the real counts) / real-size
+# range of width and of height; real smartphone photos span a few hundred to over a thousand pixels
 _PAD_SIDE = {"small": (96, 160), "medium": (256, 448), "real-size": (300, 1100)}
 _REGIONS = ["FACE", "FOREARM", "NOSE", "BACK", "CHEST", "ARM", "HAND", "NECK", "EAR", "SCALP", "THIGH",
             "LIP", "ABDOMEN", "FOOT"]
 _BACKGROUNDS = ["POMERANIA", "GERMANY", "BRAZIL", "ITALY", "NETHERLANDS", "POLAND", "UNK", "PORTUGAL",
                 "BRASIL", "AUSTRIA", "CZECH", "SPAIN", "ISRAEL", "NORWAY", "FRANCE"]
 # lesion look per diagnosis: colour, relative radius, border irregularity
-_PAD_LOOK = {
-    "ACK": ([0.84, 0.48, 0.44], 0.34, 0.16),
-    "BCC": ([0.90, 0.66, 0.64], 0.38, 0.10),
-    "MEL": ([0.26, 0.14, 0.09], 0.40, 0.34),
-    "NEV": ([0.46, 0.29, 0.19], 0.25, 0.05),
-    "SCC": ([0.74, 0.30, 0.25], 0.44, 0.22),
-    "SEK": ([0.52, 0.36, 0.23], 0.38, 0.10),
-}
+_PAD_LOOK = {"ACK": ([0.84, 0.48, 0.44], 0.34, 0.16), "BCC": ([0.90, 0.66, 0.64], 0.38, 0.10),
+             "MEL": ([0.26, 0.14, 0.09], 0.40, 0.34), "NEV": ([0.46, 0.29, 0.19], 0.25, 0.05),
+             "SCC": ([0.74, 0.30, 0.25], 0.44, 0.22), "SEK": ([0.52, 0.36, 0.23], 0.38, 0.10)}
 _SKIN = np.array([[0.95, 0.80, 0.70], [0.92, 0.74, 0.62], [0.85, 0.64, 0.50], [0.72, 0.52, 0.38],
                   [0.56, 0.38, 0.27], [0.40, 0.27, 0.19]], np.float32)  # Fitzpatrick I..VI
 
@@ -454,8 +413,6 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
                 rows.append({"patient_id": pat, "lesion_id": str(lesion), **patient, **lesion_meta,
                              "diagnostic": diag, "img_id": img_id})
                 jobs.append((img_id, diag, fitz, acq_patient))
-    from medlib.data.pad_ufes import PAD_COLUMNS  # the file's own column order
-
     meta = pd.DataFrame(rows)[PAD_COLUMNS]
     meta.to_csv(out / "metadata.csv", index=False)
     lo, hi = _PAD_SIDE[size]
@@ -464,12 +421,10 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
         irng = _rng(seed, 2, k)
         w, h = int(irng.integers(lo, hi + 1)), int(irng.integers(lo, hi + 1))
         img = _skin_photo(irng, w, h, diag, fitz, acq_patient.jitter(irng))
-        _save_png(img, out / "images" / f"imgs_part_{k // part_size + 1}" / img_id)
+        _save(img, out / "images" / f"imgs_part_{k // part_size + 1}" / img_id)
 
 
-# =========================================================================================
-# Endoscopic Bladder Tissue — annotations.csv + <class>/case_CCC_pt_PPP_frame_FFFF.png
-# =========================================================================================
+# --- Endoscopic Bladder Tissue — annotations.csv + <class>/case_CCC_pt_PPP_frame_FFFF.png
 
 _BLADDER_SHARES = {"HGC": 0.26, "LGC": 0.35, "NST": 0.22, "NTL": 0.17}
 # (cases, frames, square frame sides); the release's frames are 300x300 or 350x350, one size per video
@@ -520,8 +475,6 @@ def _bladder_scene(rng: np.random.Generator, w: int, h: int, cls: str) -> np.nda
 
 
 def _write_bladder(out: Path, seed: int, size: str) -> None:
-    from medlib.data.bladder import ANNOTATION_COLUMNS, RELEASE_DIR
-
     out = out / RELEASE_DIR  # the released zip's top folder
     n_cases, n_frames, sides = _BLADDER_SIZE[size]
     classes = list(_BLADDER_SHARES)
@@ -570,30 +523,21 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
                 crop = np.clip(crop @ _NBI.T * 1.15, 0, 1)
             img = case_acq[case].jitter(frng, 0.4).render(crop, frng, extra_blur=float(frng.uniform(0, 0.006)))
             name = f"case_{case:03d}_pt_{pt_counter[case]:03d}_frame_{f:04d}.png"
-            _save_png(img, out / cls / name)
+            _save(img, out / cls / name)
             rows.append({"HLY": name, "tissue type": cls, "imaging type": "NBI" if nbi else "WLI",
                          "sub_dataset": split_of[case]})
     pd.DataFrame(rows)[ANNOTATION_COLUMNS].to_csv(out / "annotations.csv", index=False)
 
 
-# =========================================================================================
-# derm7pt — release_v0/meta/{meta,train_indexes,valid_indexes,test_indexes}.csv + images/
-# =========================================================================================
+# --- derm7pt — release_v0/meta/{meta,train_indexes,valid_indexes,test_indexes}.csv + images/
 
 _DERM_SIZES = {"small": ((80, 40, 78), (192, 128)), "medium": ((413, 203, 395), (768, 512)),
                "real-size": ((10, 10, 10), (768, 512))}
-_DIAG_P = {"BCC": 0.042, "NEV": 0.569, "MEL": 0.249, "MISC": 0.096, "SK": 0.044}
-_DIAG_RAW = {
-    "BCC": (["basal cell carcinoma"], [1.0]),
-    "NEV": (["clark nevus", "reed or spitz nevus", "congenital nevus", "dermal nevus", "blue nevus",
-             "combined nevus", "recurrent nevus"], [0.69, 0.14, 0.04, 0.06, 0.05, 0.01, 0.01]),
-    "MEL": (["melanoma (less than 0.76 mm)", "melanoma (in situ)", "melanoma (0.76 to 1.5 mm)",
-             "melanoma (more than 1.5 mm)", "melanoma", "melanoma metastasis"], [0.41, 0.26, 0.2, 0.1, 0.01, 0.02]),
-    "MISC": (["dermatofibroma", "lentigo", "melanosis", "miscellaneous", "vascular lesion"],
-             [0.21, 0.25, 0.17, 0.2, 0.17]),
-    "SK": (["seborrheic keratosis"], [1.0]),
-}
-_DIAG_ORDER = ["BCC", "NEV", "MEL", "MISC", "SK"]
+_DIAG_ORDER = list(TASK_GROUPS["DIAG"])
+# diagnosis -> share, lesion colour, border irregularity
+_DIAG = {"BCC": (0.042, [0.80, 0.60, 0.58], 0.12), "NEV": (0.569, [0.50, 0.32, 0.20], 0.06),
+         "MEL": (0.249, [0.33, 0.19, 0.13], 0.26), "MISC": (0.096, [0.66, 0.46, 0.36], 0.12),
+         "SK": (0.044, [0.58, 0.43, 0.30], 0.10)}
 # P(criterion class | diagnosis), rows in _DIAG_ORDER; marginals ≈ the official train split.
 _COND = {
     "PN": [[0.9, 0.05, 0.05], [0.25, 0.55, 0.2], [0.3, 0.15, 0.55], [0.8, 0.1, 0.1], [0.8, 0.1, 0.1]],
@@ -604,48 +548,37 @@ _COND = {
     "BWV": [[0.8, 0.2], [0.9, 0.1], [0.55, 0.45], [0.85, 0.15], [0.9, 0.1]],
     "VS": [[0.2, 0.75, 0.05], [0.93, 0.05, 0.02], [0.8, 0.08, 0.12], [0.7, 0.2, 0.1], [0.75, 0.15, 0.1]],
 }
-# grouped class -> raw strings written to meta.csv (the real ones) with their frequencies
-_RAW = {
-    "PN": {0: (["absent"], [1]), 1: (["typical"], [1]), 2: (["atypical"], [1])},
-    "STR": {0: (["absent"], [1]), 1: (["regular"], [1]), 2: (["irregular"], [1])},
-    "PIG": {0: (["absent"], [1]), 1: (["diffuse regular", "localized regular"], [0.6, 0.4]),
-            2: (["diffuse irregular", "localized irregular"], [0.6, 0.4])},
-    "RS": {0: (["absent"], [1]), 1: (["blue areas", "white areas", "combinations"], [0.3, 0.35, 0.35])},
-    "DaG": {0: (["absent"], [1]), 1: (["regular"], [1]), 2: (["irregular"], [1])},
-    "BWV": {0: (["absent"], [1]), 1: (["present"], [1])},
-    "VS": {0: (["absent"], [1]), 1: (["arborizing", "comma", "hairpin", "within regression", "wreath"],
-                                      [0.3, 0.25, 0.2, 0.15, 0.1]),
-           2: (["dotted", "linear irregular"], [0.6, 0.4])},
-}
-_DERM_COLUMNS = {"PN": "pigment_network", "STR": "streaks", "PIG": "pigmentation", "RS": "regression_structures",
-                 "DaG": "dots_and_globules", "BWV": "blue_whitish_veil", "VS": "vascular_structures"}
-_DIAG_COLOR = {"BCC": [0.80, 0.60, 0.58], "NEV": [0.50, 0.32, 0.20], "MEL": [0.33, 0.19, 0.13],
-               "MISC": [0.66, 0.46, 0.36], "SK": [0.58, 0.43, 0.30]}
-_DIAG_IRREG = {"BCC": 0.12, "NEV": 0.06, "MEL": 0.26, "MISC": 0.12, "SK": 0.10}
+# frequency of each raw meta.csv string within its grouped class (a class not listed: its first string)
+_RAW_P = {"clark nevus": 0.69, "reed or spitz nevus": 0.14, "congenital nevus": 0.04, "dermal nevus": 0.06,
+          "blue nevus": 0.05, "combined nevus": 0.01, "recurrent nevus": 0.01,
+          "melanoma (less than 0.76 mm)": 0.41, "melanoma (in situ)": 0.26, "melanoma (0.76 to 1.5 mm)": 0.2,
+          "melanoma (more than 1.5 mm)": 0.1, "melanoma": 0.01, "melanoma metastasis": 0.02,
+          "dermatofibroma": 0.21, "lentigo": 0.25, "melanosis": 0.17, "miscellaneous": 0.2, "vascular lesion": 0.17,
+          "diffuse regular": 0.6, "localized regular": 0.4, "diffuse irregular": 0.6, "localized irregular": 0.4,
+          "blue areas": 0.3, "white areas": 0.35, "combinations": 0.35, "arborizing": 0.3, "comma": 0.25,
+          "hairpin": 0.2, "within regression": 0.15, "wreath": 0.1, "dotted": 0.6, "linear irregular": 0.4}
 _SOURCES = ["Aal", "Abl", "Fbl", "Fgl", "Gal", "Ggl", "Ldl", "NEL", "Nml", "Fhl"]
 _PATCH_R = 0.55  # lesion radius in patch coordinates ([-1, 1] across the patch)
 _NO_CLINIC_NOTE = "no clinical image available; the dermoscopic image is given in its place"
 
 
-def _choose(rng, table):
-    names, p = table
-    p = np.asarray(p, float)
+def _raw(rng, task: str, k: int) -> str:
+    """A raw meta.csv string for class ``k`` of ``task`` (an index or a class name), drawn by :data:`_RAW_P`."""
+    group = TASK_GROUPS[task][k] if isinstance(k, str) else list(TASK_GROUPS[task].values())[k]
+    names = [r for r in _RAW_P if r in group] or group[:1]
+    p = np.asarray([_RAW_P.get(r, 1.0) for r in names])
     return str(names[int(rng.choice(len(names), p=p / p.sum()))])
 
 
 def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The lesion as seen through a dermoscope: RGB and alpha, ``P``×``P`` pixels.
-
-    Every criterion draws its own structure (network, streaks, blotches, regression, dots,
-    veil, vessels), so the 8 labels are all visible here.
-    """
+    """The lesion through a dermoscope, RGB and alpha of ``P``×``P`` px; every criterion draws its own structure."""
     y, x = _grid(P, P)
     R = _PATCH_R
     px = lambda v: (v + 1) * P / 2  # noqa: E731 - local coordinate -> pixel
-    alpha = _blob(y, x, 0, 0, R, rng, _DIAG_IRREG[diag] * (2.0 if lab["PN"] == 2 or lab["STR"] == 2 else 1.0),
+    alpha = _blob(y, x, 0, 0, R, rng, _DIAG[diag][2] * (2.0 if lab["PN"] == 2 or lab["STR"] == 2 else 1.0),
                   soft=0.03, stretch=float(rng.uniform(0.85, 1.15)), angle=float(rng.uniform(0, math.pi)),
                   max_wobble=1.3)  # 0.55 * 1.3 / 0.85 < 0.9: the lesion stays inside the patch
-    color = np.asarray(_DIAG_COLOR[diag], np.float32) * (1 + rng.normal(0, 0.08, 3)).astype(np.float32)
+    color = np.asarray(_DIAG[diag][1], np.float32) * (1 + rng.normal(0, 0.08, 3)).astype(np.float32)
     rho = np.sqrt(y * y + x * x) / R
     img = color * (1 + 0.12 * _smooth(rng, P, P, 6) - 0.15 * (1 - rho.clip(0, 1)))[..., None]
     img = np.broadcast_to(img, (P, P, 3)).copy()
@@ -779,7 +712,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
     (n_train, n_valid, n_test), (W, H) = _DERM_SIZES[size]
     n = n_train + n_valid + n_test
     rng = _rng(seed, 4, 10**6)
-    n_diag = dict(zip(_DIAG_ORDER, _split_counts(n, [_DIAG_P[d] for d in _DIAG_ORDER])))
+    n_diag = dict(zip(_DIAG_ORDER, _split_counts(n, [_DIAG[d][0] for d in _DIAG_ORDER])))
     diags = rng.permutation([d for d in _DIAG_ORDER for _ in range(n_diag[d])])
     order = rng.permutation(n)
     split_rows = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
@@ -800,7 +733,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
         diag = str(diags[i])
         d = _DIAG_ORDER.index(diag)
         lab = {t: int(crng.choice(len(p[d]), p=np.asarray(p[d]) / np.sum(p[d]))) for t, p in _COND.items()}
-        raw = {_DERM_COLUMNS[t]: _choose(crng, _RAW[t][lab[t]]) for t in _COND}
+        raw = {TASK_COLUMNS[t]: _raw(crng, t, lab[t]) for t in _COND}
         score = 2 * (lab["PN"] == 2) + 2 * (lab["BWV"] == 1) + 2 * (lab["VS"] == 2) + (lab["STR"] == 2) \
             + (lab["PIG"] == 2) + (lab["DaG"] == 2) + (lab["RS"] == 1)
         source = _SOURCES[int(crng.integers(len(_SOURCES)))]
@@ -810,14 +743,14 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
         clinic = f"{source}/{source.upper()}{k - 1:03d}{ext_c}"
         derm = f"{source}/{source.capitalize()}{k:03d}{ext_d}"
         clin_img, derm_img = _derm_pair(crng, W, H, diag, lab, source_acq[source].jitter(crng))
-        _save_jpeg(derm_img, out / "release_v0" / "images" / derm)
+        _save(derm_img, out / "release_v0" / "images" / derm)
         if i in no_clinic:
             clinic = derm
         else:
-            _save_jpeg(clin_img, out / "release_v0" / "images" / clinic)
+            _save(clin_img, out / "release_v0" / "images" / clinic)
         meta_rows.append({
             "case_num": str(i + 1),
-            "diagnosis": _choose(crng, _DIAG_RAW[diag]),
+            "diagnosis": _raw(crng, "DIAG", diag),
             "seven_point_score": str(int(score)),
             **raw,
             "level_of_diagnostic_difficulty": str(crng.choice(["low", "medium", "high"], p=[0.45, 0.35, 0.2])),
@@ -832,8 +765,6 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
             "case_id": "",
             "notes": _NO_CLINIC_NOTE if i in no_clinic else "",
         })
-    from medlib.data.derm7pt import META_COLUMNS, SPLIT_FILES
-
     meta_dir = out / "release_v0" / "meta"
     meta_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(meta_rows)[META_COLUMNS].to_csv(meta_dir / "meta.csv", index=False)
@@ -842,37 +773,18 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
         pd.DataFrame({"indexes": rng.permutation(split_rows[split])}).to_csv(meta_dir / filename, index=False)
 
 
-# =========================================================================================
-# entry point
-# =========================================================================================
+# --- entry point
 
-_WRITERS = {
-    "retina": _write_retina,
-    "pad-ufes-20": _write_pad,
-    "bladder-tissue": _write_bladder,
-    "derm7pt": _write_derm7pt,
-}
-
-
-def _marker(name: str, seed: int, size: str) -> dict:
-    return {"dataset": name, "seed": int(seed), "size": size, "synth_version": SYNTH_VERSION}
+_WRITERS = {"retina": _write_retina, "pad-ufes-20": _write_pad, "bladder-tissue": _write_bladder,
+            "derm7pt": _write_derm7pt}
 
 
 def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str = "small") -> Path:
     """Write a synthetic ``name`` dataset in its real on-disk layout into ``out_dir``; return ``out_dir``.
 
-    ``size="small"`` takes seconds (a few hundred images at ~100-200 px, class imbalance
-    kept); ``"medium"`` is closer to the real counts and image sizes (retina 601 images,
-    PAD-UFES-20 2,298, bladder 1,754 frames, derm7pt 1,011 cases at 768×512).
-    ``"real-size"`` writes a handful of images per class (4-8; derm7pt: 30 cases, every
-    diagnosis twice in each official split) at the real image sizes — derm7pt 768×512, bladder
-    300/350 px squares, PAD-UFES-20 300-1100 px per side, retina 512/768 px squares — for dry
-    runs of the full profile.
-
-    ``out_dir`` must not exist, be empty, or hold an earlier synthetic dataset (recognised
-    by the hidden marker file ``.medlib-synth.json``). If it already holds exactly this
-    dataset (same name, seed, size, generator version) nothing is written. A folder with
-    other content is never overwritten.
+    ``size``: ``"small"`` (seconds, ~100-200 px), ``"medium"`` (the real counts), ``"real-size"`` (4-8
+    images per class at the real image sizes, for dry runs of the full profile). ``out_dir`` must be
+    new, empty, or an earlier stand-in (marker ``.medlib-synth.json``; the very same one is kept as is).
     """
     if name not in _WRITERS:
         raise DataError(f"unknown dataset {name!r} for synth; expected one of {list(SYNTH_NAMES)}.")
@@ -881,7 +793,7 @@ def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str =
     if int(seed) < 0:
         raise DataError(f"synth seed must be >= 0, got {seed}.")
     out = Path(out_dir).expanduser().resolve()
-    wanted = _marker(name, seed, size)
+    wanted = {"dataset": name, "seed": int(seed), "size": size, "synth_version": SYNTH_VERSION}
     marker_path = out / MARKER_NAME
     if out.exists():
         if not out.is_dir():

@@ -1,16 +1,9 @@
-"""Unpack a received zip or tar archive without letting any member escape its folder.
+"""Unpack a received zip or tar archive (hostile until checked) without letting any member escape its folder.
 
-An archive comes from another host (a dataset mirror, a hospital): hostile until checked.
-Every member is checked *before anything is written*, on every Python that pyproject allows:
-tarfile's own ``filter="data"`` exists only from 3.12 (backported to late 3.10/3.11 patch
-releases), and pooch's ``Untar`` passes it only on 3.12+, so we do not rely on either.
-
-Refused, with the member's name: absolute paths, ``..`` components, symbolic and hard links,
-device nodes and FIFOs, members that resolve outside the target. Regular files are written
-with ordinary permissions (setuid/setgid/sticky and group/other write bits dropped).
-
-This module uses only the standard library, so the test can run it on the oldest Python
-pyproject allows without installing medlib there.
+Every member is checked before anything is written, on every Python pyproject allows (tarfile's
+``filter="data"`` exists only from 3.12, pooch's ``Untar`` uses it only there): absolute paths,
+``..``, symbolic and hard links, devices and FIFOs, members resolving outside the target are refused
+by name; files get ordinary permissions. Standard library only, so tests run it on the oldest Python.
 """
 
 from __future__ import annotations
@@ -59,10 +52,7 @@ def extract_zip(archive: Path, target: Path) -> list[Path]:
 
 
 def extract_tar(archive: Path, target: Path) -> list[Path]:
-    """Unpack the tar ``archive`` (any compression) into the existing folder ``target``.
-
-    Every member is checked first; nothing is written if one is refused.
-    """
+    """Unpack the tar ``archive`` (any compression) into the existing folder ``target`` after checking every member."""
     archive, target = Path(archive), Path(target)
     with tarfile.open(archive) as tar:
         members = tar.getmembers()

@@ -1,8 +1,6 @@
 """The data a profile asks for: a synthetic stand-in (smoke, dry runs) or the real dataset (full).
 
-Each dataset loads on its own: a missing derm7pt (it needs a registration) stops only what
-needs derm7pt. :func:`load_available` loads several and reports the missing ones instead of
-raising, for pages that show every dataset.
+Each dataset loads on its own: a missing derm7pt (registration needed) stops only what needs it.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import torch
 
 from medlib.data import load_dataset
 from medlib.data.base import ImageDataset
+from medlib.data.partition import SitePartition
 from medlib.errors import DataError, MedlibError
 from medlib.paths import data_env_var, data_root
 from medlib.profiles import Profile
@@ -25,24 +24,14 @@ SYNTH_SEED = 0  # the stand-in data is one fixed dataset; experiment seeds vary 
 
 
 def synthetic_root(name: str, size: str) -> Path:
-    """Where the ``size`` stand-in of ``name`` lives: one folder per size preset, so the smoke
-    profile's ``small`` and a dry run's ``real-size`` stand-ins never overwrite each other."""
+    """Where the ``size`` stand-in of ``name`` lives (one folder per size: smoke and dry runs never clash)."""
     return data_root(name, "synthetic") / size
 
 
-def _is_our_partial_download(root: Path) -> bool:
-    from medlib.data.download import has_partial_download
-
-    return has_partial_download(root)
-
-
 def ensure_dataset(name: str, profile: Profile, *, size: str | None = None) -> ImageDataset:
-    """Load ``name`` for ``profile``, writing the synthetic stand-in or downloading the real data once.
-
-    ``size`` picks the synthetic stand-in's size (default: the profile's, per dataset). With
-    real data, an empty folder is downloaded into and a folder holding an interrupted download
-    (``.part`` files, a download manifest) is resumed and finished; a folder with other
-    content is never touched (the loader's error says what is wrong with it).
+    """Load ``name`` for ``profile``, writing the synthetic stand-in (of ``size``, default the profile's) or
+    downloading the real data once: into an empty folder, or resuming an interrupted download; a folder
+    with other content is never touched (the loader's error says what is wrong with it).
     """
     P = profile
     if P.data_source == "synthetic":
@@ -58,17 +47,16 @@ def ensure_dataset(name: str, profile: Profile, *, size: str | None = None) -> I
     except DataError as exc:
         if name == "derm7pt":  # registration only: the message says where to put it and how to say where
             raise DataError(f"derm7pt is not at {root} (set ${data_env_var(name)} to its folder). {exc}") from None
-        if root.exists() and any(root.iterdir()) and not _is_our_partial_download(root):
-            raise  # someone else's files: the user's to inspect
-    from medlib.data.download import download_dataset
+        from medlib.data.download import download_dataset, has_partial_download
 
+        if root.exists() and any(root.iterdir()) and not has_partial_download(root):
+            raise  # someone else's files: the user's to inspect
     download_dataset(name, root)  # resumes .part files, finishes unpacking
     return load_dataset(name, root)
 
 
 def load_available(names, profile: Profile) -> tuple[dict[str, ImageDataset], dict[str, str]]:
-    """``(loaded, missing)``: every dataset of ``names`` that loads, and for each that does not, the
-    message saying how to get it. Nothing raises for a missing dataset; each loads on its own."""
+    """``(loaded, missing)``: each dataset of ``names`` that loads, else the message saying how to get it."""
     loaded: dict[str, ImageDataset] = {}
     missing: dict[str, str] = {}
     for name in names:
@@ -86,7 +74,7 @@ class SiteData:
     dataset: ImageDataset
     images: torch.Tensor  # uint8 (N, 3, S, S), memory-mapped cache
     labels: np.ndarray
-    partition: "object"  # medlib.data.partition.SitePartition
+    partition: SitePartition
 
     @property
     def classes(self) -> list[str]:
