@@ -26,7 +26,7 @@ from medlib.errors import MedlibError
 from medlib.experiments.data import SiteData
 # from the defining module, not the package: the package imports its plan, which imports medlib.estimates,
 # and medlib.estimates counts this chapter
-from medlib.experiments.paper_a.runs import Trained, _finetune, artifact_key, model_path, train_sites
+from medlib.experiments.paper_a.runs import Trained, _finetune, artifact_key, train_sites
 from medlib.federated import STRATEGIES, FederatedSite, rounds_grid, run_federated
 from medlib.io import atomic_write_text
 from medlib.models import load_classifier, save_classifier

@@ -1,5 +1,5 @@
 """Paper A's experiments (Tian et al. 2024, §4): the paper's tables (``paper``), runs and their batches
-(``runs``, ``batches``), the plan (``plan``), BN restoration (``restore``), our tables (``tables``),
+(``runs``, ``batches``), BN restoration (``restore``), our tables (``tables``),
 the analyses (``analysis``), the pages' sentences (``claims``) and figures (``plots``)."""
 
 from medlib.experiments.paper_a import claims
@@ -12,7 +12,6 @@ from medlib.experiments.paper_a.plots import (cosine_heatmap, lambda_sweep_plot,
                                               method_sketch)
 from medlib.experiments.paper_a.restore import averaged_stats_kept, restore_on_parts
 from medlib.experiments.paper_a.batches import AUGMENTATION, AUGMENTATION_ID, DeviceBatches
-from medlib.experiments.paper_a.plan import IMAGES_PER_SECOND, format_duration, training_plan
 from medlib.experiments.paper_a.runs import (SPLITS, Trained, artifact_key, model_path, paper_sites,
                                              pretrained_classifier, split_sites, train_sites)
 from medlib.experiments.paper_a.tables import TableResult, paper_comparison, run_table, side_by_side, table
@@ -21,7 +20,7 @@ __all__ = [
     "claims",
     "COLUMNS", "MERGED", "PAPER_TABLES", "PAPER_TEST_SIZES", "paper_table", "implied_test_size",
     "PAPER_SETTINGS", "OPEN_CHOICES", "settings_table",
-    "AUGMENTATION", "AUGMENTATION_ID", "DeviceBatches", "IMAGES_PER_SECOND", "format_duration", "training_plan",
+    "AUGMENTATION", "AUGMENTATION_ID", "DeviceBatches",
     "SPLITS", "model_path", "Trained", "paper_sites", "split_sites", "pretrained_classifier", "theta_pre_source",
     "artifact_key", "train_sites", "restore_on_parts", "averaged_stats_kept",
     "table", "TableResult", "run_table", "side_by_side", "paper_comparison",

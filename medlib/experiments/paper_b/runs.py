@@ -30,7 +30,6 @@ from medlib.ammfm.tta import TTA_VIEWS, apply_view, predict
 from medlib.data.augment import fusion_augment_pair, normalize, to_float
 from medlib.errors import MedlibError
 from medlib.experiments.data import ensure_dataset
-from medlib.estimates import gpu_seconds, paper_b_run_flops
 from medlib.io import load_weights, save_weights
 from medlib.paths import artifacts_dir, cache_dir
 from medlib.profiles import PaperB, Profile
@@ -41,7 +40,7 @@ from .configs import Config
 from .metrics import ConfigResult
 
 __all__ = ["PairData", "PairBatches", "RunResult", "load_pairs", "train_config", "run_config", "load_model",
-           "run_key", "training_config", "training_plan", "RESIZE_FIT", "EXPERIMENT_VERSION"]
+           "run_key", "training_config", "RESIZE_FIT", "EXPERIMENT_VERSION"]
 
 # 2: whole images squashed to size × size, FusionM4Net's augmentation, one cosine into SWA,
 #    content-keyed data and explicit weights
@@ -369,36 +368,3 @@ def results_of(rows: list[tuple[str, Config]], P: Profile, seed: int | None) -> 
             by_name[cfg.name] = run_config(cfg, P, seed)
         out[label] = by_name[cfg.name]
     return out
-
-
-def training_plan(configs, profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """What a page will train before it trains it: per configuration, runs cached and runs to train.
-
-    ``configs``: :class:`Config` s or (label, Config) rows. ``seconds per run`` is the mean
-    training time recorded by the cached runs of that configuration (NaN when none is cached
-    yet), rounded; ``basis`` says where it comes from. With no cached run of the ``full`` profile
-    it is estimated from the configuration's FLOPs on a T4 (:mod:`medlib.estimates`, README's numbers).
-    """
-    P = profile
-    B = P.paper_b
-    data = _data_for(P)
-    rows, seen = [], set()
-    for item in configs:
-        cfg = item[1] if isinstance(item, tuple) else item
-        if cfg.name in seen:
-            continue
-        seen.add(cfg.name)
-        cached, seconds = 0, []
-        base = P.first_seed if seed is None else int(seed)
-        for run in range(B.n_runs):
-            key = run_key(cfg, B, base + run, data, P.max_steps, B.pretrained)
-            weights_path, pred_path = _paths(cfg, base + run, key)
-            if weights_path.is_file() and pred_path.is_file():
-                cached += 1
-                seconds.append(float(load_weights(pred_path)[1]["train_seconds"]))
-        per_run, basis = (float(np.mean(seconds)), "measured (cached runs)") if seconds else (math.nan, "unknown yet")
-        if not seconds and P.name == "full" and P.max_steps is None:
-            per_run, basis = gpu_seconds(paper_b_run_flops(cfg, B), "T4"), "estimated (T4, from FLOPs)"
-        rows.append({"configuration": cfg.label, "runs": B.n_runs, "cached": cached, "to train": B.n_runs - cached,
-                     "seconds per run": round(per_run) if math.isfinite(per_run) else math.nan, "basis": basis})
-    return pd.DataFrame(rows).set_index("configuration")
