@@ -10,7 +10,7 @@ from medlib.errors import MedlibError
 from medlib.estimates import paper_a_seconds
 from medlib.profiles import Profile
 from medlib.runs import paper_a
-from medlib.runs.spec import Run, read_state
+from medlib.runs.spec import Run, read_state, relative
 
 __all__ = ["PAPER", "runs", "execute"]
 
@@ -58,8 +58,8 @@ def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
                     n_train = len(data.partition.train)
                     path = ex.federation_path(tr, strategy, which) if tr else None
                 prior = paper_a_seconds(P, n_train, n_test if strategy is None else 0)
-                artifacts = (paper_a._rel(path),) if path else ()
-                checkpoint = paper_a._rel(path.with_suffix(".ckpt")) if path and strategy is None else None
+                artifacts = (relative(path),) if path else ()
+                checkpoint = relative(path.with_suffix(".ckpt")) if path and strategy is None else None
                 out.append(Run(PAPER, dataset, role, seed, path.stem.rsplit("-", 1)[-1] if path else "", P.label,
                                P.paper_a.epochs, n_train, artifacts, checkpoint, needs,
                                family=f"beyond:{dataset}:{'site' if strategy is None else 'federation'}",

@@ -4,23 +4,17 @@ are :mod:`medlib.experiments.paper_a.runs`'s, so a run executed here is the mode
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 from medlib.errors import DataError, MedlibError
 from medlib.estimates import paper_a_seconds
-from medlib.paths import medlib_home
 from medlib.profiles import Profile
-from medlib.runs.spec import Run
+from medlib.runs.spec import Run, relative
 
 __all__ = ["PAPER", "TABLES", "runs", "execute"]
 
 PAPER = "a"
 TABLES = {"1": "retina", "2": "bladder-tissue", "3": "pad-ufes-20"}  # Tian et al. 2024, Tables 1–3
 
-
-def _rel(path: Path) -> str:
-    return os.path.relpath(path, medlib_home())
 
 
 def _pretrain_run(P: Profile) -> Run | None:
@@ -33,7 +27,7 @@ def _pretrain_run(P: Profile) -> Run | None:
     path = pretrain.pretrained_backbone_file(A)
     prior = paper_a_seconds(P, A.pretrain_images * 1.25, 0, epochs=A.pretrain_epochs)  # larger images than a site's
     return Run(PAPER, "theta_pre", "pretrain", A.seed, key, P.label, A.pretrain_epochs, A.pretrain_images,
-               (_rel(path),), None, (), family="a:pretrain", prior_s=prior[0], prior_basis=prior[1])
+               (relative(path),), None, (), family="a:pretrain", prior_s=prior[0], prior_basis=prior[1])
 
 
 def _experiments():
@@ -103,7 +97,7 @@ def runs(P: Profile, *, datasets=None, seeds=None, split: str = "paper", test_se
                     continue
                 path = ex.model_path(tr, idx, role)
                 out.append(Run(PAPER, dataset, role, seed, path.stem.rsplit("-", 1)[-1], P.label, P.paper_a.epochs,
-                               len(idx), (_rel(path),), _rel(path.with_suffix(".ckpt")), needs, family=f"a:{dataset}",
+                               len(idx), (relative(path),), relative(path.with_suffix(".ckpt")), needs, family=f"a:{dataset}",
                                prior_s=prior[0], prior_basis=prior[1]))
     return out
 

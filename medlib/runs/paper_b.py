@@ -5,22 +5,17 @@ Keys and paths are :mod:`medlib.experiments.paper_b.runs`' own, so a run execute
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from medlib.errors import MedlibError
 from medlib.estimates import paper_b_seconds
-from medlib.paths import medlib_home
 from medlib.profiles import Profile
-from medlib.runs.spec import Run
+from medlib.runs.spec import Run, relative
 
 __all__ = ["PAPER", "TABLES", "runs", "execute"]
 
 PAPER = "b"
 
-
-def _rel(path: Path) -> str:
-    return os.path.relpath(path, medlib_home())
 
 
 TABLES = ("2", "3", "4", "5", "6", "7", "8", "9", "10")  # Tang & Lasser 2024 tables with trained rows
@@ -71,7 +66,7 @@ def runs(P: Profile, *, tables=(), configs=None, n_runs: int | None = None, seed
         for run in range(n):
             run_seed, key, weights, predictions = _artifacts(P, config, run, data, seed)
             out.append(Run(PAPER, config.name, f"run{run}", run_seed, key, P.label, P.paper_b.epochs, n_train,
-                           (_rel(weights), _rel(predictions)), _rel(weights.with_suffix(".ckpt")),
+                           (relative(weights), relative(predictions)), relative(weights.with_suffix(".ckpt")),
                            family=f"b:{config.name}", prior_s=prior[0], prior_basis=prior[1]))
     return out
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medlib.paths import medlib_home
 
-__all__ = ["Run", "RunState", "read_state", "history_seconds", "complete", "lock_path"]
+__all__ = ["Run", "RunState", "read_state", "history_seconds", "complete", "lock_path", "relative"]
 
 DONE, PARTIAL, MISSING = "done", "partial", "missing"
 
@@ -66,6 +67,11 @@ class RunState:
     @property
     def done(self) -> bool:
         return self.status == DONE
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to ``$MEDLIB_HOME``: how a run names its files."""
+    return os.path.relpath(path, medlib_home())
 
 
 def history_seconds(history) -> float | None:
