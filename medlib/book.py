@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
@@ -100,8 +99,7 @@ def default_jobs() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class _Task:
+class _Task(NamedTuple):
     """What every notebook execution of one build shares (picklable: lanes run in processes)."""
 
     book_root: Path
@@ -126,10 +124,8 @@ def execute_notebooks(book_root: Path, staging: Path, profile: str, *, only: lis
     task = _Task(book_root, Path(staging), profile, log_output, kernel_name, tuple(notebooks))
     first, lanes, last = notebook_lanes(notebooks)
     jobs = min(jobs, len(lanes))
-    with mock.patch.dict(os.environ, MEDLIB_PROFILE=profile):  # the whole environment is restored afterwards
-        os.environ.pop("MEDLIB_DRY_RUN", None)
-        if dry_run:
-            os.environ["MEDLIB_DRY_RUN"] = "1"
+    # the whole environment is restored afterwards
+    with mock.patch.dict(os.environ, MEDLIB_PROFILE=profile, MEDLIB_DRY_RUN="1" if dry_run else "0"):
         if jobs <= 1:
             return _execute(task, notebooks)
         return _execute(task, first) + _execute_lanes(task, lanes, jobs) + _execute(task, last)
@@ -273,9 +269,8 @@ def present_for_readers(path: Path, *, fold_lines: int = FOLD_LOG_LINES) -> None
         if set(MACHINERY_TAGS) & set(tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
         outputs = _coalesce_streams(cell.get("outputs", []))
-        logs = [o.get("output_type") == "stream" for o in outputs]
-        long = [log and len(_log_lines(o["text"])) > fold_lines for o, log in zip(outputs, logs)]
-        if any(long) and all(logs):
+        long = [o.get("output_type") == "stream" and len(_log_lines(o["text"])) > fold_lines for o in outputs]
+        if any(long) and all(o.get("output_type") == "stream" for o in outputs):
             if "hide-output" not in tags:
                 tags.append("hide-output")
         elif any(long):
@@ -286,15 +281,11 @@ def present_for_readers(path: Path, *, fold_lines: int = FOLD_LOG_LINES) -> None
     _replace(Path(path), nbformat.writes(nb) + "\n")
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write ``text`` over ``path`` through a temporary file: never a half-written notebook or config."""
+def _replace(path: Path, text: str | dict) -> None:
+    """Write ``text`` (a dict as YAML) over ``path`` through a temporary file: never half a notebook or config."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(yaml.safe_dump(text, sort_keys=False, allow_unicode=True) if isinstance(text, dict) else text)
     os.replace(tmp, path)
-
-
-def _write_yaml(path: Path, data) -> None:
-    _replace(Path(path), yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def mark_dry_run(staging: Path) -> None:
@@ -303,7 +294,7 @@ def mark_dry_run(staging: Path) -> None:
     config = yaml.safe_load(path.read_text())
     config["title"] = f"{config.get('title', 'Book')} (dry run)"
     config.setdefault("html", {})["announcement"] = DRY_RUN_BANNER
-    _write_yaml(path, config)
+    _replace(path, config)
 
 
 def prune_toc(toc_path: Path, keep_notebooks: set[str]) -> None:
@@ -324,24 +315,7 @@ def prune_toc(toc_path: Path, keep_notebooks: set[str]) -> None:
                 node["parts"] = [part for part in node["parts"] if part.get("chapters")]
         return node
 
-    _write_yaml(toc_path, walk(yaml.safe_load(Path(toc_path).read_text())))
-
-
-def _render(staging: Path, output: Path) -> Path:
-    """``jupyter-book build`` the staged folder, warnings as errors; returns ``index.html``'s path."""
-    jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(staging),
-           "--config", str(staging / "_config.yml"), "--toc", str(staging / "_toc.yml"),  # we build a staged folder
-           "--path-output", str(output), "-W", "-n", "--keep-going"]
-    print("rendering:", " ".join(cmd[1:3]), "→", output / "_build" / "html", flush=True)
-    proc = subprocess.run(cmd, cwd=staging, text=True, capture_output=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-        raise MedlibError(f"jupyter-book build failed (warnings are errors):\n{tail}")
-    index = output / "_build" / "html" / "index.html"
-    if not index.is_file():
-        raise MedlibError(f"jupyter-book reported success but {index} is missing")
-    return index
+    _replace(Path(toc_path), walk(yaml.safe_load(Path(toc_path).read_text())))
 
 
 def build_book(book_root: Path, profile: str = "smoke", *, build_dir: Path | None = None,
@@ -380,7 +354,19 @@ def build_book(book_root: Path, profile: str = "smoke", *, build_dir: Path | Non
         if only:  # a partial build renders the prose and the notebooks it executed, nothing stale
             prune_toc(staging / "_toc.yml", {d.source.relative_to(book_root).with_suffix("").as_posix() for d in done})
     # ``--path-output X`` writes to X/_build/html, so hand the build folder's parent
-    index = _render(staging, build_dir.parent if build_dir.name == "_build" else build_dir)
+    output = build_dir.parent if build_dir.name == "_build" else build_dir
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(staging),
+           "--config", str(staging / "_config.yml"), "--toc", str(staging / "_toc.yml"),  # we build a staged folder
+           "--path-output", str(output), "-W", "-n", "--keep-going"]  # warnings are errors
+    print("rendering:", " ".join(cmd[1:3]), "→", output / "_build" / "html", flush=True)
+    proc = subprocess.run(cmd, cwd=staging, text=True, capture_output=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
+        raise MedlibError(f"jupyter-book build failed (warnings are errors):\n{tail}")
+    index = output / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise MedlibError(f"jupyter-book reported success but {index} is missing")
     # GitHub Pages runs Jekyll unless told not to, and Jekyll drops _static/ and _vendor/ (leading "_")
     (index.parent / ".nojekyll").touch()
     print(f"book built in {time.perf_counter() - t0:.0f} s: {index}", flush=True)

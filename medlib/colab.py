@@ -58,9 +58,19 @@ def setup(drive: bool = True, *, mount_point: str | os.PathLike = "/content/driv
     if os.environ.get("MEDLIB_HOME"):
         say(f"MEDLIB_HOME is already set ({os.environ['MEDLIB_HOME']}): keeping it; Google Drive not mounted.")
         return _done(True, False)
-    local = Path(local)
-    persistent = drive and _mount(Path(mount_point), say)
-    home = Path(mount_point) / folder if persistent else local / "home"
+    local, mount = Path(local), Path(mount_point)
+    persistent = False
+    if drive:
+        try:
+            if not (mount / "MyDrive").is_dir():  # else mounted earlier in this session
+                from google.colab import drive as google_drive
+
+                google_drive.mount(str(mount))
+            persistent = (mount / "MyDrive").is_dir()
+        except Exception as exc:  # declined authorisation, no Drive: the session still works, locally
+            say(f"Google Drive could not be mounted ({type(exc).__name__}: {exc}); trained models stay on this VM "
+                "and are lost when the session ends. Run medlib.colab.setup() again to retry.")
+    home = mount / folder if persistent else local / "home"
     home.mkdir(parents=True, exist_ok=True)
     local.mkdir(parents=True, exist_ok=True)
     os.environ["MEDLIB_HOME"] = str(home)
@@ -78,21 +88,7 @@ def setup(drive: bool = True, *, mount_point: str | os.PathLike = "/content/driv
     elif persistent:
         say(f"derm7pt (Paper B) needs a free registration at https://derm.cs.sfu.ca; unpack it once to {derm} "
             "and it is found in every later session.")
-    return ColabSetup(True, home, _env_path("MEDLIB_DATA_HOME"), persistent, _env_path("MEDLIB_DATA_DERM7PT"))
-
-
-def _mount(mount_point: Path, say) -> bool:
-    if (mount_point / "MyDrive").is_dir():
-        return True  # mounted earlier in this session
-    try:
-        from google.colab import drive
-
-        drive.mount(str(mount_point))
-    except Exception as exc:  # declined authorisation, no Drive: the session still works, locally
-        say(f"Google Drive could not be mounted ({type(exc).__name__}: {exc}); trained models stay on this VM "
-            "and are lost when the session ends. Run medlib.colab.setup() again to retry.")
-        return False
-    return (mount_point / "MyDrive").is_dir()
+    return _done(True, persistent)
 
 
 # The first code cell of every notebook. It installs the book's *release*, so a page and the code it runs agree.
