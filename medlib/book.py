@@ -1,8 +1,6 @@
-"""Build the book: papermill executes every ``_toc.yml`` notebook into a staging copy, Jupyter Book renders it.
-
-Jupyter Book's own execution is off, so a failing cell stops the build naming the notebook and the cell.
-Notebooks run in lanes side by side (:func:`notebook_lanes`). A dry run (``MEDLIB_DRY_RUN=1`` in the kernels,
-see :mod:`medlib.profiles`) builds into ``_build/dry-run`` and every page carries a banner saying so.
+"""Build the book: papermill executes every ``_toc.yml`` notebook into a staging copy (a failing cell stops the
+build naming notebook and cell), in lanes side by side (:func:`notebook_lanes`); Jupyter Book renders the copy.
+A dry run (``MEDLIB_DRY_RUN=1`` in the kernels) builds into ``_build/dry-run``, a banner on every page.
 """
 
 from __future__ import annotations
@@ -78,9 +76,8 @@ def toc_notebooks(book_root: Path) -> list[Path]:
 def notebook_lanes(notebooks: list[Path]) -> tuple[list[Path], list[list[Path]], list[Path]]:
     """Split toc-ordered notebooks into (first, lanes, last) by the tens digit of their ``NN_`` number.
 
-    ``0x`` (and unnumbered) notebooks prepare what every chapter reads, so they run first; ``9x`` read every
-    chapter's results, so they run last. Each other tens digit is a lane (``1x`` Part A and beyond it, ``2x``
-    Part B) whose notebooks read each other's models in order and nothing of another lane.
+    ``0x`` (and unnumbered) prepare what every chapter reads, ``9x`` read every chapter's results; each other digit
+    is a lane (``1x`` Part A, ``2x`` Part B) whose notebooks read each other's models in order, not another lane's.
     """
     first: list[Path] = []
     last: list[Path] = []
@@ -113,10 +110,8 @@ class _Task(NamedTuple):
 def execute_notebooks(book_root: Path, staging: Path, profile: str, *, only: list[str] | None = None,
                       log_output: bool = False, kernel_name: str = "python3", dry_run: bool = False,
                       jobs: int = 1) -> list[ExecutedNotebook]:
-    """Execute every toc notebook of ``book_root`` into ``staging`` (same relative paths), ``jobs`` lanes at once.
-
-    Kernels inherit ``MEDLIB_PROFILE=profile`` (nbval reads it too) and, for a dry run, ``MEDLIB_DRY_RUN=1``.
-    """
+    """Execute every toc notebook of ``book_root`` into ``staging`` (same relative paths), ``jobs`` lanes at once;
+    kernels inherit ``MEDLIB_PROFILE=profile`` (nbval reads it too) and ``MEDLIB_DRY_RUN``."""
     book_root = Path(book_root).resolve()
     notebooks = [nb for nb in toc_notebooks(book_root) if not only or any(key in nb.name for key in only)]
     if jobs < 1:
@@ -254,11 +249,8 @@ def _folded_log(output):
 
 
 def present_for_readers(path: Path, *, fold_lines: int = FOLD_LOG_LINES) -> None:
-    """Prepare an executed notebook for its page (the source notebook is not touched).
-
-    Machinery cells get ``remove-cell``; a cell whose outputs are all logs longer than ``fold_lines`` gets
-    ``hide-output`` (a toggle); a long log beside figures or tables is folded alone (``<details>``).
-    """
+    """Prepare an executed notebook for its page: machinery cells get ``remove-cell``; a cell whose outputs are
+    all logs longer than ``fold_lines`` gets ``hide-output``; a long log beside figures is folded alone."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -321,11 +313,8 @@ def prune_toc(toc_path: Path, keep_notebooks: set[str]) -> None:
 def build_book(book_root: Path, profile: str = "smoke", *, build_dir: Path | None = None,
                only: list[str] | None = None, execute: bool = True, log_output: bool = False,
                dry_run: bool = False, jobs: int | None = None) -> Path:
-    """Stage, execute and render the book; returns the path of ``_build/html/index.html``.
-
-    ``dry_run`` builds into ``_build/dry-run`` unless ``build_dir`` is given; ``jobs`` lanes run at once
-    (None: :func:`default_jobs`).
-    """
+    """Stage, execute and render the book; returns the path of ``_build/html/index.html``. ``jobs`` lanes run at
+    once (None: :func:`default_jobs`); a dry run builds into ``_build/dry-run`` unless ``build_dir`` is given."""
     book_root = Path(book_root).resolve()
     build_dir = Path(build_dir or book_root / (DRY_RUN_BUILD if dry_run else "_build")).resolve()
     if dry_run and build_dir == (book_root / "_build").resolve():

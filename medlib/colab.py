@@ -1,9 +1,7 @@
 """Google Colab: the notebooks' install cell, and :func:`setup`, which makes a session's work persist.
 
-Each Colab notebook gets a fresh VM. ``setup`` mounts Google Drive for what is small and expensive to remake
-(``$MEDLIB_HOME``: models, results, checkpoints) and keeps what is large and re-creatable on the VM's disk
-(``$MEDLIB_DATA_HOME``: datasets, decode caches). ``python -m medlib.colab --apply-install-cell notebooks/*.ipynb``
-writes the install cell.
+Each Colab notebook gets a fresh VM: ``setup`` keeps what is small and costly to remake on Google Drive
+(``$MEDLIB_HOME``: models, results, checkpoints), what is large and re-creatable on the VM (``$MEDLIB_DATA_HOME``).
 """
 
 from __future__ import annotations
@@ -45,11 +43,8 @@ def _done(colab: bool, drive: bool) -> ColabSetup:
 
 def setup(drive: bool = True, *, mount_point: str | os.PathLike = "/content/drive", folder: str = "MyDrive/medlib",
           local: str | os.PathLike = "/content/medlib-local", verbose: bool = True) -> ColabSetup:
-    """Mount Google Drive and point medlib at it (artifacts) and at the local disk (data).
-
-    Outside Colab nothing happens; a ``$MEDLIB_HOME`` set before is kept; ``drive=False`` (or a declined
-    mount) keeps everything on the VM. A derm7pt unpacked once at ``<folder>/derm7pt`` is found there.
-    """
+    """Mount Google Drive and point medlib at it (artifacts) and at the local disk (data). Outside Colab nothing
+    happens; a ``$MEDLIB_HOME`` set before is kept; ``drive=False`` (or a declined mount) keeps all on the VM."""
     say = print if verbose else (lambda *a, **k: None)
     if not on_colab():
         say("Not running on Colab: nothing to set up (medlib keeps everything under $MEDLIB_HOME, "
@@ -128,9 +123,7 @@ def repository_url(config_yml: str | os.PathLike = "_config.yml") -> str:
 
 def apply_install_cell(notebooks, repo_url: str) -> list[Path]:
     """Replace the first code cell's source of each notebook by the install cell; return those that changed.
-
-    Only that source changes (plain JSON in nbformat's layout): the cell's metadata and the other cells stay.
-    """
+    Only that source changes (plain JSON in nbformat's layout): the cell's metadata and the other cells stay."""
     import json
 
     from medlib.io import atomic_write_text

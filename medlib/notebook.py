@@ -1,8 +1,5 @@
-"""The notebooks' helpers: :func:`start` (profile, seed, device, provenance banner) and glued values.
-
-Inside Jupyter Book (``myst_nb`` importable) :func:`glue` hands values to ``myst_nb.glue`` for the prose's
-``{glue:}`` roles; elsewhere (Colab, nbval) those roles are raw text, so the value is shown in the cell instead.
-"""
+"""The notebooks' helpers: :func:`start` (profile, seed, device, provenance banner) and :func:`glue`, which feeds
+the prose's ``{glue:}`` roles in Jupyter Book and shows the value in the cell elsewhere (Colab, nbval)."""
 
 from __future__ import annotations
 
@@ -36,9 +33,7 @@ def banner(profile: Profile, seed: int, device: torch.device) -> str:
 
 def start(profile: str | Profile = "auto", seed: int | None = None, *, show: bool = True) -> NotebookRun:
     """Resolve the profile (the one place a notebook does), seed everything, choose the device, show the banner.
-
-    ``seed=None`` is the profile's first seed: an analysis page shows the very models its tables were made from.
-    """
+    ``seed=None`` is the profile's first seed: an analysis page shows the very models its tables were made from."""
     import pandas as pd
 
     P = get_profile(profile, dry=is_dry_run())
@@ -67,22 +62,16 @@ def in_jupyter_book() -> bool:
 
 
 class _GluedText(str):
-    """A glued string that reads as text on the page: ``myst_nb`` stores only a str's repr (quotes and all).
-
-    The text/markdown twin, which ``{glue:}`` prefers, backslash-escapes every ASCII punctuation mark
-    (CommonMark) so the text shows verbatim; text/plain stays the repr that ``{glue:text}`` unquotes.
-    """
+    """A glued string that reads as text, not as the repr (quotes and all) ``myst_nb`` stores: its text/markdown,
+    which ``{glue:}`` prefers, escapes ASCII punctuation (CommonMark); ``{glue:text}`` unquotes the repr itself."""
 
     def _repr_markdown_(self) -> str:
         return re.sub(r"([!-/:-@\\[-`{-~])", r"\\\1", str(self))
 
 
 def glue(name: str, value, display: bool = False):
-    """Glue ``value`` under ``name`` for the book; outside Jupyter Book, show it in the cell output.
-
-    Without ``myst_nb`` a figure is displayed, a number or text appears as ``name = value``, anything else
-    (a table) as ``name =`` and the object. Returns nothing, so a glue on a cell's last line adds no output.
-    """
+    """Glue ``value`` under ``name`` for the book; outside Jupyter Book show it: a figure, ``name = value`` for a
+    number or text, else ``name =`` and the object. Returns nothing: a cell's last line adds no output."""
     myst_glue = _myst_glue()
     if myst_glue is not None:
         myst_glue(name, _GluedText(value) if isinstance(value, str) else value, display=display)

@@ -1,9 +1,8 @@
-"""Offline viewing: the book vendors MathJax 3, RequireJS and the ipywidgets HTML manager instead of CDNs.
+"""Offline viewing: MathJax 3, RequireJS and the ipywidgets HTML manager vendored into the book, not from CDNs.
 
-The npm tarballs pinned in ``js-vendor.lock.json`` are downloaded once into ``$MEDLIB_HOME/npm``, checked against
-their sha512 ``dist.integrity`` (when cached and at every use) and unpacked into ``<staging>/_offline/_vendor``,
-which ``_config.yml`` serves via ``html_extra_path`` (not ``_static/``: Jupyter Book would inject every .js there).
-The module is also a Sphinx extension (:func:`setup`) dropping the inline scripts Sphinx 7.4 emits twice.
+The npm tarballs pinned in ``js-vendor.lock.json`` are cached once in ``$MEDLIB_HOME/npm``, sha512-verified at
+every use, unpacked into ``<staging>/_offline/_vendor`` (``html_extra_path``: in ``_static/`` Jupyter Book would
+inject every .js into every page). Also a Sphinx extension (:func:`setup`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from medlib.errors import MedlibError
 from medlib.paths import medlib_home
 
 LOCK_FILE = "js-vendor.lock.json"
-OFFLINE_DIR = "_offline"  # staged folder named in html_extra_path; holds _vendor/
 VENDOR_URL_PREFIX = "../_vendor/"  # how _config.yml reaches _vendor/ from Sphinx's _static/
 REGISTRY_ENV = "MEDLIB_NPM_REGISTRY"  # a mirror of https://registry.npmjs.org, if the public one is unreachable
 
@@ -184,10 +182,8 @@ def check_config(config_yml: Path, offline_dir: Path) -> None:
 
 
 def fetch_assets(book_root: Path, cache_dir: Path | None = None) -> list[tuple[VendoredPackage, Path]]:
-    """Download (once) and verify every locked package into ``cache_dir`` (default ``$MEDLIB_HOME/npm``).
-
-    ``make assets`` runs it (``medlib book --fetch-assets``): building the book needs no network afterwards.
-    """
+    """Download (once) and verify every locked package into ``cache_dir`` (default ``$MEDLIB_HOME/npm``);
+    ``make assets`` runs it (``medlib book --fetch-assets``), so book builds need no network afterwards."""
     registry, packages = read_lock(Path(book_root))
     cache_dir = Path(cache_dir) if cache_dir else medlib_home() / "npm"
     return [(pkg, fetch_tarball(pkg, cache_dir, lock_registry=registry)) for pkg in packages]
@@ -195,7 +191,7 @@ def fetch_assets(book_root: Path, cache_dir: Path | None = None) -> list[tuple[V
 
 def vendor_assets(book_root: Path, staging: Path, cache_dir: Path | None = None) -> Path:
     """Unpack the pinned, verified JavaScript into ``<staging>/_offline/_vendor``; returns ``_offline``."""
-    offline = Path(staging) / OFFLINE_DIR
+    offline = Path(staging) / "_offline"  # named in html_extra_path
     if offline.exists():
         shutil.rmtree(offline)
     for pkg, tarball in fetch_assets(book_root, cache_dir):

@@ -1,9 +1,6 @@
-"""Run profiles: every hyperparameter a notebook or command uses, in one frozen place.
-
-``smoke``: CPU, minutes, synthetic stand-ins in the real on-disk formats, tiny models on the same code paths.
-``full``: GPU, hours, the real datasets and the papers' hyperparameters (Paper A Table 4; Paper B Section 4.1).
-A dry run of a profile (:func:`dry_run`) keeps its code paths (real architectures at the real image size) and
-caps the work, so ``medlib book --profile full --dry-run`` keeps ``full`` from rotting on a CPU.
+"""Run profiles, every hyperparameter in one frozen place. ``smoke``: CPU, minutes, synthetic stand-ins in the real
+formats, tiny models. ``full``: GPU, hours, the real data and the papers' settings (Paper A Table 4; Paper B §4.1).
+A :func:`dry_run` keeps a profile's code paths and caps its work: ``full`` cannot rot unnoticed on a CPU.
 """
 
 from __future__ import annotations
@@ -164,9 +161,7 @@ def is_dry_run() -> bool:
 
 def get_profile(name: str | Profile = "auto", *, dry: bool = False) -> Profile:
     """The profile ``name`` (its :func:`dry_run` if ``dry``); ``"auto"``: ``$MEDLIB_PROFILE``, else full on CUDA.
-
-    Called by the entry points only: the library takes a Profile.
-    """
+    Called by the entry points only: the library takes a Profile."""
     if isinstance(name, Profile):
         return dry_run(name) if dry else name
     if name in (None, "", "auto"):

@@ -30,10 +30,8 @@ class ResultFile:
 
 
 def find_result(paper: str, name: str, profile: Profile) -> ResultFile | None:
-    """The committed full-profile result if there is one, else this build's, else ``None``.
-
-    A dry run reads only its own results (``<name>-full-dry-run.json``), never the committed ones.
-    """
+    """The committed full-profile result if there is one, else this build's, else ``None``; a dry run reads only
+    its own results (``<name>-full-dry-run.json``), never the committed ones."""
     book = None if profile.dry_run else find_book_root()
     candidates = [(book / "results" / "full" / paper / f"{name}-full.json", True)] if book else []
     for path, committed in candidates + [(results_dir() / paper / f"{name}-{profile.result_tag}.json", False)]:

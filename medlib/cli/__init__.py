@@ -1,8 +1,5 @@
-"""The ``medlib`` command line (also ``python -m medlib``): one module per command group.
-
-Each ``medlib.cli.*`` module exposes ``register(subparsers)``; :func:`main` assembles them and turns user-fixable
-errors (:class:`~medlib.errors.MedlibError`) into a one-line message and exit code 2.
-"""
+"""The ``medlib`` command line (also ``python -m medlib``): one module per command group, each with
+``register(subparsers)``; user-fixable errors (:class:`~medlib.errors.MedlibError`) exit 2 with one line."""
 
 from __future__ import annotations
 
