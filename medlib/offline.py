@@ -33,9 +33,8 @@ REGISTRY_ENV = "MEDLIB_NPM_REGISTRY"  # a mirror of https://registry.npmjs.org, 
 WIDGETS_SETUP_JS = "widgets-setup.js"
 _WIDGETS_SETUP_SOURCE = r"""/* Written by medlib/offline.py for the offline book; see js-vendor.lock.json. */
 (function () {
-  // 1. The bundle finds its icon fonts next to the URL RequireJS gives its AMD modules, by default
-  //    the page's own folder. Map the modules into the vendored dist/ folder (absolute URL, so it
-  //    works at any page depth, served or opened as file://).
+  // 1. The bundle finds its icon fonts next to its AMD modules' URL (by default the page's folder): map the
+  //    modules into the vendored dist/ folder, absolute, so any page depth works, served or as file://.
   var dist = document.currentScript.src.replace(/[^\/]*$/, "") + "html-manager/dist/";
   require.config({paths: {
     "@jupyter-widgets/base": dist + "base",
@@ -43,9 +42,8 @@ _WIDGETS_SETUP_SOURCE = r"""/* Written by medlib/offline.py for the offline book
     "@jupyter-widgets/html-manager": dist + "html-manager",
     "@jupyter-widgets/html-manager/dist/libembed-amd": dist + "libembed-amd"
   }});
-  // 2. Widget labels are typeset with the MathJax 2 call MathJax.Hub.Queue(["Typeset", Hub, el]);
-  //    the book loads MathJax 3, which has no Hub. Forward such calls to MathJax 3 once it is up
-  //    (widgets render on window "load"; this listener is registered first).
+  // 2. Widget labels are typeset with MathJax 2's MathJax.Hub.Queue(["Typeset", Hub, el]); MathJax 3 has no
+  //    Hub: forward such calls once it is up (widgets render on window "load"; this listener comes first).
   window.addEventListener("load", function () {
     var mj = window.MathJax;
     if (mj && !mj.Hub && mj.startup) {

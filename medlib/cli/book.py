@@ -35,12 +35,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "book",
         help="execute every notebook (papermill) and render the book (Jupyter Book)",
-        description=(
-            "Execute every notebook listed in _toc.yml, in order, into _build/staging with "
-            "papermill, then render the executed copies with jupyter-book into _build/html. "
-            "Part A's and Part B's notebooks run side by side (--jobs). "
-            "Stops at the first failing notebook, naming the notebook and the cell."
-        ),
+        description="Execute every notebook listed in _toc.yml into _build/staging with papermill (Part A's and "
+                    "Part B's side by side, --jobs), then render the copies with jupyter-book into _build/html. "
+                    "Stops at the first failing notebook, naming the notebook and the cell.",
     )
     p.add_argument("--profile", default="smoke", help="smoke (CPU, synthetic data), full (GPU, real data) or auto")
     p.add_argument("--dry-run", action="store_true",
