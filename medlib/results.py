@@ -60,14 +60,11 @@ def columns_as_points(table: pd.DataFrame, paper: str = "paper", ours: str = "ou
             continue
         theirs = np.array([parse_mean_std(v)[0] for v in table[(name, paper)]])
         reported = np.isfinite(theirs)  # like for like: only the rows the paper reports
-        mine = [parse_mean_std(v) for v, keep in zip(table[(name, ours)], reported) if keep]
-        theirs = theirs[reported]
-        means = np.array([m for m, _ in mine], dtype=float)
-        stds = np.array([s for _, s in mine], dtype=float)
-        if not np.isfinite(theirs).any() or not np.isfinite(means).any():
+        mine = np.array([parse_mean_std(v) for v in table[(name, ours)]], dtype=float).reshape(-1, 2)[reported]
+        theirs, means, stds = theirs[reported], mine[:, 0], mine[:, 1]
+        if not len(theirs) or not np.isfinite(means).any():
             continue
-        rows[name] = {"paper": np.nanmean(theirs),
-                      "paper_std": np.nanstd(theirs) if np.isfinite(theirs).sum() > 1 else np.nan,
+        rows[name] = {"paper": theirs.mean(), "paper_std": theirs.std() if len(theirs) > 1 else np.nan,
                       "ours_mean": np.nanmean(means),
                       "ours_std": np.nanmean(stds) if np.isfinite(stds).any() else np.nan,
                       "ours_values": [float(v) for v in means[np.isfinite(means)]]}
