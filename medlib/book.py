@@ -240,12 +240,11 @@ def _folded_log(output):
     import nbformat
 
     lines = _log_lines(output["text"])
-    summary = f"show the log ({len(lines)} lines, {output['name']})"
+    text = "\n".join(lines)
+    summary = f"<summary>show the log ({len(lines)} lines, {output['name']})</summary>"
     return nbformat.v4.new_output("display_data", data={
-        "text/html": f'<details class="medlib-log"><summary>{summary}</summary><pre>'
-                     f'{html.escape(chr(10).join(lines))}</pre></details>',
-        "text/plain": "\n".join(lines),
-    })
+        "text/html": f'<details class="medlib-log">{summary}<pre>{html.escape(text)}</pre></details>',
+        "text/plain": text})
 
 
 def present_for_readers(path: Path, *, fold_lines: int = FOLD_LOG_LINES) -> None:
