@@ -120,11 +120,9 @@ def fetch_tarball(pkg: VendoredPackage, cache_dir: Path, *, lock_registry: str =
             data = response.read()
     except (urllib.error.URLError, OSError) as exc:
         raise MedlibError(
-            f"cannot download {pkg.name}@{pkg.version} from {url} ({getattr(exc, 'reason', exc)}).\n"
-            f"The book vendors MathJax and the widget JavaScript so that it works offline; they are fetched "
-            f"once from the npm registry and cached in {cache_dir}. Fix: build once with the registry "
-            f"reachable, or set {REGISTRY_ENV} to a reachable mirror, or put the tarball ({pkg.tarball}) "
-            f"at {target}."
+            f"cannot download {pkg.name}@{pkg.version} from {url} ({getattr(exc, 'reason', exc)}).\nThe offline "
+            f"book's JavaScript is fetched once from the npm registry into {cache_dir}. Fix: build once with the "
+            f"registry reachable, or set {REGISTRY_ENV} to a reachable mirror, or put {pkg.tarball} at {target}."
         ) from None
     if not integrity_matches(data, pkg.integrity):
         raise MedlibError(

@@ -29,8 +29,7 @@ class PaperA:
     lam: float = 0.5
     partition: str = "equal"  # the paper splits each dataset into four equal random parts
     test_fraction: float = 0.2
-    # smoke only: theta_pre is made by a short pretraining on a synthetic source task,
-    # so the "pretrained" model is never a random initialisation.
+    # smoke only: theta_pre is a short pretraining on a synthetic task, never a random initialisation
     pretrain_epochs: int = 0
     pretrain_images: int = 0
     lam_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -105,9 +104,8 @@ SMOKE = Profile(
         # CPU cores: the restoring epochs, 30 fine-tunings, the federations) costs ~0.56x of 64 px
         image_size=48,
         epochs=4,  # splits into the Beyond chapter's rounds R ∈ {1, 4}
-        # Retina's medium stand-in has the real dataset's 601 images: with the small one the
-        # test set (48 images) is too small for the tables to separate the methods. The other
-        # two stay small so the smoke book keeps to minutes.
+        # Retina's medium stand-in has the real dataset's 601 images: the small one's test set (48 images) cannot
+        # separate the methods in the tables. The other two stay small so the smoke book keeps to minutes.
         synth_sizes=(("retina", "medium"),),
         pretrain_epochs=5, pretrain_images=960,
     ),
