@@ -1,13 +1,8 @@
-"""medlib — the library behind the medlib book.
+"""medlib, the library behind the medlib book; it computes, the notebooks teach and show (it never imports them).
 
-Reproduces two medical-imaging papers:
-
-* Paper A (Tian et al., 2024): merging hospitals' fine-tuned models with *data vectors*
-  (:mod:`medlib.vectors`, :mod:`medlib.bn`, :mod:`medlib.train`).
-* Paper B (Tang & Lasser, 2024): asymmetric multi-modal fusion for multi-label skin
-  lesion classification (:mod:`medlib.ammfm`).
-
-Notebooks teach and show; this package computes. It never imports from notebooks.
+Paper A (Tian et al., 2024): merging hospitals' fine-tuned models with *data vectors* (:mod:`medlib.vectors`,
+:mod:`medlib.bn`, :mod:`medlib.train`). Paper B (Tang & Lasser, 2024): asymmetric multi-modal fusion for
+multi-label skin lesion classification (:mod:`medlib.ammfm`).
 """
 
 __version__ = "0.1.0"

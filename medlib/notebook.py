@@ -1,15 +1,5 @@
-"""Small conveniences for the book's notebooks: the provenance banner and glued numbers.
-
-Every executed page starts with :func:`start`, which resolves the profile, seeds
-everything, picks the device and shows one provenance line (profile, data source, seed,
-device, library versions), so every number on the page says what made it.
-
-Glued values live two lives. Inside Jupyter Book (``myst_nb`` importable) :func:`glue` and
-:func:`glue_figure` hand them to ``myst_nb.glue`` and the prose's ``{glue:}`` roles and
-``{glue:figure}`` directives show them. Outside it — on Colab, under nbval, in a plain kernel —
-those roles are raw text, so the values are shown in the cell's own output instead: a figure is
-displayed, a number appears as one ``name = value`` line. The book's pages are unchanged.
-"""
+"""The notebooks' helpers: :func:`start` (profile, seed, device, provenance banner) and :func:`glue`, which feeds
+the prose's ``{glue:}`` roles in Jupyter Book and shows the value in the cell elsewhere (Colab, nbval)."""
 
 from __future__ import annotations
 
@@ -19,9 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from medlib.profiles import Profile, get_profile, is_dry_run
-from medlib.runtime import provenance, provenance_line, seed_everything, select_device
-
-__all__ = ["NotebookRun", "start", "banner", "glue", "glue_figure", "fmt", "in_jupyter_book", "evaluated_epochs"]
+from medlib.runtime import provenance, seed_everything, select_device
 
 
 @dataclass(frozen=True)
@@ -36,22 +24,19 @@ class NotebookRun:
 
 
 def banner(profile: Profile, seed: int, device: torch.device) -> str:
-    """The provenance line, naming the profile by its label (``full (dry run)`` for a dry run)."""
-    line = provenance_line(profile, seed, device)
-    return line.replace(f"**{profile.name}**", f"**{profile.label}**", 1)
+    """The provenance line at the top of every executed page, naming the profile by its label."""
+    p = provenance(profile, seed, device)
+    v = p["versions"]
+    return (f"Profile **{profile.label}** · data: {p['data_source']} · seed: {p['seed']} · device: {p['device']} · "
+            f"medlib {v['medlib']}, torch {v['torch']}, torchvision {v['torchvision']}, timm {v['timm']} · {p['date']}")
 
 
 def start(profile: str | Profile = "auto", seed: int | None = None, *, show: bool = True) -> NotebookRun:
-    """Resolve the profile, seed everything, choose the device and show the provenance line.
-
-    Tables show their cells whole (pandas' ``display.max_colwidth`` lifted).
-
-    ``seed=None`` (the notebooks' default) is the profile's first seed, so an analysis page shows
-    the very models its profile's tables were made from.
-    """
+    """Resolve the profile (the one place a notebook does), seed everything, choose the device, show the banner.
+    ``seed=None`` is the profile's first seed: an analysis page shows the very models its tables were made from."""
     import pandas as pd
 
-    P = get_profile(profile, dry=is_dry_run())  # the one place a notebook's profile is resolved
+    P = get_profile(profile, dry=is_dry_run())
     seed = P.first_seed if seed is None else int(seed)
     seed_everything(seed)
     pd.set_option("display.max_colwidth", None)  # a settings table's reasons are read whole, never cut at "…"
@@ -77,41 +62,24 @@ def in_jupyter_book() -> bool:
 
 
 class _GluedText(str):
-    """A glued string that reads as text on the page, not as its Python repr.
-
-    ``myst_nb.glue`` stores what IPython displays: for a str that is only its repr (text/plain
-    ``'55.0%'``), which ``{glue:}`` pastes quotes and all. This adds a text/markdown twin, which
-    ``{glue:}`` prefers, with every ASCII punctuation mark backslash-escaped (CommonMark) so the
-    text is shown verbatim; text/plain stays the repr that ``{glue:text}`` unquotes itself.
-    """
+    """A glued string that reads as text, not as the repr (quotes and all) ``myst_nb`` stores: its text/markdown,
+    which ``{glue:}`` prefers, escapes ASCII punctuation (CommonMark); ``{glue:text}`` unquotes the repr itself."""
 
     def _repr_markdown_(self) -> str:
         return re.sub(r"([!-/:-@\\[-`{-~])", r"\\\1", str(self))
 
 
-def _is_figure(value) -> bool:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
-    return isinstance(value, Figure)
-
-
 def glue(name: str, value, display: bool = False):
-    """Glue ``value`` under ``name`` for the book; outside Jupyter Book, show it in the cell output.
-
-    In the book this is ``myst_nb.glue`` (``display=True`` also shows the value in the cell).
-    Without ``myst_nb`` a figure is displayed, a number or short text appears as a line
-    ``name = value``, and anything else (a table) as that line followed by the object itself.
-    Returns nothing, so a glue on a cell's last line adds no stray output.
-    """
+    """Glue ``value`` under ``name`` for the book; outside Jupyter Book show it: a figure, ``name = value`` for a
+    number or text, else ``name =`` and the object. Returns nothing: a cell's last line adds no output."""
     myst_glue = _myst_glue()
     if myst_glue is not None:
         myst_glue(name, _GluedText(value) if isinstance(value, str) else value, display=display)
         return
     from IPython.display import display as show
+    from matplotlib.figure import Figure
 
-    if _is_figure(value):
+    if isinstance(value, Figure):
         show(value)
     elif isinstance(value, (str, int, float)) or (hasattr(value, "item") and getattr(value, "ndim", 1) == 0):
         print(f"{name} = {value}")
@@ -120,17 +88,22 @@ def glue(name: str, value, display: bool = False):
         show(value)
 
 
+def glue_figure(name: str, fig):
+    """Glue a matplotlib figure for a ``{glue:figure}`` directive and close it (outside the book: shown first)."""
+    import matplotlib.pyplot as plt
+
+    glue(name, fig, display=False)
+    plt.close(fig)  # returns nothing, so the cell does not show the figure a second time
+
+
 def fmt(x: float, digits: int = 1, percent: bool = False) -> str:
     """Format a number for prose: ``fmt(0.7312, percent=True) == '73.1%'``."""
     return f"{100 * x:.{digits}f}%" if percent else f"{x:.{digits}f}"
 
 
 def evaluated_epochs(history, column: str) -> str:
-    """Which epochs of ``history`` (a frame with ``epoch``) have ``column``: what a curve can show.
-
-    Trainings evaluate every ``eval_every`` epochs and after the last, so a caption must say
-    which epochs its evaluation curve holds.
-    """
+    """Which epochs of ``history`` (a frame with ``epoch``) have ``column``: trainings evaluate every
+    ``eval_every`` epochs and after the last, so a curve's caption says which epochs it holds."""
     epochs = [int(e) for e in history.dropna(subset=[column])["epoch"]] if column in history else []
     if not epochs:
         return "no epoch"
@@ -139,14 +112,3 @@ def evaluated_epochs(history, column: str) -> str:
     if len(epochs) <= 6:
         return "epochs " + ", ".join(map(str, epochs[:-1])) + f" and {epochs[-1]}"
     return f"{len(epochs)} epochs: {epochs[0]}, {epochs[1]}, …, {epochs[-2]} and {epochs[-1]}"
-
-
-def glue_figure(name: str, fig):
-    """Glue a matplotlib figure for a ``{glue:figure}`` directive (which adds its caption) and close it.
-
-    Outside Jupyter Book the figure is displayed in the cell first: on Colab it would vanish otherwise.
-    """
-    import matplotlib.pyplot as plt
-
-    glue(name, fig, display=False)
-    plt.close(fig)  # returns nothing, so the cell does not show the figure a second time

@@ -1,20 +1,8 @@
-"""Where medlib keeps data, caches and trained artifacts.
+"""Where medlib keeps data, caches and trained artifacts: all under ``$MEDLIB_HOME`` (default ``~/.cache/medlib``).
 
-Everything lives under one folder, ``$MEDLIB_HOME`` (default ``~/.cache/medlib``; ``make``
-sets it to ``.cache/medlib`` inside the checkout so builds reuse their own artifacts):
-
-* ``data/synthetic/<dataset>/<size>`` — stand-ins written by ``medlib data synth`` (smoke profile,
-  dry runs), one folder per size preset so the smoke and dry-run stand-ins never collide
-* ``data/real/<dataset>`` — downloads (full profile); ``$MEDLIB_DATA_<NAME>`` overrides one dataset,
-  e.g. ``MEDLIB_DATA_DERM7PT=/content/drive/MyDrive/derm7pt`` for the registration-only derm7pt
-  (or, in a notebook, ``medlib.paths.set_data_root("derm7pt", "/content/drive/MyDrive/derm7pt")``)
-* ``tensors/`` — decoded, resized image caches; ``artifacts/`` — trained models by config hash,
-  with their checkpoints; ``results/`` — the tables' result files
-
-``$MEDLIB_DATA_HOME`` moves ``data/`` and ``tensors/`` elsewhere: on Colab
-(:func:`medlib.colab.setup`) trained models, checkpoints and results persist on Google Drive
-(``$MEDLIB_HOME``) while datasets and decode caches — large, re-creatable, read often — stay on
-the VM's local disk.
+``data/synthetic/<dataset>/<size>`` stand-ins, ``data/real/<dataset>`` downloads (``$MEDLIB_DATA_<NAME>`` overrides
+one), ``tensors/`` decode caches, ``artifacts/`` trained models, ``results/`` the tables' files.
+``$MEDLIB_DATA_HOME`` moves ``data/`` and ``tensors/`` elsewhere (on Colab: the VM's disk, artifacts on Drive).
 """
 
 from __future__ import annotations
@@ -22,14 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["medlib_home", "data_home", "data_root", "data_env_var", "set_data_root", "cache_dir", "artifacts_dir",
-           "results_dir"]
-
 
 def medlib_home() -> Path:
     home = os.environ.get("MEDLIB_HOME")
-    path = Path(home).expanduser() if home else Path.home() / ".cache" / "medlib"
-    return path.resolve()
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "medlib").resolve()
 
 
 def data_home() -> Path:
@@ -68,3 +52,12 @@ def artifacts_dir() -> Path:
 
 def results_dir() -> Path:
     return medlib_home() / "results"
+
+
+def find_book_root(start: Path | None = None) -> Path | None:
+    """The book repository (``_config.yml`` and ``_toc.yml``) holding ``start`` (default: cwd), if any."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "_config.yml").is_file():
+            return folder
+    return None

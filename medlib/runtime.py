@@ -10,8 +10,6 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["select_device", "seed_everything", "provenance", "provenance_line"]
-
 
 def select_device(prefer: str = "auto") -> torch.device:
     """``cuda`` → ``mps`` → ``cpu`` unless ``prefer`` names one explicitly."""
@@ -24,15 +22,12 @@ def select_device(prefer: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; on CPU also ask torch for deterministic kernels.
-
-    CUDA runs stay fast (cuDNN autotuning on): bitwise reproducibility is promised on CPU only.
-    """
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; on CPU also ask for deterministic kernels (CUDA keeps cuDNN autotuning)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    if deterministic and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -65,13 +60,3 @@ def provenance(profile, seed: int | None = None, device: torch.device | None = N
         "host_cpus": os.cpu_count(),
     }
 
-
-def provenance_line(profile, seed: int | None = None, device: torch.device | None = None) -> str:
-    """One human-readable line for the top of every executed page."""
-    p = provenance(profile, seed, device)
-    v = p["versions"]
-    return (
-        f"Profile **{p['profile']}{' (dry run)' if p['dry_run'] else ''}** · data: {p['data_source']} · seed: {p['seed']} · "
-        f"device: {p['device']} · medlib {v['medlib']}, torch {v['torch']}, "
-        f"torchvision {v['torchvision']}, timm {v['timm']} · {p['date']}"
-    )

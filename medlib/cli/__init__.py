@@ -1,19 +1,5 @@
-"""The ``medlib`` command line (also ``python -m medlib``): one module per command group.
-
-==================  =====================================================================
-module              commands
-==================  =====================================================================
-``cli.book``        ``medlib book``: execute the notebooks and render the book
-``cli.data``        ``medlib data synth|inspect|download``
-``cli.hospital``    Paper A as a hospital workflow: ``medlib pretrained``, ``finetune``,
-                    ``merge``, ``restore-bn``, ``evaluate``
-``cli.ammfm``       Paper B: ``medlib ammfm params``
-``cli.runs``        ``medlib runs plan|execute``
-==================  =====================================================================
-
-Each module exposes ``register(subparsers)``; this one assembles them and turns user-fixable
-errors (:class:`~medlib.errors.MedlibError`) into a clean message and exit code 2.
-"""
+"""The ``medlib`` command line (also ``python -m medlib``): one module per command group, each with
+``register(subparsers)``; user-fixable errors (:class:`~medlib.errors.MedlibError`) exit 2 with one line."""
 
 from __future__ import annotations
 
@@ -24,16 +10,9 @@ import sys
 from medlib import __version__
 from medlib.errors import MedlibError
 
-__all__ = ["main", "build_parser", "bounded_int"]
-
-# in the order `medlib --help` lists them
-_COMMAND_MODULES = (
-    "medlib.cli.book",
-    "medlib.cli.data",
-    "medlib.cli.hospital",
-    "medlib.cli.ammfm",
-    "medlib.cli.runs",
-)
+# in the order `medlib --help` lists them: book; data synth|inspect|download; Paper A as a hospital workflow
+# (pretrained, finetune, merge, restore-bn, evaluate); ammfm params; runs plan|execute
+_COMMAND_MODULES = ("book", "data", "hospital", "ammfm", "runs")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,14 +20,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _check_profile(args: argparse.Namespace) -> None:
-    """An unknown --profile, refused before any work (get_profile's ProfileError says which ones exist)."""
-    from medlib.profiles import get_profile
-
-    if getattr(args, "profile", None) is not None:
-        get_profile(args.profile)
 
 
 def bounded_int(low: int, high: int | None = None):
@@ -73,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        importlib.import_module(f"medlib.cli.{name}").register(sub)
     return parser
 
 
@@ -84,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        _check_profile(args)
+        if getattr(args, "profile", None) is not None:  # an unknown --profile is refused before any work
+            from medlib.profiles import get_profile
+
+            get_profile(args.profile)
         return int(args.func(args) or 0)
     except MedlibError as exc:  # one line, whatever the message (some list offending keys line by line)
         print("medlib: error: " + "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()),

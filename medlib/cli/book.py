@@ -1,9 +1,4 @@
-"""``medlib book``: execute every notebook (papermill) and render the book (Jupyter Book).
-
-::
-
-    medlib book [--profile smoke|full|auto] [--dry-run] [--only NAME ...] [--jobs N] [--no-execute] [--log-output] [--fetch-assets]
-"""
+"""``medlib book``: execute every notebook (papermill) and render the book (Jupyter Book)."""
 
 from __future__ import annotations
 
@@ -13,24 +8,16 @@ from pathlib import Path
 
 from medlib.errors import MedlibError
 
-__all__ = ["register"]
-
-
-def _find_book_root(start: Path) -> Path:
-    for folder in (start, *start.parents):
-        if (folder / "_toc.yml").is_file() and (folder / "_config.yml").is_file():
-            return folder
-    raise MedlibError(
-        f"no _config.yml/_toc.yml in {start} or above: run `medlib book` inside the book's repository "
-        "or pass --book-root"
-    )
-
 
 def _cmd_book(args: argparse.Namespace) -> int:
     from medlib.book import build_book
+    from medlib.paths import find_book_root
     from medlib.profiles import get_profile
 
-    root = Path(args.book_root).resolve() if args.book_root else _find_book_root(Path.cwd())
+    root = Path(args.book_root).resolve() if args.book_root else find_book_root()
+    if root is None:
+        raise MedlibError(f"no _config.yml/_toc.yml in {Path.cwd()} or above: run `medlib book` inside the book's "
+                          "repository or pass --book-root")
     if args.fetch_assets:
         from medlib.offline import fetch_assets
 
@@ -38,11 +25,9 @@ def _cmd_book(args: argparse.Namespace) -> int:
             print(f"offline assets: {pkg.name}@{pkg.version} verified in {path}")
         return 0
     if args.dry_run:
-        # read by start() in every notebook kernel it starts
-        os.environ["MEDLIB_DRY_RUN"] = "1"
-    profile = get_profile(args.profile).name
-    build_book(root, profile, only=args.only, execute=not args.no_execute, log_output=args.log_output,
-               dry_run=args.dry_run, jobs=args.jobs)
+        os.environ["MEDLIB_DRY_RUN"] = "1"  # read by start() in every notebook kernel
+    build_book(root, get_profile(args.profile).name, only=args.only, execute=not args.no_execute,
+               log_output=args.log_output, dry_run=args.dry_run, jobs=args.jobs)
     return 0
 
 
@@ -50,12 +35,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "book",
         help="execute every notebook (papermill) and render the book (Jupyter Book)",
-        description=(
-            "Execute every notebook listed in _toc.yml, in order, into _build/staging with "
-            "papermill, then render the executed copies with jupyter-book into _build/html. "
-            "Part A's and Part B's notebooks run side by side (--jobs). "
-            "Stops at the first failing notebook, naming the notebook and the cell."
-        ),
+        description="Execute every notebook listed in _toc.yml into _build/staging with papermill (Part A's and "
+                    "Part B's side by side, --jobs), then render the copies with jupyter-book into _build/html. "
+                    "Stops at the first failing notebook, naming the notebook and the cell.",
     )
     p.add_argument("--profile", default="smoke", help="smoke (CPU, synthetic data), full (GPU, real data) or auto")
     p.add_argument("--dry-run", action="store_true",
@@ -68,7 +50,7 @@ def register(subparsers) -> None:
                         "on CUDA, else one per CPU core; 1 = one notebook at a time, in toc order)")
     p.add_argument("--fetch-assets", action="store_true",
                    help="only download and verify the book's pinned JavaScript (MathJax, widgets) into "
-                        "$MEDLIB_HOME/npm, so later builds need no network (`make venv` does this)")
+                        "$MEDLIB_HOME/npm, so later builds need no network (`make assets` does this)")
     p.add_argument("--no-execute", action="store_true", help="render the staged sources without executing")
     p.add_argument("--log-output", action="store_true", help="stream every cell's output while executing")
     p.set_defaults(func=_cmd_book)
