@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -57,6 +58,10 @@ def problems(path: Path, repo_url: str) -> list[str]:
     out: list[str] = []
     if not NAME.match(path.name):
         out.append(f"name {path.name!r} is not '<two digits>_<snake_case>.ipynb'")
+    raw = json.loads(path.read_text())  # nbformat.read would add missing cell ids silently
+    missing = [i for i, c in enumerate(raw.get("cells", [])) if "id" not in c]
+    if missing:
+        out.append(f"cells {missing} have no id: nbformat 4.5 requires one per cell")
     nb = nbformat.read(path, as_version=4)
     try:
         nbformat.validate(nb)
