@@ -60,12 +60,17 @@ def test_medlib_stays_thin_and_uses_no_private_flower_api():
 
 
 def test_one_planner_one_site_split():
-    """One planner (medlib.runs.plan) and one way of splitting a dataset into hospitals."""
-    defined = {}
+    """One planner (medlib.runs.plan); datasets become hospitals only through partition_sites, called by the
+    book's split (split_sites, which the hospital CLI uses too) and by the Beyond chapter's re-partitions."""
+    defined, callers = {}, {}
     for rel, tree in _modules():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 defined.setdefault(node.name, []).append(rel)
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "partition_sites":
+                        callers.setdefault(f"{rel}:{node.name}", 0)
     assert "training_plan" not in defined, defined.get("training_plan")
     assert defined["plan"] == ["runs/plan.py"]
-    assert "_Local" not in defined
+    assert sorted(callers) == ["experiments/beyond.py:partitioned", "experiments/paper_a/runs.py:split_sites"]
+    assert "split_sites" in (ROOT / "cli" / "hospital.py").read_text()

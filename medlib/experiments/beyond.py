@@ -97,18 +97,15 @@ def partitioned(base: Trained, partition: str) -> Trained:
     method, alpha = PARTITIONS[partition]
     if method == "equal":
         return base
-    from medlib.data.partition import SitePartition, partition_sites
+    from medlib.data.partition import partition_sites
 
     data, groups = base.data, base.data.dataset.groups
     if method == "grouped" and groups is None:
         others = [p for p in PARTITIONS if PARTITIONS[p][0] != "grouped"]
         raise MedlibError(f"{base.dataset} has no patient ids, so it cannot be partitioned by patient; "
                           f"use one of {others}")
-    pool = data.partition.train
-    inner = partition_sites(data.labels[pool], base.profile.paper_a.n_sites, method=method, seed=base.seed,
-                            test_fraction=0.0, alpha=alpha or 0.5,
-                            groups=None if groups is None else np.asarray(groups)[pool])
-    part = SitePartition([pool[s] for s in inner.sites], data.partition.test, method, base.seed, data.labels)
+    part = partition_sites(data.labels, base.profile.paper_a.n_sites, method=method, seed=base.seed,
+                           alpha=alpha or 0.5, groups=groups, test_indices=data.partition.test)
     tr = copy.copy(base)
     tr.data = SiteData(data.dataset, data.images, data.labels, part)
     tr.sites, tr.histories, tr._digests = [], {}, dict(base._digests)

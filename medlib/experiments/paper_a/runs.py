@@ -42,7 +42,7 @@ def split_sites(ds, profile: Profile, seed: int | None = None, *, split: str = "
     profile's first seed, one test set for every seed). ``split="official"``: the dataset's own test split.
     """
     from medlib.data.cache import cached_images
-    from medlib.data.partition import SitePartition, partition_sites
+    from medlib.data.partition import partition_sites
 
     P = profile
     seed = P.first_seed if seed is None else seed
@@ -56,12 +56,9 @@ def split_sites(ds, profile: Profile, seed: int | None = None, *, split: str = "
         if "test" not in ds.splits:
             raise MedlibError(f"{ds.name} has no official test split (splits: {sorted(ds.splits) or 'none'}); "
                               "use split='paper'")
-        test = np.sort(ds.splits["test"])
-        pool = np.setdiff1d(np.arange(len(labels)), test)
-        inner = partition_sites(labels[pool], n_sites, method=method, seed=seed, test_fraction=0.0,
-                                groups=None if ds.groups is None else np.asarray(ds.groups)[pool])
-        return SiteData(ds, images, labels, SitePartition([pool[s] for s in inner.sites], test, method, seed,
-                                                          inner.labels))
+        part = partition_sites(labels, n_sites, method=method, groups=ds.groups, seed=seed,
+                               test_indices=ds.splits["test"])
+        return SiteData(ds, images, labels, part)
     fraction = P.paper_a.test_fraction
     if P.data_source == "real" and ds.name in PAPER_TEST_SIZES:
         fraction = PAPER_TEST_SIZES[ds.name] / len(labels)
