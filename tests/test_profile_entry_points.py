@@ -7,7 +7,7 @@ import medlib
 
 ROOT = Path(medlib.__file__).parent
 # where a profile's *name* may be turned into a Profile: the notebooks' start(), the CLI, the book
-ENTRY_POINTS = {"profiles.py", "notebook.py", "book.py", "runs/commands.py"}
+ENTRY_POINTS = {"profiles.py", "notebook.py", "book.py", "cli/runs.py"}
 
 
 def _modules():

@@ -92,7 +92,7 @@ def test_a_bad_selection_says_what_is_expected(kwargs, message):
 
 
 def test_plan_json_lists_theta_pre_and_every_site_of_a_paper_a_table(tmp_path, monkeypatch, capsys):
-    from medlib.runs.commands import main
+    from medlib.cli.runs import main
 
     monkeypatch.setenv("MEDLIB_HOME", str(tmp_path))
     assert main(["runs", "plan", "--profile", "smoke", "--paper", "a", "--table", "2", "--seed", "0", "--json"]) == 0
@@ -114,7 +114,7 @@ def test_plan_json_lists_theta_pre_and_every_site_of_a_paper_a_table(tmp_path, m
 
 
 def test_execute_refuses_address_without_ray(capsys):
-    from medlib.runs.commands import main
+    from medlib.cli.runs import main
 
     assert main(["runs", "execute", "--profile", "smoke", "--paper", "a", "--address", "auto"]) == 2
     assert "--executor ray" in capsys.readouterr().err

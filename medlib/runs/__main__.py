@@ -2,7 +2,7 @@
 
 import sys
 
-from medlib.runs.commands import main
+from medlib.cli.runs import main
 
 if __name__ == "__main__":
     sys.exit(main(["runs", *sys.argv[1:]]))
