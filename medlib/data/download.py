@@ -1,10 +1,6 @@
-"""Download Paper A's datasets with pooch (official URLs in ``SOURCES``); explain how to obtain derm7pt.
-
-pooch gives retries and hash checks (Zenodo's published md5; retina's and PAD's sha256 are recorded
-at the first download in a manifest and checked later). :class:`ResumableDownloader` keeps a ``.part``
-and resumes it with HTTP ``Range``, so a dropped connection (Colab) does not cost the 3.6 GB PAD
-archive again. Archives are unpacked by :mod:`medlib.data.unpack`. ``base_url`` (or
-``$MEDLIB_DOWNLOAD_BASE``) swaps the scheme and host of every URL: a mirror, or tests on 127.0.0.1.
+"""Download Paper A's datasets with pooch (official URLs in ``SOURCES``, retries), resuming a dropped transfer
+with HTTP ``Range``; Zenodo's md5 is checked, retina's and PAD's sha256 recorded in a manifest at the first
+download. ``base_url`` (or ``$MEDLIB_DOWNLOAD_BASE``) swaps scheme and host: a mirror, or tests on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -37,6 +34,8 @@ MANIFEST_NAME = ".medlib-downloads.json"
 BASE_URL_ENV = "MEDLIB_DOWNLOAD_BASE"
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
+_ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tar\.bz2|tar\.xz|tgz|tar|zip)$", re.IGNORECASE)
+
 
 class DownloadError(MedlibError):
     """A download or an unpack failed; the message says whether a rerun resumes it."""
@@ -85,11 +84,8 @@ def _progress_line(label: str, done: int, total: int | None, start: int, t0: flo
 
 
 class ResumableDownloader:
-    """A pooch downloader that keeps ``part`` between attempts and resumes it with HTTP ``Range``.
-
-    Completes ``part``, checks ``expected_size`` and ``known_hash`` (a complete but wrong file is
-    deleted, no retry spent on it), then renames it to pooch's ``output_file``.
-    """
+    """A pooch downloader that resumes ``part`` with HTTP ``Range``, checks ``expected_size`` and ``known_hash``
+    (a complete but wrong file is deleted, no retry spent on it), then renames it to pooch's ``output_file``."""
 
     def __init__(self, part: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                  echo: Callable[[str], None] | None = print, every_s: float = 2.0):
@@ -158,15 +154,12 @@ class ResumableDownloader:
 
 def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                retries: int = 3, echo: Callable[[str], None] | None = print) -> dict[str, str | int]:
-    """Download ``url`` to ``dest`` with pooch (resumable, verified, atomic); return ``{url, size, sha256, md5}``.
-
-    ``known_hash``: pooch's ``"md5:<hex>"`` (None: not published). Each of ``retries`` resumes the
-    ``.part``, which stays after the last for a later call.
-    """
+    """Download ``url`` to ``dest`` (resumable, checked against pooch's ``"md5:<hex>"`` ``known_hash``, atomic);
+    return ``{url, size, sha256, md5}``. The ``.part`` stays after the last of ``retries`` for a later call."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
+    registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: None},
                             urls={dest.name: url}, retry_if_failed=retries)
     downloader = ResumableDownloader(part, expected_size=expected_size, known_hash=known_hash, echo=echo)
     _say(echo, f"downloading {url} -> {dest}")
@@ -184,15 +177,14 @@ def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_
             f"the transfer of {url} broke ({exc.__class__.__name__}: {exc}); the partial file {part} is "
             f"kept: run the same command again to resume. (A mirror: base_url= or ${BASE_URL_ENV}.)"
         ) from exc
-    except ValueError as exc:  # pooch's own hash check of the renamed file
-        raise DownloadError(f"{url}: {exc}") from exc
     finally:
         logger.setLevel(level)
-    return {"url": url, "size": dest.stat().st_size, **_digests(dest)}
+    return _record(url, dest)
 
 
-def _digests(path: Path) -> dict[str, str]:
-    return {alg: pooch.file_hash(str(path), alg=alg) for alg in ("sha256", "md5")}
+def _record(url: str, path: Path) -> dict[str, str | int]:
+    digests = {alg: pooch.file_hash(str(path), alg=alg) for alg in ("sha256", "md5")}
+    return {"url": url, "size": path.stat().st_size, **digests}
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
@@ -234,8 +226,8 @@ class _Manifest:
         if self.path.exists():
             try:
                 loaded = json.loads(self.path.read_text())
-                self.data["files"].update(loaded.get("files", {}))
-                self.data["unpacked"].update(loaded.get("unpacked", {}))
+                for part in self.data:
+                    self.data[part].update(loaded.get(part, {}))
             except (json.JSONDecodeError, AttributeError) as exc:
                 raise DownloadError(f"{self.path} is not valid JSON ({exc}); delete it and rerun (files already "
                                     "present will be checked again).") from exc
@@ -260,7 +252,7 @@ class _Manifest:
                 if known_hash and not hash_matches(str(dest), known_hash):
                     raise DownloadError(f"{dest} exists but does not match the published {known_hash}; "
                                         "delete it and rerun to download it again.")
-                self.data["files"][key] = {"url": url, "size": dest.stat().st_size, **_digests(dest)}
+                self.data["files"][key] = _record(url, dest)
                 self.save()
                 return
             _say(echo, f"checking {dest.name} against {MANIFEST_NAME}")
@@ -359,7 +351,7 @@ def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retri
         entries = _zenodo_files(api_url)
     for entry in entries:
         path = dest / entry["key"]
-        stem = _strip_archive_suffix(entry["key"])
+        stem = _ARCHIVE_SUFFIX.sub("", entry["key"])  # "frames.tar.gz" -> "frames"
         unpack_dest = dest / stem if stem != entry["key"] else None
         if unpack_dest is not None and manifest.is_unpacked(unpack_dest) and not path.exists():
             continue  # unpacked earlier, archive removed on purpose
@@ -374,14 +366,6 @@ def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retri
         manifest.data["unpacked"][manifest.rel(dest)] = manifest.rel(record_copy)
         manifest.save()
     return dest
-
-
-def _strip_archive_suffix(name: str) -> str:
-    """``"frames.tar.gz"`` -> ``"frames"``; a name that is no archive comes back unchanged."""
-    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _derm7pt(root: Path) -> Path:
@@ -400,11 +384,8 @@ def has_partial_download(root: str | os.PathLike) -> bool:
 def download_dataset(name: str, root: str | os.PathLike, *, base_url: str | None = None, keep_archives: bool = True,
                      verify: bool = True, retries: int = 3, echo: Callable[[str], None] | None = print) -> Path:
     """Fetch dataset ``name`` into ``root`` (resuming an interrupted call); return the folder for ``load_dataset``.
-
-    derm7pt raises :class:`MedlibError` with the manual steps unless already under ``root``.
-    ``keep_archives=False`` deletes each archive once unpacked; ``verify`` re-hashes the archives
-    still present against the recorded sha256; ``echo=None`` is quiet.
-    """
+    derm7pt raises :class:`MedlibError` with the manual steps unless already there. ``verify`` re-hashes the
+    archives still present; ``echo=None`` is quiet."""
     if name not in SOURCES:
         raise MedlibError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}.")
     root = Path(root).expanduser().absolute()
