@@ -46,10 +46,8 @@ def load_resized(path: str | os.PathLike, size: int, fit: str = "crop") -> np.nd
     try:
         with Image.open(path) as img:
             rgb = img.convert("RGB")
-        if fit == "crop":
-            resized = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC)
-        else:
-            resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
+        resized = (ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC) if fit == "crop"
+                   else rgb.resize((size, size), Image.Resampling.BICUBIC))
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}. Expected a PNG/JPEG file; "
                         "re-download or remove it.") from exc
@@ -150,8 +148,7 @@ def _build(paths: list[Path], size: int, fit: str, target: Path, progress: bool,
             # PIL releases the GIL while decoding and resizing, so threads run in parallel.
             pool = ThreadPoolExecutor(max_workers=workers)
             try:
-                results = pool.map(lambda p: load_resized(p, size, fit), paths)
-                for i, image in enumerate(results):
+                for i, image in enumerate(pool.map(lambda p: load_resized(p, size, fit), paths)):
                     array[i] = image
                     now = time.monotonic()
                     if progress and (now - t_last > 5.0 or i + 1 == n):

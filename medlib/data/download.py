@@ -67,9 +67,8 @@ def rewrite_url(url: str, base_url: str | None) -> str:
     return urllib.parse.urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
 
-def _say(echo: Callable[[str], None] | None, line: str) -> None:
-    if echo:
-        echo(line)
+def _quiet(line: str) -> None:
+    """``echo=None``."""
 
 
 class IncompleteTransfer(requests.exceptions.RequestException):
@@ -90,7 +89,7 @@ class ResumableDownloader:
     def __init__(self, part: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                  echo: Callable[[str], None] | None = print, every_s: float = 2.0):
         self.part, self.expected_size, self.known_hash = Path(part), expected_size, known_hash
-        self.echo, self.every_s = echo, every_s
+        self.echo, self.every_s = echo or _quiet, every_s
 
     def _transfer(self, url: str) -> None:
         label = self.part.name.removesuffix(".part")
@@ -108,10 +107,10 @@ class ResumableDownloader:
                     raise DownloadError(f"{url} answered a resume from byte {offset} with Content-Range "
                                         f"{content_range!r}; delete {self.part} and rerun.")
                 mode, total = "ab", None if length is None else offset + length
-                _say(self.echo, f"  {label}: resuming at {offset / 1e6:,.1f} MB")
+                self.echo(f"  {label}: resuming at {offset / 1e6:,.1f} MB")
             else:
                 if offset:
-                    _say(self.echo, f"  {label}: server ignored the Range request; starting again from 0")
+                    self.echo(f"  {label}: server ignored the Range request; starting again from 0")
                 offset, mode, total = 0, "wb", length
             # urllib3 would raise on a short body and drop the bytes it buffered; we keep them in the
             # .part and compare the length ourselves below
@@ -125,8 +124,8 @@ class ResumableDownloader:
                     done += len(chunk)
                     if time.monotonic() - t_last >= self.every_s:
                         t_last = time.monotonic()
-                        _say(self.echo, _progress_line(label, done, total, offset, t0))
-            _say(self.echo, _progress_line(label, done, total, offset, t0))
+                        self.echo(_progress_line(label, done, total, offset, t0))
+            self.echo(_progress_line(label, done, total, offset, t0))
         if total is not None and done < total:
             raise IncompleteTransfer(f"got {done:,} of {total:,} bytes")
 
@@ -156,13 +155,13 @@ def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_
                retries: int = 3, echo: Callable[[str], None] | None = print) -> dict[str, str | int]:
     """Download ``url`` to ``dest`` (resumable, checked against pooch's ``"md5:<hex>"`` ``known_hash``, atomic);
     return ``{url, size, sha256, md5}``. The ``.part`` stays after the last of ``retries`` for a later call."""
-    dest = Path(dest)
+    dest, echo = Path(dest), echo or _quiet
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: None},
                             urls={dest.name: url}, retry_if_failed=retries)
     downloader = ResumableDownloader(part, expected_size=expected_size, known_hash=known_hash, echo=echo)
-    _say(echo, f"downloading {url} -> {dest}")
+    echo(f"downloading {url} -> {dest}")
     logger = pooch.get_logger()  # pooch logs every fetch at INFO; medlib prints its own lines (or none)
     level = logger.level
     logger.setLevel(logging.WARNING)
@@ -220,8 +219,8 @@ def extract_archive(archive: Path, dest: Path) -> Path:
 class _Manifest:
     """``<root>/.medlib-downloads.json``: {"files": {relpath: digests}, "unpacked": {relpath: archive}}."""
 
-    def __init__(self, root: Path):
-        self.path, self.root = root / MANIFEST_NAME, root
+    def __init__(self, root: Path, echo: Callable[[str], None], retries: int):
+        self.path, self.root, self.echo, self.retries = root / MANIFEST_NAME, root, echo, retries
         self.data = {"files": {}, "unpacked": {}}
         if self.path.exists():
             try:
@@ -241,8 +240,7 @@ class _Manifest:
     def is_unpacked(self, dest: Path) -> bool:
         return self.rel(dest) in self.data["unpacked"] and dest.is_dir()
 
-    def ensure_file(self, url: str, dest: Path, *, expected_size=None, known_hash=None, echo=print,
-                    retries: int = 3) -> None:
+    def ensure_file(self, url: str, dest: Path, *, expected_size=None, known_hash=None) -> None:
         """Download ``dest`` unless it is present and matches what was recorded (size and sha256)."""
         key = self.rel(dest)
         recorded = self.data["files"].get(key)
@@ -255,39 +253,38 @@ class _Manifest:
                 self.data["files"][key] = _record(url, dest)
                 self.save()
                 return
-            _say(echo, f"checking {dest.name} against {MANIFEST_NAME}")
+            self.echo(f"checking {dest.name} against {MANIFEST_NAME}")
             if dest.stat().st_size == recorded["size"] and hash_matches(str(dest), f"sha256:{recorded['sha256']}"):
                 return
             raise DownloadError(f"{dest} no longer matches the sha256/size recorded when it was downloaded "
                                 "(damaged on disk?). Delete it and rerun to download it again.")
         self.data["files"][key] = fetch_file(url, dest, expected_size=expected_size, known_hash=known_hash,
-                                             echo=echo, retries=retries)
+                                             echo=self.echo, retries=self.retries)
         self.save()
 
-    def ensure_unpacked(self, archive: Path, dest: Path, echo=print) -> bool:
+    def ensure_unpacked(self, archive: Path, dest: Path) -> bool:
         """Unpack ``archive`` into ``dest`` once; return True when it did unpack now."""
         if self.is_unpacked(dest):
             return False
-        _say(echo, f"unpacking {archive.name} -> {dest}")
+        self.echo(f"unpacking {archive.name} -> {dest}")
         extract_archive(archive, dest)
         self.data["unpacked"][self.rel(dest)] = self.rel(archive)
         self.save()
         return True
 
 
-def _download_single_zip(name: str, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
-    manifest = _Manifest(root)
+def _download_single_zip(name: str, root: Path, manifest: _Manifest, base_url, keep_archives, verify) -> Path:
     url, data_dir = SOURCES[name]
     archive, dest = root / (data_dir + ".zip"), root / data_dir
     unpacked = manifest.is_unpacked(dest)
     if not unpacked or (verify and archive.exists()):
-        manifest.ensure_file(rewrite_url(url, base_url), archive, echo=echo, retries=retries)
+        manifest.ensure_file(rewrite_url(url, base_url), archive)
     if not unpacked:
-        manifest.ensure_unpacked(archive, dest, echo)
+        manifest.ensure_unpacked(archive, dest)
     if name == "pad-ufes-20":
         # The outer zip holds images/imgs_part_k.zip: unpack each beside itself, once.
         for inner in sorted(dest.rglob("imgs_part_*.zip")):
-            if manifest.ensure_unpacked(inner, inner.with_suffix(""), echo):
+            if manifest.ensure_unpacked(inner, inner.with_suffix("")):
                 inner.unlink()  # the outer archive still holds it; no need for a second copy
     for done in manifest.data["unpacked"]:
         if done.startswith(manifest.rel(dest) + "/") and not (root / done).is_dir():
@@ -334,8 +331,7 @@ def _zenodo_files(api_url: str) -> list[dict]:
     return entries
 
 
-def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
-    manifest = _Manifest(root)
+def _download_zenodo(name: str, root: Path, manifest: _Manifest, base_url, keep_archives, verify) -> Path:
     url, data_dir = SOURCES[name]
     dest = root / data_dir
     dest.mkdir(parents=True, exist_ok=True)
@@ -347,7 +343,7 @@ def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retri
         entries = json.loads(record_copy.read_text())
     else:
         api_url = rewrite_url(url, base_url)
-        _say(echo, f"listing files of {api_url}")
+        manifest.echo(f"listing files of {api_url}")
         entries = _zenodo_files(api_url)
     for entry in entries:
         path = dest / entry["key"]
@@ -356,9 +352,9 @@ def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retri
         if unpack_dest is not None and manifest.is_unpacked(unpack_dest) and not path.exists():
             continue  # unpacked earlier, archive removed on purpose
         manifest.ensure_file(rewrite_url(entry["url"], base_url), path, expected_size=entry["size"],
-                             known_hash=entry["known_hash"], echo=echo, retries=retries)
+                             known_hash=entry["known_hash"])
         if unpack_dest is not None:
-            manifest.ensure_unpacked(path, unpack_dest, echo)
+            manifest.ensure_unpacked(path, unpack_dest)
             if not keep_archives:
                 path.unlink()
     if not finished:
@@ -394,7 +390,8 @@ def download_dataset(name: str, root: str | os.PathLike, *, base_url: str | None
     root.mkdir(parents=True, exist_ok=True)
     if base_url is None:
         base_url = os.environ.get(BASE_URL_ENV) or None
+    echo = echo or _quiet
     fetch = _download_zenodo if name == "bladder-tissue" else _download_single_zip
-    path = fetch(name, root, base_url, echo, keep_archives, retries, verify)
-    _say(echo, f"{name}: ready at {path}")
+    path = fetch(name, root, _Manifest(root, echo, retries), base_url, keep_archives, verify)
+    echo(f"{name}: ready at {path}")
     return path
