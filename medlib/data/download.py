@@ -364,13 +364,6 @@ def _download_zenodo(name: str, root: Path, manifest: _Manifest, base_url, keep_
     return dest
 
 
-def _derm7pt(root: Path) -> Path:
-    for meta in [root / "release_v0" / "meta" / "meta.csv", *root.glob("*/release_v0/meta/meta.csv")]:
-        if meta.is_file():
-            return meta.parent.parent
-    raise MedlibError(f"derm7pt is not under {root}. {how_to_get('derm7pt')}")
-
-
 def has_partial_download(root: str | os.PathLike) -> bool:
     """True when ``root`` holds what an interrupted :func:`download_dataset` leaves (``.part`` files, a manifest)."""
     root = Path(root)
@@ -385,11 +378,13 @@ def download_dataset(name: str, root: str | os.PathLike, *, base_url: str | None
     if name not in SOURCES:
         raise MedlibError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}.")
     root = Path(root).expanduser().absolute()
-    if name == "derm7pt":
-        return _derm7pt(root)
+    if name == "derm7pt":  # no download: it needs a registration
+        for meta in [root / "release_v0" / "meta" / "meta.csv", *root.glob("*/release_v0/meta/meta.csv")]:
+            if meta.is_file():
+                return meta.parent.parent
+        raise MedlibError(f"derm7pt is not under {root}. {how_to_get('derm7pt')}")
     root.mkdir(parents=True, exist_ok=True)
-    if base_url is None:
-        base_url = os.environ.get(BASE_URL_ENV) or None
+    base_url = os.environ.get(BASE_URL_ENV) if base_url is None else base_url
     echo = echo or _quiet
     fetch = _download_zenodo if name == "bladder-tissue" else _download_single_zip
     path = fetch(name, root, _Manifest(root, echo, retries), base_url, keep_archives, verify)

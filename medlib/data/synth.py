@@ -32,7 +32,6 @@ __all__ = ["synthesize", "SYNTH_NAMES", "SIZES", "MARKER_NAME", "SYNTH_VERSION"]
 
 # small: seconds (smoke profile); medium: the real counts; real-size: a few images per class at real sizes (dry runs)
 SIZES = ("small", "medium", "real-size")
-SYNTH_NAMES = ("retina", "pad-ufes-20", "bladder-tissue", "derm7pt")
 MARKER_NAME = ".medlib-synth.json"
 SYNTH_VERSION = 3  # bump when the generator changes, so cached folders are rewritten
 
@@ -82,10 +81,6 @@ def _blob(y, x, cy, cx, r, rng, irregular=0.0, soft=0.02, stretch=1.0, angle=0.0
         rad = rad + amp * np.cos(k * theta + phase)
     out[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1] = _sigmoid((r * np.clip(rad, 0.3, max_wobble) - rho) / max(soft, 1e-3))
     return out
-
-
-def _gauss(y, x, cy, cx, sigma) -> np.ndarray:
-    return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma * sigma))
 
 
 def _mix(img: np.ndarray, color, mask: np.ndarray) -> np.ndarray:
@@ -207,6 +202,14 @@ def _save(img: Image.Image, path: Path) -> None:
     img.save(path, **({"format": "PNG", "compress_level": 1} if path.suffix == ".png" else {"quality": 90}))
 
 
+def _resize(arr: np.ndarray, w: int, h: int, method=Image.LANCZOS) -> np.ndarray:
+    """Resize a mask (as floats) or an RGB image in [0, 1] (through 8 bits)."""
+    if arr.ndim == 2:
+        return np.asarray(Image.fromarray(arr.astype(np.float32)).resize((w, h), Image.BILINEAR), np.float32)
+    img = Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((w, h), method)
+    return np.asarray(img, np.float32) / 255
+
+
 # --- Retina — dataset/<class folder>/<prefix>_NNN.png
 
 # class folder -> file prefix, counts small / medium / real-size (real: 300/100/101/100)
@@ -239,7 +242,8 @@ def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> 
         lines += _random_walk(rng, (_to_px(od_x, size), _to_px(od_y, size)), a, 10, size * 0.05, 0.25, 0.15)
     vessels = _mask(size, size, lines, max(1.0, size * 0.012), blur=size * 0.004)
     img = img * (1 - 0.55 * vessels[..., None] * np.array([0.25, 0.85, 0.85], np.float32))
-    macula = _gauss(y, x, od_y, od_x - side * 0.55 * z, 0.11 * z)
+    mac_x, mac_s = od_x - side * 0.55 * z, 0.11 * z
+    macula = np.exp(-((y - od_y) ** 2 + (x - mac_x) ** 2) / (2 * mac_s * mac_s))
     img = img * (1 - 0.35 * macula[..., None])
 
     cdr = 0.42 + 0.40 * severity if cls == "glaucoma" else rng.uniform(0.22, 0.52)
@@ -269,18 +273,15 @@ def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> 
 
 def _write_retina(out: Path, seed: int, size: str) -> None:
     sides = _RETINA_PX[size]
-    n_devices = 5
     dev_rng = _rng(seed, 1, 10**6)
-    devices = [Acquisition.draw(dev_rng) for _ in range(n_devices)]
-    item = 0
-    for folder, (prefix, counts) in _RETINA.items():
-        cls, n = RETINA_FOLDERS[folder], counts[SIZES.index(size)]
-        for i in range(1, n + 1):
-            rng = _rng(seed, 1, item)
-            acq = devices[int(rng.integers(n_devices))].jitter(rng)
-            path = out / "retina_dataset-master" / "dataset" / folder / f"{prefix}_{i:03d}.png"
-            _save(_fundus(rng, sides[item % len(sides)], cls, acq), path)
-            item += 1
+    devices = [Acquisition.draw(dev_rng) for _ in range(5)]
+    files = [(folder, f"{prefix}_{i:03d}.png") for folder, (prefix, counts) in _RETINA.items()
+             for i in range(1, counts[SIZES.index(size)] + 1)]
+    for item, (folder, filename) in enumerate(files):
+        rng = _rng(seed, 1, item)
+        acq = devices[int(rng.integers(len(devices)))].jitter(rng)
+        image = _fundus(rng, sides[item % len(sides)], RETINA_FOLDERS[folder], acq)
+        _save(image, out / "retina_dataset-master" / "dataset" / folder / filename)
 
 
 # --- PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
@@ -350,14 +351,12 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
     remaining = {c: v[s] for c, v in _PAD_COUNTS.items()}
     total = sum(remaining.values())
     rng = _rng(seed, 2, 10**6)
-    patient_ids = rng.permutation(np.arange(1, int(total * 0.9) + 200))
+    patient_ids = iter(rng.permutation(np.arange(1, int(total * 0.9) + 200)))
     lesion_ids = iter(rng.permutation(np.arange(1, int(total * 1.2) + 100)))
     image_numbers = iter(rng.permutation(np.arange(1, int(total * 1.5) + 100)))
     rows, jobs = [], []
-    p = 0
     while sum(remaining.values()):
-        pat = f"PAT_{patient_ids[p]}"
-        p += 1
+        pat = f"PAT_{next(patient_ids)}"
         complete = rng.random() < 0.65  # ~a third of the real rows lack the questionnaire
         fitz = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.12, 0.45, 0.28, 0.09, 0.04, 0.02]))
         patient = {
@@ -491,8 +490,7 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
             cw, ch = int(w * pad / zoom), int(h * pad / zoom)
             ox, oy = int(frng.integers(0, int(w * pad) - cw + 1)), int(frng.integers(0, int(h * pad) - ch + 1))
             crop = scene[oy:oy + ch, ox:ox + cw]
-            crop8 = Image.fromarray((np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8))
-            crop = np.asarray(crop8.resize((w, h), Image.BILINEAR), np.float32) / 255
+            crop = _resize(crop, w, h, Image.BILINEAR)
             yy, xx = _grid(h, w)
             crop = crop * (1 - 0.55 * np.clip(np.sqrt(yy ** 2 + (xx * 0.85) ** 2) - 0.55, 0, 1))[..., None]
             glints = [(frng.uniform(0, w), frng.uniform(0, h), min(w, h) * frng.uniform(0.01, 0.03))
@@ -658,13 +656,6 @@ def _paste(canvas: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, cx: int, cy: 
     return canvas
 
 
-def _resize(arr: np.ndarray, p: int) -> np.ndarray:
-    if arr.ndim == 2:
-        return np.asarray(Image.fromarray(arr.astype(np.float32)).resize((p, p), Image.BILINEAR), np.float32)
-    img = Image.fromarray((arr * 255 + 0.5).astype(np.uint8)).resize((p, p), Image.LANCZOS)
-    return np.asarray(img, np.float32) / 255
-
-
 def _derm_pair(rng, W, H, diag, lab, acq: Acquisition) -> tuple[Image.Image, Image.Image]:
     """(clinical, dermoscopic) pictures of one lesion."""
     tone = np.array([0.93, 0.76, 0.66], np.float32) * (1 + rng.normal(0, 0.05, 3)).astype(np.float32)
@@ -680,7 +671,7 @@ def _derm_pair(rng, W, H, diag, lab, acq: Acquisition) -> tuple[Image.Image, Ima
     # clinical: the same lesion small (fine structures vanish), harsher light, more blur
     clin = _skin_background(rng, W, H, tone * np.float32(rng.uniform(0.9, 1.05)))
     small = max(8, int(patch.shape[0] * rng.uniform(0.34, 0.48)))
-    clin = _paste(clin, _resize(patch, small), _resize(alpha, small),
+    clin = _paste(clin, _resize(patch, small, small), _resize(alpha, small, small),
                   W // 2 + int(rng.normal(0, W * 0.08)), H // 2 + int(rng.normal(0, H * 0.08)))
     clin_acq = acq.jitter(rng, 2.0)
     clin_acq.light = clin_acq.light + 0.3
@@ -702,9 +693,8 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
             diags[rows] = np.resize(_DIAG_ORDER, len(rows))
     # cases whose clinical image is missing (real data: 2 train, 5 valid, 2 test)
     k_missing = {"medium": (2, 5, 2), "small": (1, 2, 1), "real-size": (1, 1, 1)}[size]
-    no_clinic = set()
-    for (split, rows), k in zip(split_rows.items(), k_missing):
-        no_clinic.update(int(r) for r in rng.choice(rows, size=k, replace=False))
+    no_clinic = {int(r) for rows, k in zip(split_rows.values(), k_missing)
+                 for r in rng.choice(rows, size=k, replace=False)}
     source_acq = {s: Acquisition.draw(rng, 0.8) for s in _SOURCES}
     source_count = {s: 0 for s in _SOURCES}
     meta_rows = []
@@ -757,6 +747,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
 
 _WRITERS = {"retina": _write_retina, "pad-ufes-20": _write_pad, "bladder-tissue": _write_bladder,
             "derm7pt": _write_derm7pt}
+SYNTH_NAMES = tuple(_WRITERS)
 
 
 def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str = "small") -> Path:
