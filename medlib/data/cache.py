@@ -112,8 +112,8 @@ def cache_key(paths: Sequence[str | os.PathLike], size: int, *, fit: str = "crop
         raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
     paths = [Path(p) for p in paths]
     if identity == "content":
-        sizes = [_stat(p).st_size for p in paths]
-        fingerprints = [[n, d] for n, d in zip(sizes, file_digests(paths, digests_dir, remember=remember))]
+        digests = file_digests(paths, digests_dir, remember=remember)
+        fingerprints = [[_stat(p).st_size, d] for p, d in zip(paths, digests)]
     else:
         fingerprints = [[(st := _stat(p)).st_size, st.st_mtime_ns] for p in paths]
     record = {"method": RESIZE_METHOD, "size": int(size), "fit": fit, "identity": identity,

@@ -347,8 +347,7 @@ def _skin_photo(rng, w, h, diag, fitz, acq: Acquisition) -> Image.Image:
 
 
 def _write_pad(out: Path, seed: int, size: str) -> None:
-    s = SIZES.index(size)
-    remaining = {c: v[s] for c, v in _PAD_COUNTS.items()}
+    remaining = {c: v[SIZES.index(size)] for c, v in _PAD_COUNTS.items()}
     total = sum(remaining.values())
     rng = _rng(seed, 2, 10**6)
     patient_ids = iter(rng.permutation(np.arange(1, int(total * 0.9) + 200)))
@@ -392,8 +391,7 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
                 rows.append({"patient_id": pat, "lesion_id": str(lesion), **patient, **lesion_meta,
                              "diagnostic": diag, "img_id": img_id})
                 jobs.append((img_id, diag, fitz, acq_patient))
-    meta = pd.DataFrame(rows)[PAD_COLUMNS]
-    meta.to_csv(out / "metadata.csv", index=False)
+    pd.DataFrame(rows)[PAD_COLUMNS].to_csv(out / "metadata.csv", index=False)
     lo, hi = _PAD_SIDE[size]
     part_size = math.ceil(len(jobs) / 3)
     for k, (img_id, diag, fitz, acq_patient) in enumerate(jobs):
@@ -686,8 +684,7 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
     n_diag = dict(zip(_DIAG_ORDER, _split_counts(n, [_DIAG[d][0] for d in _DIAG_ORDER])))
     diags = rng.permutation([d for d in _DIAG_ORDER for _ in range(n_diag[d])])
     order = rng.permutation(n)
-    split_rows = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
-                  "test": order[n_train + n_valid:]}
+    split_rows = dict(zip(("train", "valid", "test"), np.split(order, [n_train, n_train + n_valid])))
     if size == "real-size":  # every diagnosis twice in every official split, so no metric lacks a class
         for rows in split_rows.values():
             diags[rows] = np.resize(_DIAG_ORDER, len(rows))
@@ -784,6 +781,5 @@ def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str =
         os.replace(tmp, out)
         shutil.rmtree(trash, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after a success
     return out
