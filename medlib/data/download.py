@@ -316,15 +316,14 @@ def _zenodo_files(api_url: str) -> list[dict]:
         raise DownloadError(f"the Zenodo record {api_url} lists no files; expected a 'files' list with "
                             "'key', 'size', 'checksum' and 'links.self'.")
     entries = []
-    for entry in files:
-        if not isinstance(entry, dict):
-            raise DownloadError(f"refusing the Zenodo file entry {entry!r} from {api_url}: expected an object "
-                                "with 'key' and 'links.self'.")
+    for raw in files:
+        entry = raw if isinstance(raw, dict) else {}
         key = entry.get("key") or entry.get("filename")
-        link = (entry.get("links") or {}).get("self") or (entry.get("links") or {}).get("content")
+        links = entry.get("links") or {}
+        link = links.get("self") or links.get("content")
         if not key or not link or "/" in key or key.startswith("."):
-            raise DownloadError(f"refusing the Zenodo file entry {entry!r} from {api_url} (needs a plain 'key' "
-                                "and 'links.self').")
+            raise DownloadError(f"refusing the Zenodo file entry {raw!r} from {api_url}: expected an object with a "
+                                "plain 'key' and 'links.self'.")
         checksum = entry.get("checksum") or ""
         entries.append({"key": key, "url": link, "size": entry.get("size"),
                         "known_hash": checksum if checksum.startswith("md5:") else None})
