@@ -1,12 +1,8 @@
 """Decode and resize every image once; later epochs read a memory-mapped uint8 ``(N, 3, size, size)`` array.
 
-``fit="crop"``: shorter side to ``size``, centre square kept (``PIL.ImageOps.fit``, bicubic); ``"squash"``:
-the whole image to ``size x size``, as Paper B and FusionM4Net do to derm7pt's 768×512 images. RGB as
-``torchvision``'s ``pil_loader`` (no EXIF rotation). The cache key hashes the recipe, ``size``, ``fit`` and
-per file its path relative to the files' common folder, byte size and BLAKE2 content hash: editing,
-adding or reordering files builds a new cache, moving or re-copying the dataset does not. Hashes are
-remembered in ``<cache_dir>/file-digests.json`` by (path, size, mtime); ``identity="stat"`` keys on size
-+ mtime alone. Cache files are written atomically; ``cache_dir`` can be deleted at any time.
+``fit="crop"``: shorter side to ``size``, centre square kept (bicubic); ``"squash"``: the whole image to
+``size x size``, as Paper B and FusionM4Net do to derm7pt's 768×512 images. The key hashes the recipe and, per
+file, its path relative to the files' common folder, size and content (moving the dataset keeps the cache).
 """
 
 from __future__ import annotations
@@ -50,10 +46,8 @@ def load_resized(path: str | os.PathLike, size: int, fit: str = "crop") -> np.nd
     try:
         with Image.open(path) as img:
             rgb = img.convert("RGB")
-        if fit == "crop":
-            resized = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC)
-        else:
-            resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
+        resized = (ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC) if fit == "crop"
+                   else rgb.resize((size, size), Image.Resampling.BICUBIC))
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}. Expected a PNG/JPEG file; "
                         "re-download or remove it.") from exc
@@ -68,11 +62,8 @@ def _stat(path: Path) -> os.stat_result:
 
 
 def _blake2(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def file_digests(paths: Sequence[Path], store_dir: str | os.PathLike | None = None, *,
@@ -115,15 +106,14 @@ def _relative_names(paths: Sequence[Path]) -> list[str]:
 
 def cache_key(paths: Sequence[str | os.PathLike], size: int, *, fit: str = "crop", identity: str = "content",
               digests_dir: str | os.PathLike | None = None, remember: bool = True) -> str:
-    """Hex digest of (files in order, their sizes and contents — ``identity="stat"``: mtimes —, size, fit, recipe);
-    ``digests_dir``: where the hash sidecar lives."""
+    """Hex digest of (files in order, sizes, contents or with ``identity="stat"`` mtimes, size, fit, recipe)."""
     _check_fit(fit)
     if identity not in _IDENTITIES:
         raise ValueError(f"identity must be one of {_IDENTITIES}, got {identity!r}")
     paths = [Path(p) for p in paths]
     if identity == "content":
-        sizes = [_stat(p).st_size for p in paths]
-        fingerprints = [[n, d] for n, d in zip(sizes, file_digests(paths, digests_dir, remember=remember))]
+        digests = file_digests(paths, digests_dir, remember=remember)
+        fingerprints = [[_stat(p).st_size, d] for p, d in zip(paths, digests)]
     else:
         fingerprints = [[(st := _stat(p)).st_size, st.st_mtime_ns] for p in paths]
     record = {"method": RESIZE_METHOD, "size": int(size), "fit": fit, "identity": identity,
@@ -143,9 +133,7 @@ def _open_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         array = np.load(path, mmap_mode="c")  # copy-on-write: in-place ops never touch the file
     except (ValueError, OSError, EOFError):
         return None
-    if array.shape != shape or array.dtype != np.uint8:
-        return None
-    return array
+    return array if array.shape == shape and array.dtype == np.uint8 else None
 
 
 def _build(paths: list[Path], size: int, fit: str, target: Path, progress: bool, workers: int | None) -> None:
@@ -160,8 +148,7 @@ def _build(paths: list[Path], size: int, fit: str, target: Path, progress: bool,
             # PIL releases the GIL while decoding and resizing, so threads run in parallel.
             pool = ThreadPoolExecutor(max_workers=workers)
             try:
-                results = pool.map(lambda p: load_resized(p, size, fit), paths)
-                for i, image in enumerate(results):
+                for i, image in enumerate(pool.map(lambda p: load_resized(p, size, fit), paths)):
                     array[i] = image
                     now = time.monotonic()
                     if progress and (now - t_last > 5.0 or i + 1 == n):
@@ -193,7 +180,7 @@ def cached_images(paths: Iterable[str | os.PathLike], size: int, cache_dir: str 
     # the hash sidecar is written once the cache is, so a failed build leaves cache_dir as it was
     target = cache_path(paths, size, cache_dir, fit=fit, identity=identity, remember=False)
     shape = (len(paths), 3, size, size)
-    array = _open_cached(target, shape) if target.exists() else None
+    array = _open_cached(target, shape)
     if array is None:
         _build(paths, size, fit, target, progress, workers)
         array = _open_cached(target, shape)

@@ -1,10 +1,6 @@
-"""Download Paper A's datasets with pooch (official URLs in ``SOURCES``); explain how to obtain derm7pt.
-
-pooch gives retries and hash checks (Zenodo's published md5; retina's and PAD's sha256 are recorded
-at the first download in a manifest and checked later). :class:`ResumableDownloader` keeps a ``.part``
-and resumes it with HTTP ``Range``, so a dropped connection (Colab) does not cost the 3.6 GB PAD
-archive again. Archives are unpacked by :mod:`medlib.data.unpack`. ``base_url`` (or
-``$MEDLIB_DOWNLOAD_BASE``) swaps the scheme and host of every URL: a mirror, or tests on 127.0.0.1.
+"""Download Paper A's datasets with pooch (official URLs in ``SOURCES``, retries), resuming a dropped transfer
+with HTTP ``Range``; Zenodo's md5 is checked, retina's and PAD's sha256 recorded in a manifest at the first
+download. ``base_url`` (or ``$MEDLIB_DOWNLOAD_BASE``) swaps scheme and host: a mirror, or tests on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -37,6 +34,8 @@ MANIFEST_NAME = ".medlib-downloads.json"
 BASE_URL_ENV = "MEDLIB_DOWNLOAD_BASE"
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
+_ARCHIVE_SUFFIX = re.compile(r"\.(tar\.gz|tar\.bz2|tar\.xz|tgz|tar|zip)$", re.IGNORECASE)
+
 
 class DownloadError(MedlibError):
     """A download or an unpack failed; the message says whether a rerun resumes it."""
@@ -68,9 +67,8 @@ def rewrite_url(url: str, base_url: str | None) -> str:
     return urllib.parse.urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
 
 
-def _say(echo: Callable[[str], None] | None, line: str) -> None:
-    if echo:
-        echo(line)
+def _quiet(line: str) -> None:
+    """``echo=None``."""
 
 
 class IncompleteTransfer(requests.exceptions.RequestException):
@@ -85,16 +83,13 @@ def _progress_line(label: str, done: int, total: int | None, start: int, t0: flo
 
 
 class ResumableDownloader:
-    """A pooch downloader that keeps ``part`` between attempts and resumes it with HTTP ``Range``.
-
-    Completes ``part``, checks ``expected_size`` and ``known_hash`` (a complete but wrong file is
-    deleted, no retry spent on it), then renames it to pooch's ``output_file``.
-    """
+    """A pooch downloader that resumes ``part`` with HTTP ``Range``, checks ``expected_size`` and ``known_hash``
+    (a complete but wrong file is deleted, no retry spent on it), then renames it to pooch's ``output_file``."""
 
     def __init__(self, part: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                  echo: Callable[[str], None] | None = print, every_s: float = 2.0):
         self.part, self.expected_size, self.known_hash = Path(part), expected_size, known_hash
-        self.echo, self.every_s = echo, every_s
+        self.echo, self.every_s = echo or _quiet, every_s
 
     def _transfer(self, url: str) -> None:
         label = self.part.name.removesuffix(".part")
@@ -112,10 +107,10 @@ class ResumableDownloader:
                     raise DownloadError(f"{url} answered a resume from byte {offset} with Content-Range "
                                         f"{content_range!r}; delete {self.part} and rerun.")
                 mode, total = "ab", None if length is None else offset + length
-                _say(self.echo, f"  {label}: resuming at {offset / 1e6:,.1f} MB")
+                self.echo(f"  {label}: resuming at {offset / 1e6:,.1f} MB")
             else:
                 if offset:
-                    _say(self.echo, f"  {label}: server ignored the Range request; starting again from 0")
+                    self.echo(f"  {label}: server ignored the Range request; starting again from 0")
                 offset, mode, total = 0, "wb", length
             # urllib3 would raise on a short body and drop the bytes it buffered; we keep them in the
             # .part and compare the length ourselves below
@@ -129,8 +124,8 @@ class ResumableDownloader:
                     done += len(chunk)
                     if time.monotonic() - t_last >= self.every_s:
                         t_last = time.monotonic()
-                        _say(self.echo, _progress_line(label, done, total, offset, t0))
-            _say(self.echo, _progress_line(label, done, total, offset, t0))
+                        self.echo(_progress_line(label, done, total, offset, t0))
+            self.echo(_progress_line(label, done, total, offset, t0))
         if total is not None and done < total:
             raise IncompleteTransfer(f"got {done:,} of {total:,} bytes")
 
@@ -158,18 +153,15 @@ class ResumableDownloader:
 
 def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_hash: str | None = None,
                retries: int = 3, echo: Callable[[str], None] | None = print) -> dict[str, str | int]:
-    """Download ``url`` to ``dest`` with pooch (resumable, verified, atomic); return ``{url, size, sha256, md5}``.
-
-    ``known_hash``: pooch's ``"md5:<hex>"`` (None: not published). Each of ``retries`` resumes the
-    ``.part``, which stays after the last for a later call.
-    """
-    dest = Path(dest)
+    """Download ``url`` to ``dest`` (resumable, checked against pooch's ``"md5:<hex>"`` ``known_hash``, atomic);
+    return ``{url, size, sha256, md5}``. The ``.part`` stays after the last of ``retries`` for a later call."""
+    dest, echo = Path(dest), echo or _quiet
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
+    registry = pooch.create(path=dest.parent, base_url="", registry={dest.name: None},
                             urls={dest.name: url}, retry_if_failed=retries)
     downloader = ResumableDownloader(part, expected_size=expected_size, known_hash=known_hash, echo=echo)
-    _say(echo, f"downloading {url} -> {dest}")
+    echo(f"downloading {url} -> {dest}")
     logger = pooch.get_logger()  # pooch logs every fetch at INFO; medlib prints its own lines (or none)
     level = logger.level
     logger.setLevel(logging.WARNING)
@@ -184,15 +176,14 @@ def fetch_file(url: str, dest: Path, *, expected_size: int | None = None, known_
             f"the transfer of {url} broke ({exc.__class__.__name__}: {exc}); the partial file {part} is "
             f"kept: run the same command again to resume. (A mirror: base_url= or ${BASE_URL_ENV}.)"
         ) from exc
-    except ValueError as exc:  # pooch's own hash check of the renamed file
-        raise DownloadError(f"{url}: {exc}") from exc
     finally:
         logger.setLevel(level)
-    return {"url": url, "size": dest.stat().st_size, **_digests(dest)}
+    return _record(url, dest)
 
 
-def _digests(path: Path) -> dict[str, str]:
-    return {alg: pooch.file_hash(str(path), alg=alg) for alg in ("sha256", "md5")}
+def _record(url: str, path: Path) -> dict[str, str | int]:
+    digests = {alg: pooch.file_hash(str(path), alg=alg) for alg in ("sha256", "md5")}
+    return {"url": url, "size": path.stat().st_size, **digests}
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
@@ -228,14 +219,14 @@ def extract_archive(archive: Path, dest: Path) -> Path:
 class _Manifest:
     """``<root>/.medlib-downloads.json``: {"files": {relpath: digests}, "unpacked": {relpath: archive}}."""
 
-    def __init__(self, root: Path):
-        self.path, self.root = root / MANIFEST_NAME, root
+    def __init__(self, root: Path, echo: Callable[[str], None], retries: int):
+        self.path, self.root, self.echo, self.retries = root / MANIFEST_NAME, root, echo, retries
         self.data = {"files": {}, "unpacked": {}}
         if self.path.exists():
             try:
                 loaded = json.loads(self.path.read_text())
-                self.data["files"].update(loaded.get("files", {}))
-                self.data["unpacked"].update(loaded.get("unpacked", {}))
+                for part in self.data:
+                    self.data[part].update(loaded.get(part, {}))
             except (json.JSONDecodeError, AttributeError) as exc:
                 raise DownloadError(f"{self.path} is not valid JSON ({exc}); delete it and rerun (files already "
                                     "present will be checked again).") from exc
@@ -249,8 +240,7 @@ class _Manifest:
     def is_unpacked(self, dest: Path) -> bool:
         return self.rel(dest) in self.data["unpacked"] and dest.is_dir()
 
-    def ensure_file(self, url: str, dest: Path, *, expected_size=None, known_hash=None, echo=print,
-                    retries: int = 3) -> None:
+    def ensure_file(self, url: str, dest: Path, *, expected_size=None, known_hash=None) -> None:
         """Download ``dest`` unless it is present and matches what was recorded (size and sha256)."""
         key = self.rel(dest)
         recorded = self.data["files"].get(key)
@@ -260,42 +250,41 @@ class _Manifest:
                 if known_hash and not hash_matches(str(dest), known_hash):
                     raise DownloadError(f"{dest} exists but does not match the published {known_hash}; "
                                         "delete it and rerun to download it again.")
-                self.data["files"][key] = {"url": url, "size": dest.stat().st_size, **_digests(dest)}
+                self.data["files"][key] = _record(url, dest)
                 self.save()
                 return
-            _say(echo, f"checking {dest.name} against {MANIFEST_NAME}")
+            self.echo(f"checking {dest.name} against {MANIFEST_NAME}")
             if dest.stat().st_size == recorded["size"] and hash_matches(str(dest), f"sha256:{recorded['sha256']}"):
                 return
             raise DownloadError(f"{dest} no longer matches the sha256/size recorded when it was downloaded "
                                 "(damaged on disk?). Delete it and rerun to download it again.")
         self.data["files"][key] = fetch_file(url, dest, expected_size=expected_size, known_hash=known_hash,
-                                             echo=echo, retries=retries)
+                                             echo=self.echo, retries=self.retries)
         self.save()
 
-    def ensure_unpacked(self, archive: Path, dest: Path, echo=print) -> bool:
+    def ensure_unpacked(self, archive: Path, dest: Path) -> bool:
         """Unpack ``archive`` into ``dest`` once; return True when it did unpack now."""
         if self.is_unpacked(dest):
             return False
-        _say(echo, f"unpacking {archive.name} -> {dest}")
+        self.echo(f"unpacking {archive.name} -> {dest}")
         extract_archive(archive, dest)
         self.data["unpacked"][self.rel(dest)] = self.rel(archive)
         self.save()
         return True
 
 
-def _download_single_zip(name: str, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
-    manifest = _Manifest(root)
+def _download_single_zip(name: str, root: Path, manifest: _Manifest, base_url, keep_archives, verify) -> Path:
     url, data_dir = SOURCES[name]
     archive, dest = root / (data_dir + ".zip"), root / data_dir
     unpacked = manifest.is_unpacked(dest)
     if not unpacked or (verify and archive.exists()):
-        manifest.ensure_file(rewrite_url(url, base_url), archive, echo=echo, retries=retries)
+        manifest.ensure_file(rewrite_url(url, base_url), archive)
     if not unpacked:
-        manifest.ensure_unpacked(archive, dest, echo)
+        manifest.ensure_unpacked(archive, dest)
     if name == "pad-ufes-20":
         # The outer zip holds images/imgs_part_k.zip: unpack each beside itself, once.
         for inner in sorted(dest.rglob("imgs_part_*.zip")):
-            if manifest.ensure_unpacked(inner, inner.with_suffix(""), echo):
+            if manifest.ensure_unpacked(inner, inner.with_suffix("")):
                 inner.unlink()  # the outer archive still holds it; no need for a second copy
     for done in manifest.data["unpacked"]:
         if done.startswith(manifest.rel(dest) + "/") and not (root / done).is_dir():
@@ -327,23 +316,21 @@ def _zenodo_files(api_url: str) -> list[dict]:
         raise DownloadError(f"the Zenodo record {api_url} lists no files; expected a 'files' list with "
                             "'key', 'size', 'checksum' and 'links.self'.")
     entries = []
-    for entry in files:
-        if not isinstance(entry, dict):
-            raise DownloadError(f"refusing the Zenodo file entry {entry!r} from {api_url}: expected an object "
-                                "with 'key' and 'links.self'.")
+    for raw in files:
+        entry = raw if isinstance(raw, dict) else {}
         key = entry.get("key") or entry.get("filename")
-        link = (entry.get("links") or {}).get("self") or (entry.get("links") or {}).get("content")
+        links = entry.get("links") or {}
+        link = links.get("self") or links.get("content")
         if not key or not link or "/" in key or key.startswith("."):
-            raise DownloadError(f"refusing the Zenodo file entry {entry!r} from {api_url} (needs a plain 'key' "
-                                "and 'links.self').")
+            raise DownloadError(f"refusing the Zenodo file entry {raw!r} from {api_url}: expected an object with a "
+                                "plain 'key' and 'links.self'.")
         checksum = entry.get("checksum") or ""
         entries.append({"key": key, "url": link, "size": entry.get("size"),
                         "known_hash": checksum if checksum.startswith("md5:") else None})
     return entries
 
 
-def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retries, verify) -> Path:
-    manifest = _Manifest(root)
+def _download_zenodo(name: str, root: Path, manifest: _Manifest, base_url, keep_archives, verify) -> Path:
     url, data_dir = SOURCES[name]
     dest = root / data_dir
     dest.mkdir(parents=True, exist_ok=True)
@@ -355,18 +342,18 @@ def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retri
         entries = json.loads(record_copy.read_text())
     else:
         api_url = rewrite_url(url, base_url)
-        _say(echo, f"listing files of {api_url}")
+        manifest.echo(f"listing files of {api_url}")
         entries = _zenodo_files(api_url)
     for entry in entries:
         path = dest / entry["key"]
-        stem = _strip_archive_suffix(entry["key"])
+        stem = _ARCHIVE_SUFFIX.sub("", entry["key"])  # "frames.tar.gz" -> "frames"
         unpack_dest = dest / stem if stem != entry["key"] else None
         if unpack_dest is not None and manifest.is_unpacked(unpack_dest) and not path.exists():
             continue  # unpacked earlier, archive removed on purpose
         manifest.ensure_file(rewrite_url(entry["url"], base_url), path, expected_size=entry["size"],
-                             known_hash=entry["known_hash"], echo=echo, retries=retries)
+                             known_hash=entry["known_hash"])
         if unpack_dest is not None:
-            manifest.ensure_unpacked(path, unpack_dest, echo)
+            manifest.ensure_unpacked(path, unpack_dest)
             if not keep_archives:
                 path.unlink()
     if not finished:
@@ -374,21 +361,6 @@ def _download_zenodo(name: str, root: Path, base_url, echo, keep_archives, retri
         manifest.data["unpacked"][manifest.rel(dest)] = manifest.rel(record_copy)
         manifest.save()
     return dest
-
-
-def _strip_archive_suffix(name: str) -> str:
-    """``"frames.tar.gz"`` -> ``"frames"``; a name that is no archive comes back unchanged."""
-    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _derm7pt(root: Path) -> Path:
-    for meta in [root / "release_v0" / "meta" / "meta.csv", *root.glob("*/release_v0/meta/meta.csv")]:
-        if meta.is_file():
-            return meta.parent.parent
-    raise MedlibError(f"derm7pt is not under {root}. {how_to_get('derm7pt')}")
 
 
 def has_partial_download(root: str | os.PathLike) -> bool:
@@ -400,20 +372,20 @@ def has_partial_download(root: str | os.PathLike) -> bool:
 def download_dataset(name: str, root: str | os.PathLike, *, base_url: str | None = None, keep_archives: bool = True,
                      verify: bool = True, retries: int = 3, echo: Callable[[str], None] | None = print) -> Path:
     """Fetch dataset ``name`` into ``root`` (resuming an interrupted call); return the folder for ``load_dataset``.
-
-    derm7pt raises :class:`MedlibError` with the manual steps unless already under ``root``.
-    ``keep_archives=False`` deletes each archive once unpacked; ``verify`` re-hashes the archives
-    still present against the recorded sha256; ``echo=None`` is quiet.
-    """
+    derm7pt raises :class:`MedlibError` with the manual steps unless already there. ``verify`` re-hashes the
+    archives still present; ``echo=None`` is quiet."""
     if name not in SOURCES:
         raise MedlibError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}.")
     root = Path(root).expanduser().absolute()
-    if name == "derm7pt":
-        return _derm7pt(root)
+    if name == "derm7pt":  # no download: it needs a registration
+        for meta in [root / "release_v0" / "meta" / "meta.csv", *root.glob("*/release_v0/meta/meta.csv")]:
+            if meta.is_file():
+                return meta.parent.parent
+        raise MedlibError(f"derm7pt is not under {root}. {how_to_get('derm7pt')}")
     root.mkdir(parents=True, exist_ok=True)
-    if base_url is None:
-        base_url = os.environ.get(BASE_URL_ENV) or None
+    base_url = os.environ.get(BASE_URL_ENV) if base_url is None else base_url
+    echo = echo or _quiet
     fetch = _download_zenodo if name == "bladder-tissue" else _download_single_zip
-    path = fetch(name, root, base_url, echo, keep_archives, retries, verify)
-    _say(echo, f"{name}: ready at {path}")
+    path = fetch(name, root, _Manifest(root, echo, retries), base_url, keep_archives, verify)
+    echo(f"{name}: ready at {path}")
     return path

@@ -1,15 +1,14 @@
-"""Synthetic stand-ins for the four datasets, written in exactly their real on-disk layouts.
+"""Synthetic stand-ins for the four datasets in exactly their real on-disk layouts (read by the real loaders).
 
-The real data are gigabytes (derm7pt needs a registration); :func:`synthesize` writes files that
-:func:`medlib.data.load_dataset` reads with the very code of the real release. Classes differ in
-learnable shapes, textures and colours; each device / patient / video has its own acquisition
-(colour cast, light, blur, noise, zoom); frames of one bladder case share one scene (a frame-level
-split leaks); derm7pt's 8 labels are drawn jointly and the clinical image is less informative than
-the dermoscopic one, as in Paper B. Same ``seed`` -> byte-identical files, written atomically.
+Classes differ in learnable shapes, textures and colours; each device / patient / video has its own acquisition;
+frames of one bladder case share one scene (a frame-level split leaks); derm7pt's clinical image is less
+informative than the dermoscopic one, as in Paper B. Same ``seed`` -> byte-identical files, written atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -31,10 +30,8 @@ from medlib.errors import DataError
 
 __all__ = ["synthesize", "SYNTH_NAMES", "SIZES", "MARKER_NAME", "SYNTH_VERSION"]
 
-# small: seconds, for the smoke profile; medium: the real counts; real-size: a handful of images per
-# class at the real datasets' image sizes, for dry runs of the full profile (profiles.dry_run)
+# small: seconds (smoke profile); medium: the real counts; real-size: a few images per class at real sizes (dry runs)
 SIZES = ("small", "medium", "real-size")
-SYNTH_NAMES = ("retina", "pad-ufes-20", "bladder-tissue", "derm7pt")
 MARKER_NAME = ".medlib-synth.json"
 SYNTH_VERSION = 3  # bump when the generator changes, so cached folders are rewritten
 
@@ -65,8 +62,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _blob(y, x, cy, cx, r, rng, irregular=0.0, soft=0.02, stretch=1.0, angle=0.0, max_wobble=3.0) -> np.ndarray:
-    """Soft mask of a disc whose radius wobbles with the angle (``irregular``) within ``[0.3 r, max_wobble r]``;
-    computed only inside its bounding box (most blobs are small)."""
+    """Soft disc whose radius wobbles with the angle (``irregular``) within ``[0.3 r, max_wobble r]``."""
     harmonics = [(irregular * rng.normal(0, 1.0 / k), rng.uniform(0, 2 * math.pi)) for k in range(2, 7)]
     reach = r * (1 + sum(abs(a) for a, _ in harmonics)) * max(1.0, stretch, 1.0 / max(stretch, 1e-3)) + 6 * soft
     ys = np.flatnonzero(np.abs(y[:, 0] - cy) <= reach)
@@ -85,10 +81,6 @@ def _blob(y, x, cy, cx, r, rng, irregular=0.0, soft=0.02, stretch=1.0, angle=0.0
         rad = rad + amp * np.cos(k * theta + phase)
     out[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1] = _sigmoid((r * np.clip(rad, 0.3, max_wobble) - rho) / max(soft, 1e-3))
     return out
-
-
-def _gauss(y, x, cy, cx, sigma) -> np.ndarray:
-    return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma * sigma))
 
 
 def _mix(img: np.ndarray, color, mask: np.ndarray) -> np.ndarray:
@@ -115,31 +107,19 @@ def _gx(v: float, n: int, other: int) -> float:
     return v * min(n, other) / 2 + (n - 1) / 2
 
 
-def _mask(h: int, w: int, paint, blur: float = 0.0) -> np.ndarray:
-    """A [0, 1] mask of what ``paint(ImageDraw)`` draws at 255, optionally Gaussian-blurred."""
+def _mask(h: int, w: int, lines=(), width_px: float = 1.0, blur: float = 0.0, dots=()) -> np.ndarray:
+    """A [0, 1] mask of polylines and filled circles ``(cx, cy, r)`` (pixel coordinates), optionally blurred."""
     canvas = Image.new("L", (w, h), 0)
-    paint(ImageDraw.Draw(canvas))
+    draw = ImageDraw.Draw(canvas)
+    for line in lines:
+        if len(line) >= 2:
+            draw.line([tuple(p) for p in line], fill=255, width=max(1, int(round(width_px))), joint="curve")
+    for cx, cy, r in dots:
+        r = max(r, 0.6)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     if blur > 0:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
     return np.asarray(canvas, dtype=np.float32) / 255.0
-
-
-def _line_mask(h: int, w: int, polylines, width_px: float, blur: float = 0.0) -> np.ndarray:
-    """Polylines in pixel coordinates."""
-    def paint(draw):
-        for line in polylines:
-            if len(line) >= 2:
-                draw.line([tuple(p) for p in line], fill=255, width=max(1, int(round(width_px))), joint="curve")
-    return _mask(h, w, paint, blur)
-
-
-def _dots_mask(h: int, w: int, dots, blur: float = 0.0) -> np.ndarray:
-    """Filled circles ``(cx_px, cy_px, r_px)``."""
-    def paint(draw):
-        for cx, cy, r in dots:
-            r = max(r, 0.6)
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    return _mask(h, w, paint, blur)
 
 
 def _random_walk(rng, start, angle, steps, step_len, turn, branch_p=0.0, depth=0):
@@ -219,10 +199,15 @@ def _split_counts(total: int, shares) -> list[int]:
 
 def _save(img: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".png":
-        img.save(path, format="PNG", compress_level=1)
-    else:
-        img.save(path, format="JPEG", quality=90)
+    img.save(path, **({"format": "PNG", "compress_level": 1} if path.suffix == ".png" else {"quality": 90}))
+
+
+def _resize(arr: np.ndarray, w: int, h: int, method=Image.LANCZOS) -> np.ndarray:
+    """Resize a mask (as floats) or an RGB image in [0, 1] (through 8 bits)."""
+    if arr.ndim == 2:
+        return np.asarray(Image.fromarray(arr.astype(np.float32)).resize((w, h), Image.BILINEAR), np.float32)
+    img = Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((w, h), method)
+    return np.asarray(img, np.float32) / 255
 
 
 # --- Retina — dataset/<class folder>/<prefix>_NNN.png
@@ -230,14 +215,12 @@ def _save(img: Image.Image, path: Path) -> None:
 # class folder -> file prefix, counts small / medium / real-size (real: 300/100/101/100)
 _RETINA = {"1_normal": ("NL", (120, 300, 6)), "2_cataract": ("cataract", (40, 100, 6)),
            "2_glaucoma": ("Glaucoma", (40, 101, 6)), "3_retina_disease": ("Retina", (40, 100, 6))}
-# square sides; real-size: fundus photos with the camera border cropped (large enough for the full
-# profile's 224 px resize; the release's own sizes are not recorded, larger ones only slow a dry run)
+# square sides; real-size: large enough for the full profile's 224 px (the release's sizes are not recorded)
 _RETINA_PX = {"small": (112,), "medium": (256,), "real-size": (512, 768)}
 
 
 def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> Image.Image:
-    """A colour fundus photograph; the class changes cup-to-disc ratio, haze or lesions, scaled by a
-    random ``severity`` so weak cases resemble normal ones (classes overlap, as in screening)."""
+    """A fundus photograph; the class sets cup-to-disc ratio, haze or lesions, times a random severity (overlap)."""
     y, x = _grid(size, size)
     severity = float(rng.beta(2.0, 2.0))
     z = acq.zoom
@@ -257,9 +240,10 @@ def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> 
     for k in range(8):
         a = (k / 8) * 2 * math.pi + rng.normal(0, 0.25)
         lines += _random_walk(rng, (_to_px(od_x, size), _to_px(od_y, size)), a, 10, size * 0.05, 0.25, 0.15)
-    vessels = _line_mask(size, size, lines, max(1.0, size * 0.012), blur=size * 0.004)
+    vessels = _mask(size, size, lines, max(1.0, size * 0.012), blur=size * 0.004)
     img = img * (1 - 0.55 * vessels[..., None] * np.array([0.25, 0.85, 0.85], np.float32))
-    macula = _gauss(y, x, od_y, od_x - side * 0.55 * z, 0.11 * z)
+    mac_x, mac_s = od_x - side * 0.55 * z, 0.11 * z
+    macula = np.exp(-((y - od_y) ** 2 + (x - mac_x) ** 2) / (2 * mac_s * mac_s))
     img = img * (1 - 0.35 * macula[..., None])
 
     cdr = 0.42 + 0.40 * severity if cls == "glaucoma" else rng.uniform(0.22, 0.52)
@@ -277,8 +261,8 @@ def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> 
         kinds = rng.random(n_spots) < 0.55
         ex = [(cx, cy, size * rng.uniform(0.012, 0.03)) for (cx, cy), k in zip(centers, kinds) if k]
         he = [(cx, cy, size * rng.uniform(0.015, 0.04)) for (cx, cy), k in zip(centers, kinds) if not k]
-        img = _mix(img, [0.98, 0.88, 0.42], 0.85 * _dots_mask(size, size, ex, blur=size * 0.004))
-        img = _mix(img, [0.38, 0.04, 0.03], 0.8 * _dots_mask(size, size, he, blur=size * 0.005))
+        img = _mix(img, [0.98, 0.88, 0.42], 0.85 * _mask(size, size, dots=ex, blur=size * 0.004))
+        img = _mix(img, [0.38, 0.04, 0.03], 0.8 * _mask(size, size, dots=he, blur=size * 0.005))
 
     haze = 0.08 + 0.50 * severity if cls == "cataract" else rng.uniform(0.0, 0.2)
     img = img * (1 - haze) + haze * np.array([0.86, 0.74, 0.62], np.float32) * shade[..., None]
@@ -289,18 +273,15 @@ def _fundus(rng: np.random.Generator, size: int, cls: str, acq: Acquisition) -> 
 
 def _write_retina(out: Path, seed: int, size: str) -> None:
     sides = _RETINA_PX[size]
-    n_devices = 5
     dev_rng = _rng(seed, 1, 10**6)
-    devices = [Acquisition.draw(dev_rng) for _ in range(n_devices)]
-    item = 0
-    for folder, (prefix, counts) in _RETINA.items():
-        cls, n = RETINA_FOLDERS[folder], counts[SIZES.index(size)]
-        for i in range(1, n + 1):
-            rng = _rng(seed, 1, item)
-            acq = devices[int(rng.integers(n_devices))].jitter(rng)
-            path = out / "retina_dataset-master" / "dataset" / folder / f"{prefix}_{i:03d}.png"
-            _save(_fundus(rng, sides[item % len(sides)], cls, acq), path)
-            item += 1
+    devices = [Acquisition.draw(dev_rng) for _ in range(5)]
+    files = [(folder, f"{prefix}_{i:03d}.png") for folder, (prefix, counts) in _RETINA.items()
+             for i in range(1, counts[SIZES.index(size)] + 1)]
+    for item, (folder, filename) in enumerate(files):
+        rng = _rng(seed, 1, item)
+        acq = devices[int(rng.integers(len(devices)))].jitter(rng)
+        image = _fundus(rng, sides[item % len(sides)], RETINA_FOLDERS[folder], acq)
+        _save(image, out / "retina_dataset-master" / "dataset" / folder / filename)
 
 
 # --- PAD-UFES-20 — metadata.csv + images/imgs_part_k/PAT_<patient>_<lesion>_<n>.png
@@ -349,7 +330,7 @@ def _skin_photo(rng, w, h, diag, fitz, acq: Acquisition) -> Image.Image:
         for _ in range(4):
             lines += _random_walk(rng, (_gx(cx, w, h), _gx(cy, h, w)), rng.uniform(0, 2 * math.pi), 6,
                                   r * min(w, h) * 0.18, 0.5, 0.2)
-        img = _mix(img, [0.78, 0.16, 0.18], _line_mask(h, w, lines, 1.0) * mask * 0.7 * strength)
+        img = _mix(img, [0.78, 0.16, 0.18], _mask(h, w, lines, 1.0) * mask * 0.7 * strength)
     elif diag == "MEL":  # variegated: blue-grey and reddish zones
         img = _mix(img, [0.35, 0.38, 0.52], mask * _sigmoid((texture - 0.3) * 5) * 0.6 * strength)
         img = _mix(img, [0.55, 0.22, 0.18], mask * _sigmoid((-texture - 0.5) * 5) * 0.5 * strength)
@@ -360,24 +341,21 @@ def _skin_photo(rng, w, h, diag, fitz, acq: Acquisition) -> Image.Image:
         spread = r * min(w, h) * 0.35
         dots = [(_gx(cx, w, h) + rng.normal(0, spread), _gx(cy, h, w) + rng.normal(0, spread),
                  min(w, h) * rng.uniform(0.006, 0.014)) for _ in range(int(12 * strength) + 3)]
-        img = _mix(img, [0.20, 0.12, 0.07], _dots_mask(h, w, dots) * mask * 0.8)
+        img = _mix(img, [0.20, 0.12, 0.07], _mask(h, w, dots=dots) * mask * 0.8)
         img = _mix(img, [0.80, 0.70, 0.50], mask * _sigmoid((texture - 0.8) * 6) * 0.4)
     return acq.render(img, rng)
 
 
 def _write_pad(out: Path, seed: int, size: str) -> None:
-    s = SIZES.index(size)
-    remaining = {c: v[s] for c, v in _PAD_COUNTS.items()}
+    remaining = {c: v[SIZES.index(size)] for c, v in _PAD_COUNTS.items()}
     total = sum(remaining.values())
     rng = _rng(seed, 2, 10**6)
-    patient_ids = rng.permutation(np.arange(1, int(total * 0.9) + 200))
+    patient_ids = iter(rng.permutation(np.arange(1, int(total * 0.9) + 200)))
     lesion_ids = iter(rng.permutation(np.arange(1, int(total * 1.2) + 100)))
     image_numbers = iter(rng.permutation(np.arange(1, int(total * 1.5) + 100)))
     rows, jobs = [], []
-    p = 0
     while sum(remaining.values()):
-        pat = f"PAT_{patient_ids[p]}"
-        p += 1
+        pat = f"PAT_{next(patient_ids)}"
         complete = rng.random() < 0.65  # ~a third of the real rows lack the questionnaire
         fitz = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.12, 0.45, 0.28, 0.09, 0.04, 0.02]))
         patient = {
@@ -413,8 +391,7 @@ def _write_pad(out: Path, seed: int, size: str) -> None:
                 rows.append({"patient_id": pat, "lesion_id": str(lesion), **patient, **lesion_meta,
                              "diagnostic": diag, "img_id": img_id})
                 jobs.append((img_id, diag, fitz, acq_patient))
-    meta = pd.DataFrame(rows)[PAD_COLUMNS]
-    meta.to_csv(out / "metadata.csv", index=False)
+    pd.DataFrame(rows)[PAD_COLUMNS].to_csv(out / "metadata.csv", index=False)
     lo, hi = _PAD_SIDE[size]
     part_size = math.ceil(len(jobs) / 3)
     for k, (img_id, diag, fitz, acq_patient) in enumerate(jobs):
@@ -444,23 +421,23 @@ def _bladder_scene(rng: np.random.Generator, w: int, h: int, cls: str) -> np.nda
         lines += _random_walk(rng, (rng.uniform(0, w), rng.uniform(0, h)), rng.uniform(0, 2 * math.pi),
                               12, side * 0.05, 0.35, 0.12)
     vessel_blur = side * (0.012 if cls == "NTL" else 0.003)
-    vessels = _line_mask(h, w, lines, max(1.0, side * 0.007), blur=vessel_blur)
+    vessels = _mask(h, w, lines, max(1.0, side * 0.007), blur=vessel_blur)
     img = _mix(img, [0.62, 0.10, 0.12], vessels * 0.7)
     cy, cx = rng.normal(0, 0.12, 2)  # the lesion sits near the middle: every frame's crop shows it
     if cls == "NTL":  # inflamed: patchy redness, blurred vessels, whitish spots
         red = _sigmoid((_smooth(rng, h, w, 5) + 0.2) * 4)
         img = _mix(img, [0.80, 0.18, 0.17], red * (0.45 + 0.4 * strength))
         spots = [(rng.uniform(0, w), rng.uniform(0, h), side * rng.uniform(0.01, 0.025)) for _ in range(14)]
-        img = _mix(img, [0.96, 0.92, 0.86], _dots_mask(h, w, spots, blur=side * 0.004) * 0.7)
+        img = _mix(img, [0.96, 0.92, 0.86], _mask(h, w, dots=spots, blur=side * 0.004) * 0.7)
     elif cls == "LGC":  # papillary tumour: a cluster of regular, outlined fronds with a vessel core
         pts = []
         for _ in range(int(50 * strength) + 40):
             a, r = rng.uniform(0, 2 * math.pi), 0.5 * math.sqrt(rng.random())
             pts.append((_gx(cx + r * math.cos(a), w, h), _gx(cy + r * math.sin(a), h, w),
                         side * rng.uniform(0.03, 0.045)))
-        img = _mix(img, [0.62, 0.22, 0.22], _dots_mask(h, w, [(a, b, r * 1.25) for a, b, r in pts], blur=1.0) * 0.9)
-        img = _mix(img, [0.99, 0.78, 0.68], _dots_mask(h, w, pts, blur=side * 0.004) * 0.95)
-        img = _mix(img, [0.72, 0.14, 0.15], _dots_mask(h, w, [(a, b, r * 0.3) for a, b, r in pts], blur=1.0) * 0.8)
+        img = _mix(img, [0.62, 0.22, 0.22], _mask(h, w, dots=[(a, b, r * 1.25) for a, b, r in pts], blur=1.0) * 0.9)
+        img = _mix(img, [0.99, 0.78, 0.68], _mask(h, w, dots=pts, blur=side * 0.004) * 0.95)
+        img = _mix(img, [0.72, 0.14, 0.15], _mask(h, w, dots=[(a, b, r * 0.3) for a, b, r in pts], blur=1.0) * 0.8)
     elif cls == "HGC":  # solid irregular mass, dark, necrotic patches, thick irregular vessels
         mass = _blob(y, x, cy, cx, rng.uniform(0.4, 0.65), rng, 0.4, 0.03)
         img = _mix(img, [0.48, 0.17, 0.21], mass * (0.65 + 0.3 * strength))
@@ -470,7 +447,7 @@ def _bladder_scene(rng: np.random.Generator, w: int, h: int, cls: str) -> np.nda
         for _ in range(6):
             thick += _random_walk(rng, (_gx(cx, w, h), _gx(cy, h, w)), rng.uniform(0, 2 * math.pi), 8,
                                   side * 0.045, 0.9, 0.2)
-        img = _mix(img, [0.35, 0.04, 0.07], _line_mask(h, w, thick, side * 0.018, blur=1.0) * mass * 0.85)
+        img = _mix(img, [0.35, 0.04, 0.07], _mask(h, w, thick, side * 0.018, blur=1.0) * mass * 0.85)
     return img
 
 
@@ -511,13 +488,12 @@ def _write_bladder(out: Path, seed: int, size: str) -> None:
             cw, ch = int(w * pad / zoom), int(h * pad / zoom)
             ox, oy = int(frng.integers(0, int(w * pad) - cw + 1)), int(frng.integers(0, int(h * pad) - ch + 1))
             crop = scene[oy:oy + ch, ox:ox + cw]
-            crop8 = Image.fromarray((np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8))
-            crop = np.asarray(crop8.resize((w, h), Image.BILINEAR), np.float32) / 255
+            crop = _resize(crop, w, h, Image.BILINEAR)
             yy, xx = _grid(h, w)
             crop = crop * (1 - 0.55 * np.clip(np.sqrt(yy ** 2 + (xx * 0.85) ** 2) - 0.55, 0, 1))[..., None]
             glints = [(frng.uniform(0, w), frng.uniform(0, h), min(w, h) * frng.uniform(0.01, 0.03))
                       for _ in range(int(frng.integers(0, 5)))]
-            crop = _mix(crop, [1, 1, 1], _dots_mask(h, w, glints, blur=1.5) * 0.9)
+            crop = _mix(crop, [1, 1, 1], _mask(h, w, dots=glints, blur=1.5) * 0.9)
             nbi = frng.random() < nbi_share
             if nbi:
                 crop = np.clip(crop @ _NBI.T * 1.15, 0, 1)
@@ -574,7 +550,7 @@ def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, in
     """The lesion through a dermoscope, RGB and alpha of ``P``×``P`` px; every criterion draws its own structure."""
     y, x = _grid(P, P)
     R = _PATCH_R
-    px = lambda v: (v + 1) * P / 2  # noqa: E731 - local coordinate -> pixel
+    px = functools.partial(_to_px, size=P)
     alpha = _blob(y, x, 0, 0, R, rng, _DIAG[diag][2] * (2.0 if lab["PN"] == 2 or lab["STR"] == 2 else 1.0),
                   soft=0.03, stretch=float(rng.uniform(0.85, 1.15)), angle=float(rng.uniform(0, math.pi)),
                   max_wobble=1.3)  # 0.55 * 1.3 / 0.85 < 0.9: the lesion stays inside the patch
@@ -584,10 +560,10 @@ def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, in
     img = np.broadcast_to(img, (P, P, 3)).copy()
     if diag == "BCC":  # blue-grey ovoid nests
         nests = [(px(rng.normal(0, 0.25)), px(rng.normal(0, 0.25)), P * rng.uniform(0.03, 0.06)) for _ in range(6)]
-        img = _mix(img, [0.42, 0.45, 0.55], _dots_mask(P, P, nests, blur=P * 0.01) * 0.8)
+        img = _mix(img, [0.42, 0.45, 0.55], _mask(P, P, dots=nests, blur=P * 0.01) * 0.8)
     elif diag == "SK":  # milia-like cysts and comedo-like openings
         cysts = [(px(rng.normal(0, 0.3)), px(rng.normal(0, 0.3)), P * 0.012) for _ in range(10)]
-        img = _mix(img, [0.95, 0.93, 0.85], _dots_mask(P, P, cysts, blur=1) * 0.8)
+        img = _mix(img, [0.95, 0.93, 0.85], _mask(P, P, dots=cysts, blur=1) * 0.8)
     elif diag == "MEL":  # variegation
         img = _mix(img, [0.18, 0.10, 0.08], _sigmoid((_smooth(rng, P, P, 5) - 0.4) * 4) * 0.6)
 
@@ -625,7 +601,7 @@ def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, in
             ca = rng.uniform(0, 2 * math.pi)
             pts = [(px(0.45 * math.cos(ca) + rng.normal(0, 0.12)), px(0.45 * math.sin(ca) + rng.normal(0, 0.12)),
                     P * rng.uniform(0.01, 0.04)) for _ in range(22)]
-        img = _mix(img, [0.10, 0.06, 0.05], _dots_mask(P, P, pts, blur=0.8) * 0.9)
+        img = _mix(img, [0.10, 0.06, 0.05], _mask(P, P, dots=pts, blur=0.8) * 0.9)
     if lab["STR"]:
         lines = []
         if lab["STR"] == 1:  # regular: evenly all around
@@ -638,7 +614,7 @@ def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, in
                 L = rng.uniform(1.1, 1.45)
                 lines.append([(px(R * 0.8 * math.cos(a)), px(R * 0.8 * math.sin(a))),
                               (px(R * L * math.cos(a + 0.1)), px(R * L * math.sin(a + 0.1)))])
-        streaks = _line_mask(P, P, lines, P * (0.012 if lab["STR"] == 1 else 0.022), blur=0.8)
+        streaks = _mask(P, P, lines, P * (0.012 if lab["STR"] == 1 else 0.022), blur=0.8)
         img = _mix(img, [0.18, 0.10, 0.07], streaks * 0.9)
         alpha = np.maximum(alpha, streaks)
     if lab["BWV"]:  # blue-whitish veil: a hazy blue-white area
@@ -651,9 +627,9 @@ def _lesion_patch(rng: np.random.Generator, P: int, diag: str, lab: dict[str, in
             for _ in range(3):
                 vs += _random_walk(rng, (px(rng.normal(0, 0.2)), px(rng.normal(0, 0.2))), rng.uniform(0, 2 * math.pi),
                                    8, P * 0.04, 0.3, 0.3)
-            vmask = _line_mask(P, P, vs, P * 0.01, blur=0.7)
+            vmask = _mask(P, P, vs, P * 0.01, blur=0.7)
         else:  # irregular: dotted vessels
-            vmask = _dots_mask(P, P, [(px(rng.normal(0, 0.25)), px(rng.normal(0, 0.25)), P * 0.008)
+            vmask = _mask(P, P, dots=[(px(rng.normal(0, 0.25)), px(rng.normal(0, 0.25)), P * 0.008)
                                       for _ in range(40)], blur=0.6)
         img = _mix(img, [0.80, 0.12, 0.16], vmask * alpha * 0.9)
     window = _sigmoid((0.97 - np.sqrt(x * x + y * y)) / 0.02)  # round fade: no straight patch edge can show
@@ -678,13 +654,6 @@ def _paste(canvas: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, cx: int, cy: 
     return canvas
 
 
-def _resize(arr: np.ndarray, p: int) -> np.ndarray:
-    if arr.ndim == 2:
-        return np.asarray(Image.fromarray(arr.astype(np.float32)).resize((p, p), Image.BILINEAR), np.float32)
-    img = Image.fromarray((arr * 255 + 0.5).astype(np.uint8)).resize((p, p), Image.LANCZOS)
-    return np.asarray(img, np.float32) / 255
-
-
 def _derm_pair(rng, W, H, diag, lab, acq: Acquisition) -> tuple[Image.Image, Image.Image]:
     """(clinical, dermoscopic) pictures of one lesion."""
     tone = np.array([0.93, 0.76, 0.66], np.float32) * (1 + rng.normal(0, 0.05, 3)).astype(np.float32)
@@ -700,7 +669,7 @@ def _derm_pair(rng, W, H, diag, lab, acq: Acquisition) -> tuple[Image.Image, Ima
     # clinical: the same lesion small (fine structures vanish), harsher light, more blur
     clin = _skin_background(rng, W, H, tone * np.float32(rng.uniform(0.9, 1.05)))
     small = max(8, int(patch.shape[0] * rng.uniform(0.34, 0.48)))
-    clin = _paste(clin, _resize(patch, small), _resize(alpha, small),
+    clin = _paste(clin, _resize(patch, small, small), _resize(alpha, small, small),
                   W // 2 + int(rng.normal(0, W * 0.08)), H // 2 + int(rng.normal(0, H * 0.08)))
     clin_acq = acq.jitter(rng, 2.0)
     clin_acq.light = clin_acq.light + 0.3
@@ -715,16 +684,14 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
     n_diag = dict(zip(_DIAG_ORDER, _split_counts(n, [_DIAG[d][0] for d in _DIAG_ORDER])))
     diags = rng.permutation([d for d in _DIAG_ORDER for _ in range(n_diag[d])])
     order = rng.permutation(n)
-    split_rows = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
-                  "test": order[n_train + n_valid:]}
+    split_rows = dict(zip(("train", "valid", "test"), np.split(order, [n_train, n_train + n_valid])))
     if size == "real-size":  # every diagnosis twice in every official split, so no metric lacks a class
         for rows in split_rows.values():
             diags[rows] = np.resize(_DIAG_ORDER, len(rows))
     # cases whose clinical image is missing (real data: 2 train, 5 valid, 2 test)
     k_missing = {"medium": (2, 5, 2), "small": (1, 2, 1), "real-size": (1, 1, 1)}[size]
-    no_clinic = set()
-    for (split, rows), k in zip(split_rows.items(), k_missing):
-        no_clinic.update(int(r) for r in rng.choice(rows, size=k, replace=False))
+    no_clinic = {int(r) for rows, k in zip(split_rows.values(), k_missing)
+                 for r in rng.choice(rows, size=k, replace=False)}
     source_acq = {s: Acquisition.draw(rng, 0.8) for s in _SOURCES}
     source_count = {s: 0 for s in _SOURCES}
     meta_rows = []
@@ -777,15 +744,12 @@ def _write_derm7pt(out: Path, seed: int, size: str) -> None:
 
 _WRITERS = {"retina": _write_retina, "pad-ufes-20": _write_pad, "bladder-tissue": _write_bladder,
             "derm7pt": _write_derm7pt}
+SYNTH_NAMES = tuple(_WRITERS)
 
 
 def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str = "small") -> Path:
-    """Write a synthetic ``name`` dataset in its real on-disk layout into ``out_dir``; return ``out_dir``.
-
-    ``size``: ``"small"`` (seconds, ~100-200 px), ``"medium"`` (the real counts), ``"real-size"`` (4-8
-    images per class at the real image sizes, for dry runs of the full profile). ``out_dir`` must be
-    new, empty, or an earlier stand-in (marker ``.medlib-synth.json``; the very same one is kept as is).
-    """
+    """Write a synthetic ``name`` dataset (``size``: see :data:`SIZES`) into ``out_dir``, which must be new, empty
+    or an earlier stand-in (the very same one is kept as is); return ``out_dir``."""
     if name not in _WRITERS:
         raise DataError(f"unknown dataset {name!r} for synth; expected one of {list(SYNTH_NAMES)}.")
     if size not in SIZES:
@@ -799,12 +763,9 @@ def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str =
         if not out.is_dir():
             raise DataError(f"synth: {out} is a file; expected a folder to write the {name} stand-in into.")
         if marker_path.is_file():
-            try:
-                existing = json.loads(marker_path.read_text())
-            except (OSError, ValueError):
-                existing = None
-            if existing == wanted:
-                return out
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(marker_path.read_text()) == wanted:
+                    return out
         elif any(out.iterdir()):
             raise DataError(f"synth: {out} is not empty and was not written by `medlib data synth`; refusing to "
                             f"overwrite it. Choose an empty or new --out folder.")
@@ -814,14 +775,11 @@ def synthesize(name: str, out_dir: str | os.PathLike, seed: int = 0, size: str =
         _WRITERS[name](tmp, int(seed), size)
         (tmp / MARKER_NAME).write_text(json.dumps(wanted, sort_keys=True) + "\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset is an ordinary folder
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, trash / "old")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        os.replace(tmp, out)
+        shutil.rmtree(trash, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after a success
     return out
