@@ -96,7 +96,7 @@ class ConfigResult:
 
     @property
     def train_seconds(self) -> float:
-        return float(sum(r.train_seconds for r in self.runs))
+        return float(sum(r.meta["train_seconds"] for r in self.runs))
 
 
 def never_predicted(result: ConfigResult, variant: str = HEADLINE[0], mode: str = HEADLINE[1]) -> dict[str, int]:

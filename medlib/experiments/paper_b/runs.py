@@ -1,11 +1,7 @@
-"""Training and predicting one run of one configuration (§4.1), cached by what determines it.
-
-Adam, one cosine over all epochs into SWA of the last ``swa_epochs`` (FusionM4Net's), its
-augmentation on the GPU, derm7pt's official train split; then valid and test are predicted with
-TTA. Cached under ``$MEDLIB_HOME/artifacts/paper_b`` by :func:`run_key`, a hash of the config,
-settings, seed, the decoded images' *content* with labels and splits, the initial weights and
-the step cap (no paths or times: a re-copied derm7pt keeps every run); two safetensors per run.
-"""
+"""Training one run of one configuration (§4.1: Adam, one cosine into SWA, FusionM4Net's augmentation), then
+predicting valid and test with TTA; two safetensors per run under ``$MEDLIB_HOME/artifacts/paper_b``, keyed by
+:func:`run_key` (config, settings, seed, the decoded images' *content*, labels, splits, initial weights, step cap:
+no paths or times, so a re-copied derm7pt keeps every run)."""
 
 from __future__ import annotations
 
@@ -65,19 +61,6 @@ class PairData:
         return self.dataset.tasks
 
 
-def _content_fingerprint(clinical: torch.Tensor, dermoscopy: torch.Tensor, labels: np.ndarray,
-                         splits: dict) -> str:
-    """What the training sees, by content: the decoded pixels (so also the resize recipe), labels, splits."""
-    h = hashlib.blake2b(digest_size=16)
-    for images in (clinical, dermoscopy):
-        h.update(str(tuple(images.shape)).encode())
-        h.update(memoryview(np.ascontiguousarray(images.numpy())).cast("B"))
-    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    for name in ("train", "valid", "test"):
-        h.update(name.encode() + np.asarray(splits[name], dtype=np.int64).tobytes())
-    return h.hexdigest()
-
-
 def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) -> PairData:
     """derm7pt for ``profile`` (or ``dataset``), each whole image resized (no crop) once into the image cache."""
     from medlib.data.cache import cached_images
@@ -93,9 +76,16 @@ def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) ->
     dermoscopy = cached_images(ds.derm_paths, size, cache_dir(), progress=False, fit=RESIZE_FIT)
     labels = np.asarray(ds.labels, dtype=np.int64)
     splits = {k: np.asarray(v) for k, v in ds.splits.items()}
+    # the fingerprint: what the training sees, by content (decoded pixels, so also the resize recipe; labels; splits)
+    h = hashlib.blake2b(digest_size=16)
+    for images in (clinical, dermoscopy):
+        h.update(str(tuple(images.shape)).encode())
+        h.update(memoryview(np.ascontiguousarray(images.numpy())).cast("B"))
+    h.update(labels.tobytes())
+    for name in ("train", "valid", "test"):
+        h.update(name.encode() + np.asarray(splits[name], dtype=np.int64).tobytes())
     source = P.data_source if dataset is None else "given"
-    return PairData(ds, clinical, dermoscopy, labels, splits, source,
-                    _content_fingerprint(clinical, dermoscopy, labels, splits)[:16])
+    return PairData(ds, clinical, dermoscopy, labels, splits, source, h.hexdigest()[:16])
 
 
 class PairBatches:
@@ -103,6 +93,7 @@ class PairBatches:
 
     derm7pt is small (413 training pairs are 124 MB at 224 px), so a batch is an index into the
     split copied to the device once. :func:`medlib.train.fit` re-seeds ``generator`` every epoch.
+    ``drop_last``: in training, as the heads' BatchNorm1d cannot normalise a last batch of one case.
     """
 
     def __init__(self, data: PairData, split: str, batch_size: int, *, shuffle: bool, seed: int,
@@ -114,6 +105,9 @@ class PairBatches:
         self.labels = torch.as_tensor(data.labels[index.numpy()]).to(device)
         self.batch_size, self.shuffle, self.drop_last, self.max_steps = int(batch_size), shuffle, drop_last, max_steps
         self.generator = torch.Generator().manual_seed(int(seed))
+        if drop_last and len(self) == 0:
+            raise MedlibError(f"the {split} split has {len(self.labels)} cases, fewer than one batch of "
+                              f"{self.batch_size}; lower paper_b.batch_size")
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -127,16 +121,6 @@ class PairBatches:
         for b in range(len(self)):
             i = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield (self.clinical[i], self.dermoscopy[i]), self.labels[i]
-
-
-def _batches(data: PairData, split: str, B: PaperB, *, train: bool, seed: int, device, max_steps) -> PairBatches:
-    # drop_last in training: the heads' BatchNorm1d cannot normalise a last batch of one case
-    batches = PairBatches(data, split, B.batch_size, shuffle=train, seed=seed, device=device,
-                          max_steps=max_steps, drop_last=train)
-    if train and len(batches) == 0:
-        raise MedlibError(f"the {split} split has {len(batches.labels)} cases, fewer than one batch of "
-                          f"{B.batch_size}; lower paper_b.batch_size")
-    return batches
 
 
 def _train_batch(batch, device):
@@ -174,18 +158,14 @@ class RunResult:
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.meta["history"])
 
-    @property
-    def train_seconds(self) -> float:
-        return float(self.meta["train_seconds"])
-
 
 def _settings(B: PaperB, overrides: dict | None) -> PaperB:
     if not overrides:
         return B
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(PaperB)})
+    known = [f.name for f in dataclasses.fields(PaperB)]
+    unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise MedlibError(f"unknown paper_b setting(s) {unknown}; "
-                          f"known: {[f.name for f in dataclasses.fields(PaperB)]}")
+        raise MedlibError(f"unknown paper_b setting(s) {unknown}; known: {known}")
     return dataclasses.replace(B, **overrides)
 
 
@@ -253,7 +233,8 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
     seed_everything(seed)
     model = config.build(B.backbone_size, pretrained)
     cfg = training_config(B, seed, device)
-    batches = {split: _batches(data, split, B, train=split == "train", seed=seed, device=device, max_steps=max_steps)
+    batches = {split: PairBatches(data, split, B.batch_size, shuffle=split == "train", seed=seed, device=device,
+                                  max_steps=max_steps, drop_last=split == "train")
                for split in ("train", "valid", "test")}
     t0 = time.perf_counter()
     history = fit(model, batches["train"], cfg, loss_fn=ammfm_loss, batch_to_device=_train_batch,
@@ -360,11 +341,5 @@ def _cached_pairs(profile_name: str, dry: bool, image_size: int, home: str) -> P
 
 
 def results_of(rows: list[tuple[str, Config]], P: Profile, seed: int | None) -> dict[str, ConfigResult]:
-    """Every row's :class:`ConfigResult`; a configuration listed twice is run once."""
-    out: dict[str, ConfigResult] = {}
-    by_name: dict[str, ConfigResult] = {}
-    for label, cfg in rows:
-        if cfg.name not in by_name:
-            by_name[cfg.name] = run_config(cfg, P, seed)
-        out[label] = by_name[cfg.name]
-    return out
+    """Every row's :class:`ConfigResult` (a configuration listed twice is trained once: :data:`_RUN_CACHE`)."""
+    return {label: run_config(cfg, P, seed) for label, cfg in rows}
