@@ -162,33 +162,29 @@ def branch_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 
 def tradeoff(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Tables 7 and 9 as points: full-size parameters vs AVG AUC, the paper's and this run's."""
-    rows, seen = [], set()
+    rows = {}
     for number in ("7", "9"):
         for label, cfg in table_configs(profile)[number]:
-            if cfg.name in seen:
+            if cfg.name in rows:
                 continue
-            seen.add(cfg.name)
             r = runs.run_config(cfg, profile, seed)
             if cfg.single_modal:
                 kind = "single-modal, " + ("clinical" if cfg.dermoscopy is None else "dermoscopic")
             else:
                 kind = "symmetric (SFF)" if cfg.clinical == cfg.dermoscopy else "asymmetric (AFF)"
-            rows.append({"configuration": cfg.label, "kind": kind, "fusion": _fusion_label(cfg.fusion),
-                         "params (M)": cfg.full_size_parameters() / 1e6,
-                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0],
-                         "this run AVG AUC": r.mean_std("avg_auc")[0]})
-    return pd.DataFrame(rows)
+            rows[cfg.name] = {"configuration": cfg.label, "kind": kind, "fusion": _fusion_label(cfg.fusion),
+                              "params (M)": cfg.full_size_parameters() / 1e6,
+                              "paper AVG AUC": PAPER_ROWS_AVG[number][label][0],
+                              "this run AVG AUC": r.mean_std("avg_auc")[0]}
+    return pd.DataFrame(list(rows.values()))
 
 
 def example_cases(data, split: str = "train") -> list[int]:
     """One case per diagnosis from ``split`` (in class order), plus a clinic = derm case if any."""
     idx = np.asarray(data.splits[split])
     idx = idx[~data.dataset.clinic_is_derm[idx]]  # real pairs for the per-diagnosis examples
-    cases = []
-    for k, _ in enumerate(data.tasks["DIAG"]):
-        hits = idx[data.labels[idx, 0] == k]
-        if len(hits):
-            cases.append(int(hits[0]))
+    _, first = np.unique(data.labels[idx, 0], return_index=True)  # each diagnosis's first case, in class order
+    cases = [int(i) for i in idx[first]]
     same = np.flatnonzero(data.dataset.clinic_is_derm)
     return cases + ([int(same[0])] if len(same) else [])
 

@@ -203,11 +203,9 @@ _RUN_CACHE: dict[str, RunResult] = {}
 def train_config(config: Config, profile: Profile, run: int = 0, *, seed: int | None = None,
                  data: PairData | None = None, overrides: dict | None = None, max_steps: int | None = None,
                  pretrained: bool | None = None, verbose: bool = True) -> RunResult:
-    """Train ``config`` for run ``run`` (seed ``seed + run``, default the profile's first) and predict with TTA; cached.
-
-    ``overrides`` replace ``paper_b`` fields; ``max_steps`` caps batches per epoch and split (default
-    the profile's); ``pretrained`` defaults to ``paper_b.pretrained``. A second call trains nothing.
-    """
+    """Train ``config`` for run ``run`` (seed ``seed + run``, default the profile's first) and predict with TTA; cached
+    (a second call trains nothing). ``overrides`` replace ``paper_b`` fields; ``max_steps`` caps batches per epoch and
+    split (default the profile's); ``pretrained`` defaults to ``paper_b.pretrained``."""
     P = profile
     B = _settings(P.paper_b, overrides)
     seed = (P.first_seed if seed is None else int(seed)) + int(run)
@@ -247,7 +245,10 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
     for split in ("valid", "test"):
         per_view, targets = _predict_views(swa, config, batches[split], device, B.tta_views)
         last, _ = _predict_views(model, config, batches[split], device, 1)
-        variants = {"swa/tta": _average_views(per_view), "swa/1": per_view[0], "last/1": last[0]}
+        # TTA as in medlib.ammfm.tta.tta_predict: the log of the views' mean probability
+        tta = {b: [np.log(np.clip(np.mean([np.exp(v[b][k]) for v in per_view], axis=0), 1e-12, None))
+                   for k in range(len(TASKS))] for b in per_view[0]}
+        variants = {"swa/tta": tta, "swa/1": per_view[0], "last/1": last[0]}
         for variant, outputs in variants.items():
             for branch, arrays in outputs.items():
                 for k, a in enumerate(arrays):
@@ -285,12 +286,6 @@ def _predict_views(model, config: Config, batches, device, views: int):
         outputs, targets = predict(model, batches, device, views=1, unpack=unpack)
         outs.append(outputs)
     return outs, targets
-
-
-def _average_views(per_view: list[dict]) -> dict:
-    """TTA as in :func:`medlib.ammfm.tta.tta_predict`: the log of the views' mean probability."""
-    return {b: [np.log(np.clip(np.mean([np.exp(v[b][k]) for v in per_view], axis=0), 1e-12, None))
-                for k in range(len(TASKS))] for b in per_view[0]}
 
 
 def _read_run(config, seed, key, weights_path, pred_path, tasks) -> RunResult:
