@@ -65,9 +65,8 @@ def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) ->
     """derm7pt for ``profile`` (or ``dataset``), each whole image resized (no crop) once into the image cache."""
     from medlib.data.cache import cached_images
 
-    P = profile
-    ds = dataset if dataset is not None else ensure_dataset("derm7pt", P)
-    size = int(image_size or P.paper_b.image_size)
+    ds = dataset if dataset is not None else ensure_dataset("derm7pt", profile)
+    size = int(image_size or profile.paper_b.image_size)
     missing = [s for s in ("train", "valid", "test") if s not in ds.splits]
     if missing:
         raise MedlibError(f"derm7pt at {ds.root} lacks the official split(s) {missing}; expected "
@@ -84,7 +83,7 @@ def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) ->
     h.update(labels.tobytes())
     for name in ("train", "valid", "test"):
         h.update(name.encode() + np.asarray(splits[name], dtype=np.int64).tobytes())
-    source = P.data_source if dataset is None else "given"
+    source = profile.data_source if dataset is None else "given"
     return PairData(ds, clinical, dermoscopy, labels, splits, source, h.hexdigest()[:16])
 
 
@@ -132,9 +131,7 @@ def _train_batch(batch, device):
 
 def _eval_batch(batch, device):
     (clinical, dermoscopy), labels = batch
-    c = normalize(to_float(clinical.to(device)))
-    d = normalize(to_float(dermoscopy.to(device)))
-    return (c, d), labels.to(device)
+    return (normalize(to_float(clinical.to(device))), normalize(to_float(dermoscopy.to(device)))), labels.to(device)
 
 
 @dataclass
@@ -221,9 +218,17 @@ def train_config(config: Config, profile: Profile, run: int = 0, *, seed: int | 
         return _RUN_CACHE[str(pred_path)]
     if not (weights_path.is_file() and pred_path.is_file()):
         _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, weights_path, pred_path, verbose)
-    result = _read_run(config, seed, key, weights_path, pred_path, data.tasks)
-    _RUN_CACHE[str(pred_path)] = result
-    return result
+    tensors, meta = load_weights(pred_path)
+    predictions, targets = {}, {}
+    for name, t in tensors.items():
+        if name.startswith("targets/"):
+            targets[name.removeprefix("targets/")] = t.numpy()
+        else:  # variant/split/branch/task, a variant being two words ("swa/tta")
+            variant, split, branch, k = name.rsplit("/", 3)
+            slot = predictions.setdefault(variant, {}).setdefault(split, {})
+            slot.setdefault(branch, [None] * len(TASKS))[int(k)] = t.numpy()
+    _RUN_CACHE[str(pred_path)] = RunResult(config, seed, key, weights_path, predictions, targets, meta, data.tasks)
+    return _RUN_CACHE[str(pred_path)]
 
 
 def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, weights_path, pred_path, verbose):
@@ -288,21 +293,6 @@ def _predict_views(model, config: Config, batches, device, views: int):
     return outs, targets
 
 
-def _read_run(config, seed, key, weights_path, pred_path, tasks) -> RunResult:
-    tensors, meta = load_weights(pred_path)
-    predictions: dict = {}
-    targets = {}
-    for name, t in tensors.items():
-        parts = name.split("/")
-        if parts[0] == "targets":
-            targets[parts[1]] = t.numpy()
-            continue
-        variant, split, branch, k = "/".join(parts[:2]), parts[2], parts[3], int(parts[4])
-        slot = predictions.setdefault(variant, {}).setdefault(split, {}).setdefault(branch, [None] * len(TASKS))
-        slot[k] = t.numpy()
-    return RunResult(config, seed, key, weights_path, predictions, targets, meta, tasks)
-
-
 def load_model(result: RunResult, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The SWA model of a run, rebuilt from its safetensors file, in eval mode on ``device``."""
     state, meta = load_weights(result.weights_path)
@@ -314,11 +304,10 @@ def load_model(result: RunResult, device: torch.device | str = "cpu") -> torch.n
 def run_config(config: Config, profile: Profile, seed: int | None = None,
                n_runs: int | None = None, **kwargs) -> ConfigResult:
     """``n_runs`` runs (default ``paper_b.n_runs``) of ``config``; see :func:`train_config`."""
-    P = profile
-    n = int(n_runs or _settings(P.paper_b, kwargs.get("overrides")).n_runs)
+    n = int(n_runs or _settings(profile.paper_b, kwargs.get("overrides")).n_runs)
     if "data" not in kwargs:
-        kwargs["data"] = _data_for(P, kwargs.get("overrides"))
-    return ConfigResult(config, [train_config(config, P, run, seed=seed, **kwargs) for run in range(n)])
+        kwargs["data"] = _data_for(profile, kwargs.get("overrides"))
+    return ConfigResult(config, [train_config(config, profile, run, seed=seed, **kwargs) for run in range(n)])
 
 
 def _data_for(P: Profile, overrides: dict | None = None) -> PairData:
