@@ -53,11 +53,9 @@ def plot_params(frame: pd.DataFrame):
 
 
 def plot_attention(example: dict, stage: str | None = None, queries=((0.5, 0.5), (0.2, 0.2))):
-    """Clinical and dermoscopic image, then where dermoscopic query positions read from (rows of M_c).
-
-    Each row's opacity is stretched from its minimum (transparent) to its maximum, which hides how
-    flat a row is (:func:`attention_example` reports that).
-    """
+    """Clinical and dermoscopic image, then where dermoscopic query positions read from (rows of M_c), each row's
+    opacity stretched from its minimum (transparent) to its maximum: this hides how flat a row is
+    (:func:`attention_example` reports that)."""
     stage = stage or sorted(example["maps"])[0]
     m = example["maps"][stage]
     side, size = m.shape[0], example["dermoscopy"].shape[0]

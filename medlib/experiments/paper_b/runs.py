@@ -88,12 +88,9 @@ def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) ->
 
 
 class PairBatches:
-    """Batches ``((clinical, dermoscopy), labels)`` of one split, held on ``device`` as uint8.
-
-    derm7pt is small (413 training pairs are 124 MB at 224 px), so a batch is an index into the
-    split copied to the device once. :func:`medlib.train.fit` re-seeds ``generator`` every epoch.
-    ``drop_last``: in training, as the heads' BatchNorm1d cannot normalise a last batch of one case.
-    """
+    """Batches ``((clinical, dermoscopy), labels)`` of one split held on ``device`` as uint8 (413 training pairs are
+    124 MB at 224 px), a batch an index into them; :func:`medlib.train.fit` re-seeds ``generator`` every epoch.
+    ``drop_last``: in training, as the heads' BatchNorm1d cannot normalise a last batch of one case."""
 
     def __init__(self, data: PairData, split: str, batch_size: int, *, shuffle: bool, seed: int,
                  device: torch.device, max_steps: int | None = None, drop_last: bool = False):
