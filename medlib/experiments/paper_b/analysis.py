@@ -29,23 +29,18 @@ DISPLAY_SIZE = 256  # pixels of the images drawn in figures
 
 def variants_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """AMMFM per evaluation variant: TTA vs one view, SWA vs last-epoch weights, probability vs logit weighting."""
-    P = profile
-    res = _ammfm(P, seed)
-    views = P.paper_b.tta_views
-    # (key, label, predictions, weighting); the key is what prose picks a row by, never a position
-    variants = [
-        ("tables", f"SWA weights, {views}-view TTA, probability-weighted (the tables)", "swa/tta", "probability"),
-        ("logit", f"SWA weights, {views}-view TTA, logit-weighted", "swa/tta", "logit"),
-        ("one view", "SWA weights, one view (no TTA), probability-weighted", "swa/1", "probability"),
-        ("last epoch", "last-epoch weights, one view (no TTA), probability-weighted", "last/1", "probability"),
-    ]
-    rows = {}
-    for key, label, variant, mode in variants:
-        rows[label] = {"AVG AUC": res.text("avg_auc", variant, mode), "AVG ACC": res.text("avg_acc", variant, mode),
-                       "_key": key, "_auc": res.mean_std("avg_auc", variant, mode)[0],
-                       "_acc": res.mean_std("avg_acc", variant, mode)[0]}
+    res = _ammfm(profile, seed)
+    views = profile.paper_b.tta_views
+    rows = {}  # the key is what prose picks a row by, never a position
+    for key, label, variant, mode in (
+            ("tables", f"SWA weights, {views}-view TTA, probability-weighted (the tables)", "swa/tta", "probability"),
+            ("logit", f"SWA weights, {views}-view TTA, logit-weighted", "swa/tta", "logit"),
+            ("one view", "SWA weights, one view (no TTA), probability-weighted", "swa/1", "probability"),
+            ("last epoch", "last-epoch weights, one view (no TTA), probability-weighted", "last/1", "probability")):
+        (auc, auc_sd), (acc, acc_sd) = (res.mean_std(k, variant, mode) for k in ("avg_auc", "avg_acc"))
+        rows[label] = {"AVG AUC": pm(auc, auc_sd), "AVG ACC": pm(acc, acc_sd), "_key": key, "_auc": auc, "_acc": acc}
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    write_result("variants", P, seed, frame.drop(columns=["_key", "_auc", "_acc"]), {"AMMFM": res})
+    write_result("variants", profile, seed, frame.drop(columns=["_key", "_auc", "_acc"]), {"AMMFM": res})
     return frame
 
 
@@ -54,10 +49,8 @@ def _fusion_label(fusion: str) -> str:
 
 
 def block_costs(image_size: int = 224) -> pd.DataFrame:
-    """Parameters and forward FLOPs (multiply-add = 2, one image pair) of AFF/SFF × CAT/AAB/BAB and their blocks.
-
-    Traced on the ``meta`` device by ``torch.utils.flop_counter``: shapes only, no weights, no memory.
-    """
+    """Parameters and forward FLOPs (multiply-add = 2, one image pair) of AFF/SFF × CAT/AAB/BAB and their blocks,
+    traced on the ``meta`` device by ``torch.utils.flop_counter`` (shapes only, no weights, no memory)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     rows = []
@@ -79,34 +72,30 @@ def block_costs(image_size: int = 224) -> pd.DataFrame:
 
 def weight_surface(profile: Profile, seed: int | None = None, run: int = 0) -> dict[str, pd.DataFrame]:
     """Eq. 4's valid-split search surface for AMMFM run ``run`` per weighting mode, one row per distinct triple."""
-    P = profile
-    r = runs.train_config(table_configs(P)["2"][0][1], P, run, seed=seed, data=runs._data_for(P))
+    r = runs.train_config(table_configs(profile)["2"][0][1], profile, run, seed=seed, data=runs._data_for(profile))
     preds = r.predictions[HEADLINE[0]]["valid"]
     out = {}
     for mode in ("probability", "logit"):
-        s = search_weights(preds, r.targets["valid"], n=P.paper_b.weight_grid, mode=mode).surface
+        s = search_weights(preds, r.targets["valid"], n=profile.paper_b.weight_grid, mode=mode).surface
         rounded = s.assign(_k=list(zip(s.wn_D.round(6), s.wn_C.round(6))))
         out[mode] = rounded.drop_duplicates("_k").drop(columns="_k").reset_index(drop=True)
     return out
 
 
 def attention_example(profile: Profile, seed: int | None = None, case: int = 0) -> dict:
-    """AAB maps M_c of the trained AMMFM (run 0) for test case ``case``, with the two images (uint8 HWC).
-
-    ``maps`` {stage: (H, W, H, W)}; ``peak`` {stage: mean row maximum × N: 1 = flat, N = one-hot};
-    ``spread`` {stage: median over rows of the positions holding :data:`MASS_SHARE` of the weight}.
-    """
-    P = profile
-    data = runs._data_for(P)
-    r = runs.train_config(table_configs(P)["2"][0][1], P, 0, seed=seed, data=data)
+    """AAB maps M_c of the trained AMMFM (run 0) for test case ``case``, with the two images (uint8 HWC): ``maps``
+    {stage: (H, W, H, W)}; ``peak`` {stage: mean row maximum × N: 1 = flat, N = one-hot}; ``spread`` {stage: median
+    over rows of the positions holding :data:`MASS_SHARE` of the weight}."""
+    data = runs._data_for(profile)
+    r = runs.train_config(table_configs(profile)["2"][0][1], profile, 0, seed=seed, data=data)
     model = runs.load_model(r)
     index = int(data.splits["test"][case])
-    batch = (((data.clinical[index:index + 1]), data.dermoscopy[index:index + 1]), torch.zeros(1, 8, dtype=torch.long))
+    batch = ((data.clinical[index:index + 1], data.dermoscopy[index:index + 1]), torch.zeros(1, 8, dtype=torch.long))
     (c, d), _ = runs._eval_batch(batch, torch.device("cpu"))
     with torch.no_grad():
-        out = model(c, d, return_attention=True)
+        attention = model(c, d, return_attention=True)["attention"]
     maps, peak, spread = {}, {}, {}
-    for stage, m in out["attention"].items():
+    for stage, m in attention.items():
         n = m.shape[-1]
         side = int(round(math.sqrt(n)))
         maps[stage] = m[0].reshape(side, side, side, side).numpy()
@@ -129,8 +118,7 @@ def settings_table(profile: Profile) -> pd.DataFrame:
     from medlib.ammfm.tta import TTA_VIEWS
     from medlib.data.augment import FUSION_RECIPE as R
 
-    P = profile
-    B = P.paper_b
+    B = profile.paper_b
     ours = {
         "optimizer": "Adam",
         "learning rate": f"{B.lr:g}, one cosine over all {B.epochs} epochs (FusionM4Net's)",
@@ -155,67 +143,57 @@ def settings_table(profile: Profile) -> pd.DataFrame:
                            "the edge pixel repeats) — our choice"),
     }
     paper = {**PAPER_SETTINGS, "initial weights": "not stated"}
-    frame = pd.DataFrame({"paper (§4.1; runs: §4.4)": paper, f"this profile ({P.label})": ours})
+    frame = pd.DataFrame({"paper (§4.1; runs: §4.4)": paper, f"this profile ({profile.label})": ours})
     frame.index.name = "setting"
     return frame
 
 
 def branch_table(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """AMMFM's three heads alone vs their weighted average (Eq. 4), mean ± std over runs (test split)."""
-    P = profile
-    res = _ammfm(P, seed)
+    res = _ammfm(profile, seed)
     rows = {}
     for branch in ("clinical", "dermoscopy", "fusion"):
         ms = [branch_metrics(r, branch) for r in res.runs]
         rows[f"{branch} head alone"] = {k: pm(*mean_sd([100 * m[k] for m in ms])) for k in ("avg_auc", "avg_acc")}
     for mode in ("probability", "logit"):
         rows[f"weighted average ({mode}-weighted)"] = {k: res.text(k, mode=mode) for k in ("avg_auc", "avg_acc")}
-    frame = pd.DataFrame.from_dict(rows, orient="index").rename(columns={"avg_auc": "AVG AUC", "avg_acc": "AVG ACC"})
-    return frame
+    return pd.DataFrame.from_dict(rows, orient="index").rename(columns={"avg_auc": "AVG AUC", "avg_acc": "AVG ACC"})
 
 
 def tradeoff(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Tables 7 and 9 as points: full-size parameters vs AVG AUC, the paper's and this run's."""
-    P = profile
-    rows, seen = [], set()
+    rows = {}
     for number in ("7", "9"):
-        for label, cfg in table_configs(P)[number]:
-            if cfg.name in seen:
+        for label, cfg in table_configs(profile)[number]:
+            if cfg.name in rows:
                 continue
-            seen.add(cfg.name)
-            r = runs.run_config(cfg, P, seed)
+            r = runs.run_config(cfg, profile, seed)
             if cfg.single_modal:
                 kind = "single-modal, " + ("clinical" if cfg.dermoscopy is None else "dermoscopic")
             else:
                 kind = "symmetric (SFF)" if cfg.clinical == cfg.dermoscopy else "asymmetric (AFF)"
-            rows.append({"configuration": cfg.label, "kind": kind, "fusion": _fusion_label(cfg.fusion),
-                         "params (M)": cfg.full_size_parameters() / 1e6,
-                         "paper AVG AUC": PAPER_ROWS_AVG[number][label][0],
-                         "this run AVG AUC": r.mean_std("avg_auc")[0]})
-    return pd.DataFrame(rows)
+            rows[cfg.name] = {"configuration": cfg.label, "kind": kind, "fusion": _fusion_label(cfg.fusion),
+                              "params (M)": cfg.full_size_parameters() / 1e6,
+                              "paper AVG AUC": PAPER_ROWS_AVG[number][label][0],
+                              "this run AVG AUC": r.mean_std("avg_auc")[0]}
+    return pd.DataFrame(list(rows.values()))
 
 
 def example_cases(data, split: str = "train") -> list[int]:
     """One case per diagnosis from ``split`` (in class order), plus a clinic = derm case if any."""
     idx = np.asarray(data.splits[split])
     idx = idx[~data.dataset.clinic_is_derm[idx]]  # real pairs for the per-diagnosis examples
-    cases = []
-    for k, _ in enumerate(data.tasks["DIAG"]):
-        hits = idx[data.labels[idx, 0] == k]
-        if len(hits):
-            cases.append(int(hits[0]))
+    _, first = np.unique(data.labels[idx, 0], return_index=True)  # each diagnosis's first case, in class order
+    cases = [int(i) for i in idx[first]]
     same = np.flatnonzero(data.dataset.clinic_is_derm)
     return cases + ([int(same[0])] if len(same) else [])
 
 
 def framework_shapes(profile: Profile, image_size: int | None = None,
                      size: str = "full") -> pd.DataFrame:
-    """Tensor shapes through AMMFM (Fig. 2/3), one forward pass on the ``meta`` device (shapes only).
-
-    One row per tensor: ``stage``, ``branch``, ``what``, ``shape`` (batch of 1); ``image_size``: the profile's.
-    """
-    P = profile
-    B = P.paper_b
+    """Tensor shapes through AMMFM (Fig. 2/3), one forward pass on the ``meta`` device (shapes only): one row per
+    tensor, ``stage``, ``branch``, ``what``, ``shape`` (batch of 1); ``image_size``: the profile's."""
+    B = profile.paper_b
     side = int(image_size or B.image_size)
     rows = []
 
@@ -251,12 +229,9 @@ def framework_shapes(profile: Profile, image_size: int | None = None,
 
 def attention_logits_at_init(channels: int = 192, clinical_channels: int = 24, side: int = 28, seed: int = 0,
                              cases: int = 4, feature_std: float = 1.0) -> dict[str, np.ndarray]:
-    """Largest weight of each row of M_c in a fresh AAB, with and without 1/√C (same initial weights).
-
-    The clinical maps are random with std ``feature_std`` (1: what a BatchNorm'd stage delivers). A
-    uniform row has max 1/N (N = side²), a one-hot row 1. Also ``*_positions``: per row, how many
-    positions hold :data:`MASS_SHARE` of its weight.
-    """
+    """Largest weight of each row of M_c in a fresh AAB, with and without 1/√C (same initial weights), on random
+    clinical maps of std ``feature_std`` (1: a BatchNorm'd stage's); a uniform row has max 1/N (N = side²), a one-hot
+    row 1. Also ``*_positions``: per row, how many positions hold :data:`MASS_SHARE` of its weight."""
     from medlib.ammfm.attention import AsymmetricAttentionBlock
 
     torch.manual_seed(seed)

@@ -55,10 +55,9 @@ def claims(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 
     A "greater" claim agrees when the mean Δ > 0, a "close" one when |mean Δ| ≤ :data:`CLOSE_TOLERANCE`.
     """
-    P = profile
     rows = []
     for text, number, a, b, kind in CLAIMS:
-        for metric, (paper, delta) in _deltas(number, a, b, P, seed).items():
+        for metric, (paper, delta) in _deltas(number, a, b, profile, seed).items():
             mean = float(np.nanmean(delta))
             sd = float(np.nanstd(delta, ddof=1)) if np.isfinite(delta).sum() > 1 else math.nan
             agrees = mean > 0 if kind == "greater" else abs(mean) <= CLOSE_TOLERANCE
@@ -66,7 +65,7 @@ def claims(profile: Profile, seed: int | None = None) -> pd.DataFrame:
                          "kind": kind, "paper Δ": round(paper, 1), "this run Δ": mean, "this run Δ sd": sd,
                          "agrees": bool(agrees)})
     frame = pd.DataFrame(rows)
-    write_result("claims", P, seed, frame, {}, {"close_tolerance": CLOSE_TOLERANCE})
+    write_result("claims", profile, seed, frame, {}, {"close_tolerance": CLOSE_TOLERANCE})
     return frame
 
 

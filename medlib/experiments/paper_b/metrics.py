@@ -1,19 +1,13 @@
-"""Metrics of a trained run and of all runs of a configuration (§4.2; definitions in :mod:`medlib.ammfm.metrics`).
-
-A multi-modal run's Eq. 4 weights are searched on VALID and the fused prediction scored on TEST;
-the tables weigh probabilities (the paper's text), logit weighting (FusionM4Net's code) is
-computed beside it. Runs summarise as mean ± std (Tables 6–10) and as the best run (Tables 2–5,
-§4.3: "grounded on the highest value").
-"""
+"""Metrics of a run and of all runs of a configuration (§4.2; :mod:`medlib.ammfm.metrics`): Eq. 4's weights searched
+on VALID, scored on TEST; runs summarise as mean ± std (Tables 6–10) and best run (Tables 2–5, §4.3)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from medlib.ammfm.metrics import evaluate, mean_sd, pm, summarize_runs
+from medlib.ammfm.metrics import evaluate, mean_sd, pm
 from medlib.ammfm.tasks import MELANOMA_CATEGORIES
 from medlib.ammfm.weight_search import fused_probabilities, search_weights, softmax
 from medlib.errors import MedlibError
@@ -24,11 +18,8 @@ HEADLINE = ("swa/tta", "probability")  # the variant and weighting mode every ta
 
 
 def run_metrics(result, variant: str = HEADLINE[0], mode: str = HEADLINE[1], grid: int | None = None) -> dict:
-    """Test metrics of one run, Eq. 4's weights searched on VALID in ``mode`` (probability or logit).
-
-    The TTA outputs are log-averaged probabilities; weighting those is weighting logits exactly
-    for one view (a per-case constant per branch cancels in the softmax).
-    """
+    """Test metrics of one run, Eq. 4's weights searched on VALID in ``mode`` (probability: the paper's text; logit:
+    FusionM4Net's code; on the TTA's log-averaged probabilities, exactly logit weighting for one view)."""
     grid = int(grid or result.meta["settings"]["weight_grid"])
     memo = (variant, mode, grid)
     if memo in result._metrics:
@@ -61,10 +52,6 @@ class ConfigResult:
     config: object  # Config
     runs: list
 
-    def summary(self, variant: str = HEADLINE[0], mode: str = HEADLINE[1]) -> pd.DataFrame:
-        """Every metric's mean, std, count and ``"mean±std"`` text (:func:`medlib.ammfm.metrics.summarize_runs`)."""
-        return summarize_runs(self.metrics(variant, mode))
-
     def metrics(self, variant: str = HEADLINE[0], mode: str = HEADLINE[1]) -> list[dict]:
         return [run_metrics(r, variant, mode) for r in self.runs]
 
@@ -96,7 +83,7 @@ class ConfigResult:
 
     @property
     def train_seconds(self) -> float:
-        return float(sum(r.train_seconds for r in self.runs))
+        return float(sum(r.meta["train_seconds"] for r in self.runs))
 
 
 def never_predicted(result: ConfigResult, variant: str = HEADLINE[0], mode: str = HEADLINE[1]) -> dict[str, int]:

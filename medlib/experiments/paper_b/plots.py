@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import textwrap
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import cm
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyBboxPatch
+
+from .metrics import mean_sd
+from .paper import PAPER_ROWS_AVG
 
 __all__ = ["plot_pairs", "plot_params", "plot_attention", "plot_weight_surface", "plot_history", "plot_claims",
            "plot_tradeoff", "plot_framework", "plot_attention_block", "plot_saturation",
@@ -14,8 +23,6 @@ __all__ = ["plot_pairs", "plot_params", "plot_attention", "plot_weight_surface",
 
 def plot_pairs(data, indices, per_row: int = 3):
     """Each case in ``indices`` as a clinical image above its dermoscopic image, ``per_row`` cases a row."""
-    import matplotlib.pyplot as plt
-
     indices = list(indices)
     rows = math.ceil(len(indices) / per_row)
     fig, axes = plt.subplots(2 * rows, per_row, figsize=(2.6 * per_row, 3.9 * rows), squeeze=False)
@@ -35,30 +42,20 @@ def plot_pairs(data, indices, per_row: int = 3):
 
 def plot_params(frame: pd.DataFrame):
     """Horizontal bars: our full-size parameter count beside the paper's, per configuration."""
-    import matplotlib.pyplot as plt
-
-    frame = frame.drop_duplicates(["clinical", "dermoscopy", "fusion"])
-    fig, ax = plt.subplots(figsize=(8, 0.36 * len(frame) + 1.2))
-    y = np.arange(len(frame))
-    ax.barh(y - 0.2, frame["ours_m"], height=0.4, label="ours (computed)")
-    ax.barh(y + 0.2, frame["paper_m"].astype(float), height=0.4, label="paper (quoted)")
-    ax.set_yticks(y, frame["label"], fontsize=9)
+    frame = frame.drop_duplicates(["clinical", "dermoscopy", "fusion"]).set_index("label").rename_axis(None)
+    bars = frame[["ours_m", "paper_m"]].astype(float).set_axis(["ours (computed)", "paper (quoted)"], axis=1)
+    ax = bars.plot.barh(figsize=(8, 0.36 * len(frame) + 1.2), width=0.8, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("parameters (millions)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
+    ax.figure.tight_layout()
+    return ax.figure
 
 
 def plot_attention(example: dict, stage: str | None = None, queries=((0.5, 0.5), (0.2, 0.2))):
-    """Clinical and dermoscopic image, then where dermoscopic query positions read from (rows of M_c).
-
-    Each row's opacity is stretched from its minimum (transparent) to its maximum, which hides how
-    flat a row is (:func:`attention_example` reports that).
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib import cm
-
+    """Clinical and dermoscopic image, then where dermoscopic query positions read from (rows of M_c), each row's
+    opacity stretched from its minimum (transparent) to its maximum: this hides how flat a row is
+    (:func:`attention_example` reports that)."""
     stage = stage or sorted(example["maps"])[0]
     m = example["maps"][stage]
     side, size = m.shape[0], example["dermoscopy"].shape[0]
@@ -84,8 +81,6 @@ def plot_attention(example: dict, stage: str | None = None, queries=((0.5, 0.5),
 
 def plot_weight_surface(surfaces: dict[str, pd.DataFrame]):
     """Mean valid accuracy over renormalised (W_D, W_C) (W_FU = 1 − W_D − W_C), one panel per mode."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(surfaces), figsize=(5.2 * len(surfaces), 4.4), squeeze=False)
     lo = min(float(s.score.min()) for s in surfaces.values())
     hi = max(float(s.score.max()) for s in surfaces.values())
@@ -102,8 +97,6 @@ def plot_weight_surface(surfaces: dict[str, pd.DataFrame]):
 
 def plot_history(result):
     """Learning curves of one run: loss per epoch (train, valid) and the learning rate, SWA epochs shaded."""
-    import matplotlib.pyplot as plt
-
     h = result.history
     fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.4))
     ax.plot(h["epoch"], h["train_loss"], marker="o" if len(h) < 30 else None, label="train loss (augmented)")
@@ -125,10 +118,6 @@ def plot_history(result):
 
 def plot_claims(frame: pd.DataFrame, metric: str = "AVG AUC"):
     """The paper's Δ vs this run's Δ per claim (points; bars = ± sd over runs)."""
-    import textwrap
-
-    import matplotlib.pyplot as plt
-
     f = frame[frame.metric == metric].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(f) + 1.4))
     y = np.arange(len(f))
@@ -146,9 +135,6 @@ def plot_claims(frame: pd.DataFrame, metric: str = "AVG AUC"):
 
 def plot_tradeoff(frame: pd.DataFrame):
     """Parameters (full size) vs AVG AUC, the paper's (left) and this run's; colour = framework, marker = block."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
     colours = dict(zip(sorted(frame["kind"].unique()), plt.cm.tab10.colors))
     markers = {"CAT": "o", "AAB": "^", "BAB": "s"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True)
@@ -176,8 +162,6 @@ GLANCE_TABLES = {
 
 def glance_frame(data: dict) -> pd.DataFrame:
     """A table's AVG AUC / AVG ACC columns (paper beside this run) rebuilt from its result file."""
-    import ast
-
     records = data["rows"]
     columns = [ast.literal_eval(k) for k in records[0]]
     frame = pd.DataFrame([list(r.values()) for r in records], columns=pd.MultiIndex.from_tuples(columns))
@@ -187,9 +171,6 @@ def glance_frame(data: dict) -> pd.DataFrame:
 
 def glance_points(data: dict) -> pd.DataFrame:
     """A Table 6/7/9/10 result file as points for :func:`medlib.plots.paper_vs_ours` (AVG AUC)."""
-    from .metrics import mean_sd
-    from .paper import PAPER_ROWS_AVG
-
     number = data["table"].removeprefix("table")
     rows = {}
     for label, run in data["runs"].items():
@@ -204,8 +185,6 @@ def glance_points(data: dict) -> pd.DataFrame:
 
 
 def _box(ax, x, y, w, h, text, color, fontsize=8):
-    from matplotlib.patches import FancyBboxPatch
-
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02", facecolor=color,
                                 edgecolor="black", linewidth=0.8))
     ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
@@ -219,71 +198,66 @@ def _shape(t: tuple) -> str:
     return "×".join(str(x) for x in t[1:])  # without the batch dimension
 
 
-def plot_framework(shapes: pd.DataFrame):
-    """Fig. 2 drawn from :func:`framework_shapes`: two branches, AABs, three heads, Eq. 4; each box with its C×H×W."""
-    import matplotlib.pyplot as plt
-
-    stages = [s for s in shapes.stage.unique() if s.startswith("stage")]
-    fig, ax = plt.subplots(figsize=(9, 1.15 * (len(stages) + 4)))
-    xc, xa, xd = 0.18, 0.5, 0.82
-    rows = len(stages) + 3
-    y = lambda r: 1 - (r + 0.5) / (rows + 0.6)  # noqa: E731
-    get = lambda stage, branch, what=None: shapes[  # noqa: E731
-        (shapes.stage == stage) & (shapes.branch == branch) & (shapes.what.str.startswith(what) if what else True)
-    ].iloc[-1]["shape"]
-    _box(ax, xc, y(0), 0.26, 0.055, f"clinical image\n{_shape(get('input', 'clinical'))}", "#dbe9f6")
-    _box(ax, xd, y(0), 0.26, 0.055, f"dermoscopic image\n{_shape(get('input', 'dermoscopy'))}", "#fde0c5")
-    for r, stage in enumerate(stages, start=1):
-        c = shapes[(shapes.stage == stage) & (shapes.branch == "clinical")].iloc[0]
-        d = shapes[(shapes.stage == stage) & (shapes.branch == "dermoscopy")].iloc[0]
-        _box(ax, xc, y(r), 0.26, 0.055, f"{c['what']}\n{_shape(c['shape'])}", "#dbe9f6")
-        _box(ax, xd, y(r), 0.26, 0.055, f"{d['what']}\n{_shape(d['shape'])}", "#fde0c5")
-        _arrow(ax, xc, y(r - 1) - 0.03, xc, y(r) + 0.03)
-        _arrow(ax, xd, y(r - 1) - 0.03, xd, y(r) + 0.03)
-        block = shapes[(shapes.stage == stage) & (shapes.branch == "AAB")]
-        if len(block):
-            proj = get(stage, "AAB", "C projected")
-            m = get(stage, "AAB", "M_c")
-            _box(ax, xa, y(r), 0.22, 0.07, f"AAB\nC → {_shape(proj)}\nM_c {_shape(m)}", "#e5f5e0")
-            _arrow(ax, xc + 0.13, y(r), xa - 0.11, y(r), "tab:blue")
-            _arrow(ax, xa + 0.11, y(r), xd - 0.13, y(r), "tab:green")
-    r = len(stages) + 1
-    for x, branch in ((xc, "clinical"), (xd, "dermoscopy")):
-        _box(ax, x, y(r), 0.26, 0.05, f"pool → {_shape(get('pool', branch))}", "#eeeeee")
-        _arrow(ax, x, y(r - 1) - 0.03, x, y(r) + 0.025)
-    _box(ax, xa, y(r), 0.22, 0.05, f"concat → {_shape(get('pool', 'fusion'))}", "#eeeeee")
-    _arrow(ax, xc + 0.13, y(r), xa - 0.11, y(r)), _arrow(ax, xd - 0.13, y(r), xa + 0.11, y(r))
-    r += 1
-    for x, branch, name in ((xc, "clinical", "W_C"), (xa, "fusion", "W_FU"), (xd, "dermoscopy", "W_D")):
-        text = f"{branch} head → 8 tasks\n(DIAG: {_shape(get('heads', branch))}) × ${name[0]}_{{{name[2:]}}}$"
-        _box(ax, x, y(r), 0.24, 0.05, text, "#f2f0f7")
-        _arrow(ax, x, y(r - 1) - 0.025, x, y(r) + 0.025)
-    ax.text(0.5, y(r) - 0.085, "Eq. 4: P = W_D P_D + W_C P_C + W_FU P_FU (weights searched on valid)",
-            ha="center", fontsize=9)
+def _diagram(fig, ax):
     ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.axis("off")
     fig.tight_layout()
     return fig
 
 
+def plot_framework(shapes: pd.DataFrame):
+    """Fig. 2 drawn from :func:`framework_shapes`: two branches, AABs, three heads, Eq. 4; each box with its C×H×W."""
+    stages = [s for s in shapes.stage.unique() if s.startswith("stage")]
+    fig, ax = plt.subplots(figsize=(9, 1.15 * (len(stages) + 4)))
+    xc, xa, xd = 0.18, 0.5, 0.82
+    sides = ((xc, "clinical", "clinical", "#dbe9f6"), (xd, "dermoscopy", "dermoscopic", "#fde0c5"))
+    y = lambda r: 1 - (r + 0.5) / (len(stages) + 3.6)  # noqa: E731
+    at = lambda stage, branch: shapes[(shapes.stage == stage) & (shapes.branch == branch)]  # noqa: E731
+    get = lambda stage, branch, what="": _shape(  # noqa: E731
+        at(stage, branch).pipe(lambda f: f[f.what.str.startswith(what)]).iloc[-1]["shape"])
+    for x, branch, name, colour in sides:
+        _box(ax, x, y(0), 0.26, 0.055, f"{name} image\n{get('input', branch)}", colour)
+    for r, stage in enumerate(stages, start=1):
+        for x, branch, _, colour in sides:
+            row = at(stage, branch).iloc[0]
+            _box(ax, x, y(r), 0.26, 0.055, f"{row['what']}\n{_shape(row['shape'])}", colour)
+            _arrow(ax, x, y(r - 1) - 0.03, x, y(r) + 0.03)
+        if len(at(stage, "AAB")):
+            text = f"AAB\nC → {get(stage, 'AAB', 'C projected')}\nM_c {get(stage, 'AAB', 'M_c')}"
+            _box(ax, xa, y(r), 0.22, 0.07, text, "#e5f5e0")
+            _arrow(ax, xc + 0.13, y(r), xa - 0.11, y(r), "tab:blue")
+            _arrow(ax, xa + 0.11, y(r), xd - 0.13, y(r), "tab:green")
+    r = len(stages) + 1
+    for x, branch, _, _ in sides:
+        _box(ax, x, y(r), 0.26, 0.05, f"pool → {get('pool', branch)}", "#eeeeee")
+        _arrow(ax, x, y(r - 1) - 0.03, x, y(r) + 0.025)
+    _box(ax, xa, y(r), 0.22, 0.05, f"concat → {get('pool', 'fusion')}", "#eeeeee")
+    _arrow(ax, xc + 0.13, y(r), xa - 0.11, y(r)), _arrow(ax, xd - 0.13, y(r), xa + 0.11, y(r))
+    r += 1
+    for x, branch, name in ((xc, "clinical", "W_C"), (xa, "fusion", "W_FU"), (xd, "dermoscopy", "W_D")):
+        text = f"{branch} head → 8 tasks\n(DIAG: {get('heads', branch)}) × ${name[0]}_{{{name[2:]}}}$"
+        _box(ax, x, y(r), 0.24, 0.05, text, "#f2f0f7")
+        _arrow(ax, x, y(r - 1) - 0.025, x, y(r) + 0.025)
+    ax.text(0.5, y(r) - 0.085, "Eq. 4: P = W_D P_D + W_C P_C + W_FU P_FU (weights searched on valid)",
+            ha="center", fontsize=9)
+    return _diagram(fig, ax)
+
+
 def plot_attention_block(shapes: pd.DataFrame, stage: str | None = None):
     """Fig. 3b drawn from :func:`framework_shapes`: the asymmetric attention block of one stage, with shapes."""
-    import matplotlib.pyplot as plt
-
-    block = shapes[shapes.branch == "AAB"]
-    stage = stage or block.stage.iloc[0]
-    at = block[block.stage == stage]
-    get = lambda what: _shape(at[at.what.str.startswith(what)].iloc[0]["shape"])  # noqa: E731
-    c = _shape(shapes[(shapes.stage == stage) & (shapes.branch == "clinical")].iloc[0]["shape"])
-    d = _shape(shapes[(shapes.stage == stage) & (shapes.branch == "dermoscopy")].iloc[0]["shape"])
+    stage = stage or shapes[shapes.branch == "AAB"].stage.iloc[0]
+    at = shapes[shapes.stage == stage]
+    get = lambda branch, what="": _shape(  # noqa: E731
+        at[(at.branch == branch) & at.what.str.startswith(what)].iloc[0]["shape"])
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    _box(ax, 0.1, 0.75, 0.16, 0.12, f"clinical C\n{c}", "#dbe9f6")
-    _box(ax, 0.33, 0.75, 0.2, 0.12, f"1×1 conv + resize\n{get('C projected')}", "#dbe9f6")
-    _box(ax, 0.58, 0.75, 0.2, 0.12, f"Q = C_q, K = C_k\n(1×1 convs) {get('Q =')}", "#dbe9f6")
-    _box(ax, 0.85, 0.75, 0.24, 0.12, f"M_c = softmax(QKᵀ/√C)\n{get('M_c')} (rows sum to 1)", "#e5f5e0")
-    _box(ax, 0.1, 0.25, 0.16, 0.12, f"dermoscopic D\n{d}", "#fde0c5")
-    _box(ax, 0.45, 0.25, 0.2, 0.12, f"D_v (1×1 conv)\n{get('D_v')}", "#fde0c5")
-    refined = get("D' =")
-    _box(ax, 0.82, 0.25, 0.3, 0.12, f"D' = M_c · D_v + D\n{refined}", "#fde0c5")
+    for x, yb, w, text, colour in (
+            (0.1, 0.75, 0.16, f"clinical C\n{get('clinical')}", "#dbe9f6"),
+            (0.33, 0.75, 0.2, f"1×1 conv + resize\n{get('AAB', 'C projected')}", "#dbe9f6"),
+            (0.58, 0.75, 0.2, f"Q = C_q, K = C_k\n(1×1 convs) {get('AAB', 'Q =')}", "#dbe9f6"),
+            (0.85, 0.75, 0.24, f"M_c = softmax(QKᵀ/√C)\n{get('AAB', 'M_c')} (rows sum to 1)", "#e5f5e0"),
+            (0.1, 0.25, 0.16, f"dermoscopic D\n{get('dermoscopy')}", "#fde0c5"),
+            (0.45, 0.25, 0.2, f"D_v (1×1 conv)\n{get('AAB', 'D_v')}", "#fde0c5"),
+            (0.82, 0.25, 0.3, "D' = M_c · D_v + D\n" + get("AAB", "D' ="), "#fde0c5")):
+        _box(ax, x, yb, w, 0.12, text, colour)
     for (x0, y0, x1, y1) in ((0.18, 0.75, 0.23, 0.75), (0.43, 0.75, 0.48, 0.75), (0.68, 0.75, 0.73, 0.75),
                              (0.18, 0.25, 0.35, 0.25), (0.55, 0.25, 0.67, 0.25), (0.85, 0.69, 0.85, 0.31)):
         _arrow(ax, x0, y0, x1, y1)
@@ -292,15 +266,11 @@ def plot_attention_block(shapes: pd.DataFrame, stage: str | None = None):
     ax.text(0.42, 0.04, "residual: + D", fontsize=8, ha="center")
     ax.set_title(f"asymmetric attention block, {stage}: the clinical map decides where the dermoscopic map reads",
                  fontsize=10)
-    ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return _diagram(fig, ax)
 
 
 def plot_saturation(maxima: dict):
     """Histogram of each row's largest attention weight at initialisation, with and without 1/√C."""
-    import matplotlib.pyplot as plt
-
     n = maxima["n"]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     bins = np.logspace(np.log10(1 / n) - 0.1, 0.01, 50)

@@ -1,11 +1,7 @@
-"""Training and predicting one run of one configuration (§4.1), cached by what determines it.
-
-Adam, one cosine over all epochs into SWA of the last ``swa_epochs`` (FusionM4Net's), its
-augmentation on the GPU, derm7pt's official train split; then valid and test are predicted with
-TTA. Cached under ``$MEDLIB_HOME/artifacts/paper_b`` by :func:`run_key`, a hash of the config,
-settings, seed, the decoded images' *content* with labels and splits, the initial weights and
-the step cap (no paths or times: a re-copied derm7pt keeps every run); two safetensors per run.
-"""
+"""Training one run of one configuration (§4.1: Adam, one cosine into SWA, FusionM4Net's augmentation), then
+predicting valid and test with TTA; two safetensors per run under ``$MEDLIB_HOME/artifacts/paper_b``, keyed by
+:func:`run_key` (config, settings, seed, the decoded images' *content*, labels, splits, initial weights, step cap:
+no paths or times, so a re-copied derm7pt keeps every run)."""
 
 from __future__ import annotations
 
@@ -65,26 +61,12 @@ class PairData:
         return self.dataset.tasks
 
 
-def _content_fingerprint(clinical: torch.Tensor, dermoscopy: torch.Tensor, labels: np.ndarray,
-                         splits: dict) -> str:
-    """What the training sees, by content: the decoded pixels (so also the resize recipe), labels, splits."""
-    h = hashlib.blake2b(digest_size=16)
-    for images in (clinical, dermoscopy):
-        h.update(str(tuple(images.shape)).encode())
-        h.update(memoryview(np.ascontiguousarray(images.numpy())).cast("B"))
-    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    for name in ("train", "valid", "test"):
-        h.update(name.encode() + np.asarray(splits[name], dtype=np.int64).tobytes())
-    return h.hexdigest()
-
-
 def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) -> PairData:
     """derm7pt for ``profile`` (or ``dataset``), each whole image resized (no crop) once into the image cache."""
     from medlib.data.cache import cached_images
 
-    P = profile
-    ds = dataset if dataset is not None else ensure_dataset("derm7pt", P)
-    size = int(image_size or P.paper_b.image_size)
+    ds = dataset if dataset is not None else ensure_dataset("derm7pt", profile)
+    size = int(image_size or profile.paper_b.image_size)
     missing = [s for s in ("train", "valid", "test") if s not in ds.splits]
     if missing:
         raise MedlibError(f"derm7pt at {ds.root} lacks the official split(s) {missing}; expected "
@@ -93,17 +75,22 @@ def load_pairs(profile: Profile, dataset=None, image_size: int | None = None) ->
     dermoscopy = cached_images(ds.derm_paths, size, cache_dir(), progress=False, fit=RESIZE_FIT)
     labels = np.asarray(ds.labels, dtype=np.int64)
     splits = {k: np.asarray(v) for k, v in ds.splits.items()}
-    source = P.data_source if dataset is None else "given"
-    return PairData(ds, clinical, dermoscopy, labels, splits, source,
-                    _content_fingerprint(clinical, dermoscopy, labels, splits)[:16])
+    # the fingerprint: what the training sees, by content (decoded pixels, so also the resize recipe; labels; splits)
+    h = hashlib.blake2b(digest_size=16)
+    for images in (clinical, dermoscopy):
+        h.update(str(tuple(images.shape)).encode())
+        h.update(memoryview(np.ascontiguousarray(images.numpy())).cast("B"))
+    h.update(labels.tobytes())
+    for name in ("train", "valid", "test"):
+        h.update(name.encode() + np.asarray(splits[name], dtype=np.int64).tobytes())
+    source = profile.data_source if dataset is None else "given"
+    return PairData(ds, clinical, dermoscopy, labels, splits, source, h.hexdigest()[:16])
 
 
 class PairBatches:
-    """Batches ``((clinical, dermoscopy), labels)`` of one split, held on ``device`` as uint8.
-
-    derm7pt is small (413 training pairs are 124 MB at 224 px), so a batch is an index into the
-    split copied to the device once. :func:`medlib.train.fit` re-seeds ``generator`` every epoch.
-    """
+    """Batches ``((clinical, dermoscopy), labels)`` of one split held on ``device`` as uint8 (413 training pairs are
+    124 MB at 224 px), a batch an index into them; :func:`medlib.train.fit` re-seeds ``generator`` every epoch.
+    ``drop_last``: in training, as the heads' BatchNorm1d cannot normalise a last batch of one case."""
 
     def __init__(self, data: PairData, split: str, batch_size: int, *, shuffle: bool, seed: int,
                  device: torch.device, max_steps: int | None = None, drop_last: bool = False):
@@ -114,6 +101,9 @@ class PairBatches:
         self.labels = torch.as_tensor(data.labels[index.numpy()]).to(device)
         self.batch_size, self.shuffle, self.drop_last, self.max_steps = int(batch_size), shuffle, drop_last, max_steps
         self.generator = torch.Generator().manual_seed(int(seed))
+        if drop_last and len(self) == 0:
+            raise MedlibError(f"the {split} split has {len(self.labels)} cases, fewer than one batch of "
+                              f"{self.batch_size}; lower paper_b.batch_size")
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -129,16 +119,6 @@ class PairBatches:
             yield (self.clinical[i], self.dermoscopy[i]), self.labels[i]
 
 
-def _batches(data: PairData, split: str, B: PaperB, *, train: bool, seed: int, device, max_steps) -> PairBatches:
-    # drop_last in training: the heads' BatchNorm1d cannot normalise a last batch of one case
-    batches = PairBatches(data, split, B.batch_size, shuffle=train, seed=seed, device=device,
-                          max_steps=max_steps, drop_last=train)
-    if train and len(batches) == 0:
-        raise MedlibError(f"the {split} split has {len(batches.labels)} cases, fewer than one batch of "
-                          f"{B.batch_size}; lower paper_b.batch_size")
-    return batches
-
-
 def _train_batch(batch, device):
     """Training batch on ``device``: FusionM4Net's paired augmentation, then ImageNet normalisation."""
     (clinical, dermoscopy), labels = batch
@@ -148,9 +128,7 @@ def _train_batch(batch, device):
 
 def _eval_batch(batch, device):
     (clinical, dermoscopy), labels = batch
-    c = normalize(to_float(clinical.to(device)))
-    d = normalize(to_float(dermoscopy.to(device)))
-    return (c, d), labels.to(device)
+    return (normalize(to_float(clinical.to(device))), normalize(to_float(dermoscopy.to(device)))), labels.to(device)
 
 
 @dataclass
@@ -174,18 +152,14 @@ class RunResult:
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.meta["history"])
 
-    @property
-    def train_seconds(self) -> float:
-        return float(self.meta["train_seconds"])
-
 
 def _settings(B: PaperB, overrides: dict | None) -> PaperB:
     if not overrides:
         return B
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(PaperB)})
+    known = [f.name for f in dataclasses.fields(PaperB)]
+    unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise MedlibError(f"unknown paper_b setting(s) {unknown}; "
-                          f"known: {[f.name for f in dataclasses.fields(PaperB)]}")
+        raise MedlibError(f"unknown paper_b setting(s) {unknown}; known: {known}")
     return dataclasses.replace(B, **overrides)
 
 
@@ -223,11 +197,9 @@ _RUN_CACHE: dict[str, RunResult] = {}
 def train_config(config: Config, profile: Profile, run: int = 0, *, seed: int | None = None,
                  data: PairData | None = None, overrides: dict | None = None, max_steps: int | None = None,
                  pretrained: bool | None = None, verbose: bool = True) -> RunResult:
-    """Train ``config`` for run ``run`` (seed ``seed + run``, default the profile's first) and predict with TTA; cached.
-
-    ``overrides`` replace ``paper_b`` fields; ``max_steps`` caps batches per epoch and split (default
-    the profile's); ``pretrained`` defaults to ``paper_b.pretrained``. A second call trains nothing.
-    """
+    """Train ``config`` for run ``run`` (seed ``seed + run``, default the profile's first) and predict with TTA; cached
+    (a second call trains nothing). ``overrides`` replace ``paper_b`` fields; ``max_steps`` caps batches per epoch and
+    split (default the profile's); ``pretrained`` defaults to ``paper_b.pretrained``."""
     P = profile
     B = _settings(P.paper_b, overrides)
     seed = (P.first_seed if seed is None else int(seed)) + int(run)
@@ -243,9 +215,17 @@ def train_config(config: Config, profile: Profile, run: int = 0, *, seed: int | 
         return _RUN_CACHE[str(pred_path)]
     if not (weights_path.is_file() and pred_path.is_file()):
         _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, weights_path, pred_path, verbose)
-    result = _read_run(config, seed, key, weights_path, pred_path, data.tasks)
-    _RUN_CACHE[str(pred_path)] = result
-    return result
+    tensors, meta = load_weights(pred_path)
+    predictions, targets = {}, {}
+    for name, t in tensors.items():
+        if name.startswith("targets/"):
+            targets[name.removeprefix("targets/")] = t.numpy()
+        else:  # variant/split/branch/task, a variant being two words ("swa/tta")
+            variant, split, branch, k = name.rsplit("/", 3)
+            slot = predictions.setdefault(variant, {}).setdefault(split, {})
+            slot.setdefault(branch, [None] * len(TASKS))[int(k)] = t.numpy()
+    _RUN_CACHE[str(pred_path)] = RunResult(config, seed, key, weights_path, predictions, targets, meta, data.tasks)
+    return _RUN_CACHE[str(pred_path)]
 
 
 def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, weights_path, pred_path, verbose):
@@ -253,7 +233,8 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
     seed_everything(seed)
     model = config.build(B.backbone_size, pretrained)
     cfg = training_config(B, seed, device)
-    batches = {split: _batches(data, split, B, train=split == "train", seed=seed, device=device, max_steps=max_steps)
+    batches = {split: PairBatches(data, split, B.batch_size, shuffle=split == "train", seed=seed, device=device,
+                                  max_steps=max_steps, drop_last=split == "train")
                for split in ("train", "valid", "test")}
     t0 = time.perf_counter()
     history = fit(model, batches["train"], cfg, loss_fn=ammfm_loss, batch_to_device=_train_batch,
@@ -266,7 +247,10 @@ def _train_and_predict(config, P, B, seed, data, max_steps, pretrained, key, wei
     for split in ("valid", "test"):
         per_view, targets = _predict_views(swa, config, batches[split], device, B.tta_views)
         last, _ = _predict_views(model, config, batches[split], device, 1)
-        variants = {"swa/tta": _average_views(per_view), "swa/1": per_view[0], "last/1": last[0]}
+        # TTA as in medlib.ammfm.tta.tta_predict: the log of the views' mean probability
+        tta = {b: [np.log(np.clip(np.mean([np.exp(v[b][k]) for v in per_view], axis=0), 1e-12, None))
+                   for k in range(len(TASKS))] for b in per_view[0]}
+        variants = {"swa/tta": tta, "swa/1": per_view[0], "last/1": last[0]}
         for variant, outputs in variants.items():
             for branch, arrays in outputs.items():
                 for k, a in enumerate(arrays):
@@ -306,27 +290,6 @@ def _predict_views(model, config: Config, batches, device, views: int):
     return outs, targets
 
 
-def _average_views(per_view: list[dict]) -> dict:
-    """TTA as in :func:`medlib.ammfm.tta.tta_predict`: the log of the views' mean probability."""
-    return {b: [np.log(np.clip(np.mean([np.exp(v[b][k]) for v in per_view], axis=0), 1e-12, None))
-                for k in range(len(TASKS))] for b in per_view[0]}
-
-
-def _read_run(config, seed, key, weights_path, pred_path, tasks) -> RunResult:
-    tensors, meta = load_weights(pred_path)
-    predictions: dict = {}
-    targets = {}
-    for name, t in tensors.items():
-        parts = name.split("/")
-        if parts[0] == "targets":
-            targets[parts[1]] = t.numpy()
-            continue
-        variant, split, branch, k = "/".join(parts[:2]), parts[2], parts[3], int(parts[4])
-        slot = predictions.setdefault(variant, {}).setdefault(split, {}).setdefault(branch, [None] * len(TASKS))
-        slot[k] = t.numpy()
-    return RunResult(config, seed, key, weights_path, predictions, targets, meta, tasks)
-
-
 def load_model(result: RunResult, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The SWA model of a run, rebuilt from its safetensors file, in eval mode on ``device``."""
     state, meta = load_weights(result.weights_path)
@@ -338,11 +301,10 @@ def load_model(result: RunResult, device: torch.device | str = "cpu") -> torch.n
 def run_config(config: Config, profile: Profile, seed: int | None = None,
                n_runs: int | None = None, **kwargs) -> ConfigResult:
     """``n_runs`` runs (default ``paper_b.n_runs``) of ``config``; see :func:`train_config`."""
-    P = profile
-    n = int(n_runs or _settings(P.paper_b, kwargs.get("overrides")).n_runs)
+    n = int(n_runs or _settings(profile.paper_b, kwargs.get("overrides")).n_runs)
     if "data" not in kwargs:
-        kwargs["data"] = _data_for(P, kwargs.get("overrides"))
-    return ConfigResult(config, [train_config(config, P, run, seed=seed, **kwargs) for run in range(n)])
+        kwargs["data"] = _data_for(profile, kwargs.get("overrides"))
+    return ConfigResult(config, [train_config(config, profile, run, seed=seed, **kwargs) for run in range(n)])
 
 
 def _data_for(P: Profile, overrides: dict | None = None) -> PairData:
@@ -360,11 +322,5 @@ def _cached_pairs(profile_name: str, dry: bool, image_size: int, home: str) -> P
 
 
 def results_of(rows: list[tuple[str, Config]], P: Profile, seed: int | None) -> dict[str, ConfigResult]:
-    """Every row's :class:`ConfigResult`; a configuration listed twice is run once."""
-    out: dict[str, ConfigResult] = {}
-    by_name: dict[str, ConfigResult] = {}
-    for label, cfg in rows:
-        if cfg.name not in by_name:
-            by_name[cfg.name] = run_config(cfg, P, seed)
-        out[label] = by_name[cfg.name]
-    return out
+    """Every row's :class:`ConfigResult` (a configuration listed twice is trained once: :data:`_RUN_CACHE`)."""
+    return {label: run_config(cfg, P, seed) for label, cfg in rows}

@@ -1,10 +1,7 @@
 """Paper B's Tables 1–10, the paper's numbers beside ours; each writes ``results/paper_b/<table>-<profile>.json``.
 
-Tables 2–5 compare AMMFM with other methods, where the paper reports its **best** of ten runs
-(§4.3: "grounded on the highest value"), its mean ± std being Table 6's (per category Table 8's):
-so our best run stands beside its best and our mean beside its mean, each Δ = ours − paper like
-for like. Tables 6–10 are means ± std throughout.
-"""
+Tables 2–5 quote the paper's **best** of ten runs (§4.3: "grounded on the highest value"), its mean ± std being
+Table 6's (per category Table 8's): our best beside its best, our mean beside its mean, Δ = ours − paper."""
 
 from __future__ import annotations
 
@@ -71,30 +68,22 @@ def write_result(name: str, P: Profile, seed: int | None, frame: pd.DataFrame, r
 
 def table1(profile: Profile, data=None) -> pd.DataFrame:
     """Table 1 recomputed from the loaded derm7pt (all cases and per split) beside the paper's counts."""
-    P = profile
-    ds = (data.dataset if data is not None else ensure_dataset("derm7pt", P))
-    rows = []
+    ds = data.dataset if data is not None else ensure_dataset("derm7pt", profile)
     splits = {name: ds.counts(ds.splits[name]) for name in ("train", "valid", "test")}
     total = ds.counts()
-    n_all = len(ds)
-    for task, classes in PAPER_TABLE1.items():
-        paper_n = sum(classes.values())
-        for cls, paper_count in classes.items():
-            rows.append({"task": task, "class": cls, "paper (count)": paper_count,
-                         "paper (%)": round(100 * paper_count / paper_n, 1),
-                         "this data (count)": total[task][cls],
-                         "this data (%)": round(100 * total[task][cls] / n_all, 1),
-                         **{f"{s} (count)": splits[s][task][cls] for s in splits}})
+    rows = [{"task": task, "class": cls, "paper (count)": n, "paper (%)": round(100 * n / sum(classes.values()), 1),
+             "this data (count)": total[task][cls], "this data (%)": round(100 * total[task][cls] / len(ds), 1),
+             **{f"{s} (count)": splits[s][task][cls] for s in splits}}
+            for task, classes in PAPER_TABLE1.items() for cls, n in classes.items()]
     frame = pd.DataFrame(rows).set_index(["task", "class"])
-    write_result("table1", P, None, frame, {},
-                 {"n_cases": n_all, "paper_task_sums": {t: sum(c.values()) for t, c in PAPER_TABLE1.items()}})
+    write_result("table1", profile, None, frame, {},
+                 {"n_cases": len(ds), "paper_task_sums": {t: sum(c.values()) for t, c in PAPER_TABLE1.items()}})
     return frame
 
 
 def clinic_is_derm_cases(profile: Profile, data=None) -> pd.DataFrame:
     """Cases whose clinical image is the dermoscopic one (derm7pt lists nine), with their split."""
-    P = profile
-    ds = (data.dataset if data is not None else ensure_dataset("derm7pt", P))
+    ds = data.dataset if data is not None else ensure_dataset("derm7pt", profile)
     split_of = {int(i): name for name, idx in ds.splits.items() for i in idx}
     rows = [{"case_num": ds.case_num[i], "split": split_of.get(int(i), "none"),
              "DIAG": ds.tasks["DIAG"][ds.labels[i, 0]], "notes": ds.metadata["notes"].iloc[i]}
@@ -119,9 +108,9 @@ def _best_and_mean(name: str, P: Profile, seed: int | None, paper: dict, index: 
     mean = [res.text(k) for k in keys]
     frame[f"AMMFM, ours: best of {n} runs ({P.label}, {P.data_source} data)"] = best
     frame["Δ best (ours − paper)"] = [_delta(o, p) for o, p in zip(best, paper["AMMFM"])]
-    frame["AMMFM (paper, mean ± std)"] = [p if p is not None else "–" for p in paper_mean]
+    frame["AMMFM (paper, mean ± std)"] = [p or "–" for p in paper_mean]
     frame[f"AMMFM, ours: mean ± std of {n} runs ({P.label}, {P.data_source} data)"] = mean
-    frame["Δ mean (ours − paper)"] = [_delta(o, p) if p is not None else "–" for o, p in zip(mean, paper_mean)]
+    frame["Δ mean (ours − paper)"] = [_delta(o, p) for o, p in zip(mean, paper_mean)]  # "–" where p is None
     frame.index.name = index_name
     write_result(name, P, seed, frame, {"AMMFM": res}, {"best_run_by": by})
     return frame
@@ -143,12 +132,9 @@ def table3(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 
 
 def table4(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Table 4: AUC, PRE, SEN, SPE of the melanoma-related categories; ours best (by AVG AUC) and mean ± std.
-
-    ``frame.attrs["never_predicted"]``: categories some run never predicted (precision 0), with the run count.
-    """
-    P = profile
-    res = _ammfm(P, seed)
+    """Table 4: AUC, PRE, SEN, SPE of the melanoma-related categories; ours best (by AVG AUC) and mean ± std;
+    ``frame.attrs["never_predicted"]``: categories some run never predicted (precision 0), with the run count."""
+    res = _ammfm(profile, seed)
     n = len(res.runs)
     rows = {}
     for metric, methods in PAPER_TABLE4.items():
@@ -163,19 +149,15 @@ def table4(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=MELANOMA_COLUMNS + ["AVG"])
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["metric", "method"])
     frame.attrs["never_predicted"] = never_predicted(res)
-    write_result("table4", P, seed, frame, {"AMMFM": res},
+    write_result("table4", profile, seed, frame, {"AMMFM": res},
                  {"best_run_by": "avg_auc", "never_predicted": frame.attrs["never_predicted"]})
     return frame
 
 
 def table5(profile: Profile, seed: int | None = None) -> pd.DataFrame:
-    """Table 5: AVG AUC, AVG ACC and parameters (ours: the full-size count of the same architecture).
-
-    Ours twice: the run with the best AVG AUC on test, both its metrics (the paper's 88.1 / 77.2
-    are its "highest value", chosen on test too, so optimistic), and the mean ± std (Table 6's).
-    """
-    P = profile
-    res = _ammfm(P, seed)
+    """Table 5: AVG AUC, AVG ACC and parameters (ours: full size); ours twice: the run with the best AVG AUC on test
+    (the paper's 88.1 / 77.2 are its "highest value", chosen on test too, so optimistic) and mean ± std (Table 6's)."""
+    res = _ammfm(profile, seed)
     n = len(res.runs)
     params = f"{res.config.full_size_parameters() / 1e6:.2f} (full size)"
     rows = {f"{m} (paper)": {"AVG AUC": _num(a), "AVG ACC": _num(b), "Parameters (M)": p}
@@ -191,7 +173,7 @@ def table5(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     rows["Δ mean (ours − paper)"] = {k: _delta(mean[k], PAPER_MEAN[m][0])
                                      for k, m in (("AVG AUC", "avg_auc"), ("AVG ACC", "avg_acc"))}
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("–")
-    write_result("table5", P, seed, frame, {"AMMFM": res})
+    write_result("table5", profile, seed, frame, {"AMMFM": res})
     return frame
 
 
@@ -243,15 +225,14 @@ def table7(profile: Profile, seed: int | None = None) -> pd.DataFrame:
 
 def table8(profile: Profile, seed: int | None = None) -> pd.DataFrame:
     """Table 8 (§4.5): per-category AUC of ST single-modal, the ST baseline and AMMFM."""
-    P = profile
-    rows = table_configs(P)["8"]
-    results = runs.results_of(rows, P, seed)
+    rows = table_configs(profile)["8"]
+    results = runs.results_of(rows, profile, seed)
     data = {}
     for label, _ in rows:
         data[(label, "paper")] = [pm(m, s) for m, s in PAPER_TABLE8[label]]
         data[(label, "ours (mean ± std)")] = [results[label].text(k) for k in AUC_KEYS]
     frame = pd.DataFrame(data, index=CATEGORY_COLUMNS + ["AVG"])
-    write_result("table8", P, seed, frame, results)
+    write_result("table8", profile, seed, frame, results)
     return frame
 
 
