@@ -137,7 +137,8 @@ def run_federated(strategy: str, pretrained: nn.Module, sites: Sequence[Federate
         raise MedlibError("run_federated needs at least one site")
     fedbn, device = strategy == "fedbn", str(device)
     if fedbn and any(s.test_loader is None for s in sites):
-        raise MedlibError("FedBN evaluates each site's model on the shared test set: give every FederatedSite a test_loader")
+        raise MedlibError("FedBN evaluates each site's model on the shared test set: "
+                          "give every FederatedSite a test_loader")
     started = time.perf_counter()
     server = copy.deepcopy(pretrained).cpu().eval()
     kept_home = batchnorm_keys(server) if fedbn else set()
@@ -159,7 +160,8 @@ def run_federated(strategy: str, pretrained: nn.Module, sites: Sequence[Federate
     out = FederatedResult(strategy, rounds, local_epochs, server)
     if fedbn:
         out.site_models = [_with(server, own).eval() for own in local]
-        out.site_accuracies = [_accuracy(m, site.test_loader(), device, max_steps) for m, site in zip(out.site_models, sites)]
+        out.site_accuracies = [_accuracy(m, site.test_loader(), device, max_steps)
+                               for m, site in zip(out.site_models, sites)]
         for m in out.site_models:
             m.cpu()
     out.seconds = time.perf_counter() - started

@@ -181,7 +181,8 @@ def federated_accuracy(h: Hospitals, strategy: str, rounds: int) -> dict:
     """One federation (cached): ``{"accuracy", "seconds", "sites"}``; accuracy after BN restoration."""
     tr, P = h.trained, h.profile.paper_a
     if P.epochs % rounds:
-        raise MedlibError(f"{rounds} rounds do not split {P.epochs} local epochs evenly; use one of {rounds_grid(P.epochs)}")
+        raise MedlibError(f"{rounds} rounds do not split {P.epochs} local epochs evenly; "
+                          f"use one of {rounds_grid(P.epochs)}")
     path = federation_path(tr, strategy, rounds)
     if path.is_file():
         return load_classifier(path)[1]["outcome"]
@@ -214,7 +215,8 @@ def rounds_study(dataset: str, profile: Profile, seed: int | None = None,
     for strategy in strategies:
         for r in rounds_grid(P.paper_a.epochs) if rounds is None else rounds:
             out = federated_accuracy(h, strategy, r)
-            rows.append({"method": FEDERATED[strategy], "rounds": r, "accuracy": out["accuracy"], "seconds": out["seconds"]})
+            rows.append({"method": FEDERATED[strategy], "rounds": r, "accuracy": out["accuracy"],
+                         "seconds": out["seconds"]})
     frame = pd.DataFrame(rows)
     frame["full training"] = h.trained.accuracy(h.trained.full)
     _save(f"{dataset}-rounds", frame, P)

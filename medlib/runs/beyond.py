@@ -35,8 +35,18 @@ def _work(P: Profile, dataset: str):
     return list({role: (role, *rest) for role, *rest in out}.values())
 
 
-def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
-    """The chapter's trainings on ``datasets`` (default: its own) × ``seeds`` (default: the profile's first)."""
+def _path(tr, role: str, strategy: str | None, which: int):
+    """Where the run's artifact goes: a site's model (keyed like Paper A's) or a federation's."""
+    if strategy is None:
+        return paper_a._experiments().model_path(tr, tr.data.partition.sites[which - 1], role)
+    return _chapter().federation_path(tr, strategy, which)
+
+
+def runs(P: Profile, *, datasets=None, seeds=None, download: bool = True) -> list[Run]:
+    """The chapter's trainings on ``datasets`` (default: its own) × ``seeds`` (default: the profile's first).
+
+    Without ``download``, a real dataset not on disk is listed with every run to do and no sizes.
+    """
     ex = _chapter()
     pre = paper_a._pretrain_run(P)
     needs = (pre.id,) if pre is not None else ()
@@ -45,23 +55,27 @@ def runs(P: Profile, *, datasets=None, seeds=None) -> list[Run]:
     for dataset in ex.chapter_work(P):
         if datasets and dataset not in datasets:
             continue
+        here = download or paper_a._on_disk(dataset, P)
         for seed in seeds or (P.first_seed,):
-            base = paper_a._trained(P, dataset, seed) if keyed else None
-            data = base.data if base is not None else paper_a._experiments().paper_sites(dataset, P, seed)
-            n_test = len(data.partition.test)
+            if not here:
+                out += [Run(PAPER, dataset, role, seed, "", P.label, P.paper_a.epochs, 0, (), None, needs,
+                            family=f"beyond:{dataset}", prior_basis="dataset not downloaded yet")
+                        for role, *_ in _work(P, dataset)]
+                continue
+            data = paper_a._experiments().paper_sites(dataset, P, seed)
+            base = paper_a._trained(P, dataset, seed, data) if keyed else None
             for role, partition, strategy, which in _work(P, dataset):
                 tr = ex.partitioned(base, partition) if base is not None else None
                 if strategy is None:  # one site's fine-tuning
-                    n_train = len(tr.data.partition.sites[which - 1]) if tr else len(data.partition.train) // P.paper_a.n_sites
-                    path = paper_a._experiments().model_path(tr, tr.data.partition.sites[which - 1], role) if tr else None
+                    n_train = (len(tr.data.partition.sites[which - 1]) if tr
+                               else len(data.partition.train) // P.paper_a.n_sites)
                 else:  # a federation: every site trains every local epoch
                     n_train = len(data.partition.train)
-                    path = ex.federation_path(tr, strategy, which) if tr else None
-                prior = paper_a_seconds(P, n_train, n_test if strategy is None else 0)
-                artifacts = (relative(path),) if path else ()
-                checkpoint = relative(path.with_suffix(".ckpt")) if path and strategy is None else None
+                prior = paper_a_seconds(P, n_train, len(data.partition.test) if strategy is None else 0)
+                path = _path(tr, role, strategy, which) if tr else None
                 out.append(Run(PAPER, dataset, role, seed, path.stem.rsplit("-", 1)[-1] if path else "", P.label,
-                               P.paper_a.epochs, n_train, artifacts, checkpoint, needs,
+                               P.paper_a.epochs, n_train, (relative(path),) if path else (),
+                               relative(path.with_suffix(".ckpt")) if path and strategy is None else None, needs,
                                family=f"beyond:{dataset}:{'site' if strategy is None else 'federation'}",
                                prior_s=prior[0], prior_basis=prior[1]))
     return ([pre] if pre is not None and out else []) + out
@@ -75,6 +89,10 @@ def execute(run: Run, P: Profile) -> None:
         raise MedlibError(f"run {run.id}: the chapter trains no {run.role!r} on {run.subject} in profile {P.label}")
     partition, strategy, which = work[run.role]
     tr = ex.partitioned(paper_a._trained(P, run.subject, run.seed), partition)
+    key = _path(tr, run.role, strategy, which).stem.rsplit("-", 1)[-1]
+    if key != run.key:
+        raise MedlibError(f"run {run.id} was planned with key {run.key!r} but its data and θ_pre now give {key}: "
+                          "they changed between plan and execution; plan again")
     if strategy is None:
         paper_a._experiments()._finetune(tr, tr.data.partition.sites[which - 1], run.role)
     else:

@@ -4,7 +4,6 @@ are :mod:`medlib.experiments.paper_a.runs`'s, so a run executed here is the mode
 
 from __future__ import annotations
 
-
 from medlib.errors import DataError, MedlibError
 from medlib.estimates import paper_a_seconds
 from medlib.profiles import Profile
@@ -14,7 +13,6 @@ __all__ = ["PAPER", "TABLES", "runs", "execute"]
 
 PAPER = "a"
 TABLES = {"1": "retina", "2": "bladder-tissue", "3": "pad-ufes-20"}  # Tian et al. 2024, Tables 1–3
-
 
 
 def _pretrain_run(P: Profile) -> Run | None:
@@ -97,8 +95,8 @@ def runs(P: Profile, *, datasets=None, seeds=None, split: str = "paper", test_se
                     continue
                 path = ex.model_path(tr, idx, role)
                 out.append(Run(PAPER, dataset, role, seed, path.stem.rsplit("-", 1)[-1], P.label, P.paper_a.epochs,
-                               len(idx), (relative(path),), relative(path.with_suffix(".ckpt")), needs, family=f"a:{dataset}",
-                               prior_s=prior[0], prior_basis=prior[1]))
+                               len(idx), (relative(path),), relative(path.with_suffix(".ckpt")), needs,
+                               family=f"a:{dataset}", prior_s=prior[0], prior_basis=prior[1]))
     return out
 
 

@@ -17,7 +17,6 @@ __all__ = ["PAPER", "TABLES", "runs", "execute"]
 PAPER = "b"
 
 
-
 TABLES = ("2", "3", "4", "5", "6", "7", "8", "9", "10")  # Tang & Lasser 2024 tables with trained rows
 
 

@@ -52,7 +52,7 @@ class Selection:
         if self.paper not in (None, *PAPERS):
             raise MedlibError(f"paper {self.paper!r}: expected 'a' (data vectors), 'b' (AMMFM) or 'beyond'")
         if self.table is not None and self.paper not in ("a", "b"):
-            raise MedlibError("--table needs --paper: Paper A has Tables 1–3, Paper B Tables 2–10")
+            raise MedlibError("--table needs --paper a or b: Paper A has Tables 1–3, Paper B Tables 2–10")
         known = paper_a.TABLES if self.paper == "a" else paper_b.TABLES
         for table in self.tables:
             if table not in known:
@@ -81,7 +81,7 @@ def select_runs(profile: Profile, selection: Selection = Selection()) -> list[Ru
             out += paper_b.runs(P, tables=s.tables, configs=s.configs, n_runs=s.n_runs, seed=seed)
     if s.paper in (None, "beyond"):
         with _paper_context("beyond", s):
-            out += beyond.runs(P, datasets=s.datasets, seeds=s.seeds)
+            out += beyond.runs(P, datasets=s.datasets, seeds=s.seeds, download=s.download)
     return list({r.id: r for r in out}.values())
 
 

@@ -73,7 +73,8 @@ def _task(run, profile: Profile, cpus: int, gpus: float, board, *needs) -> Outco
 
 
 def execute_ray(planned: list[PlannedRun], profile: Profile, *, address: str | None = None,
-                gpus_per_run: float | None = None, cpus_per_run: int = 1, max_retries: int = 3, num_cpus: int | None = None,
+                gpus_per_run: float | None = None, cpus_per_run: int = 1, max_retries: int = 3,
+                num_cpus: int | None = None,
                 poll_s: float = 10.0, out=None) -> Report:
     """Execute the runs still to do as Ray tasks; returns when every one finished or failed.
 

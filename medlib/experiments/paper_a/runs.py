@@ -62,6 +62,9 @@ def split_sites(ds, profile: Profile, seed: int | None = None, *, split: str = "
     fraction = P.paper_a.test_fraction
     if P.data_source == "real" and ds.name in PAPER_TEST_SIZES:
         fraction = PAPER_TEST_SIZES[ds.name] / len(labels)
+        if fraction >= 0.5:  # e.g. a hospital's own, smaller copy of the dataset under --root
+            raise MedlibError(f"{ds.name} at {ds.root} has {len(labels)} images; the paper's test set alone is "
+                              f"{PAPER_TEST_SIZES[ds.name]}: give the whole dataset, or use the smoke profile")
     part = partition_sites(labels, n_sites, method=method, groups=ds.groups, seed=seed, test_fraction=fraction,
                            test_seed=P.first_seed if test_seed is None else test_seed)
     return SiteData(ds, images, labels, part)
