@@ -31,6 +31,10 @@ def test_a_dataset_not_downloaded_lists_every_model_to_train_and_downloads_nothi
     assert list(frame["seed"]) == [3315] * 5 + [3316] * 5
     assert (frame["basis"] == "dataset not downloaded yet").all() and frame["seconds"].isna().all()
     assert not any(tmp_path.rglob("*.zip")) and not (tmp_path / "data").exists()
+    # the Beyond chapter too: one line per dataset and seed until its data is there
+    frame = plan_frame(plan(FULL, Selection(paper="beyond", seeds=(3315,), download=False)))
+    assert list(frame["subject"]) == ["retina", "bladder-tissue", "pad-ufes-20"] and set(frame["role"]) == {"all"}
+    assert (frame["basis"] == "dataset not downloaded yet").all() and not (tmp_path / "data").exists()
 
 
 def test_smoke_without_theta_pre_plans_the_pretraining_first(monkeypatch, tmp_path):

@@ -52,15 +52,14 @@ def runs(P: Profile, *, datasets=None, seeds=None, download: bool = True) -> lis
     needs = (pre.id,) if pre is not None else ()
     keyed = pre is None or read_state(pre).done  # keys hash θ_pre's weights
     out = []
-    for dataset in ex.chapter_work(P):
+    for dataset in ex.book_plan(P)["datasets"]:
         if datasets and dataset not in datasets:
             continue
         here = download or paper_a._on_disk(dataset, P)
         for seed in seeds or (P.first_seed,):
-            if not here:
-                out += [Run(PAPER, dataset, role, seed, "", P.label, P.paper_a.epochs, 0, (), None, needs,
-                            family=f"beyond:{dataset}", prior_basis="dataset not downloaded yet")
-                        for role, *_ in _work(P, dataset)]
+            if not here:  # which partitions apply (patient ids?) is known once it is: one line for them all
+                out.append(Run(PAPER, dataset, "all", seed, "", P.label, P.paper_a.epochs, 0, (), None, needs,
+                               family=f"beyond:{dataset}", prior_basis="dataset not downloaded yet"))
                 continue
             data = paper_a._experiments().paper_sites(dataset, P, seed)
             base = paper_a._trained(P, dataset, seed, data) if keyed else None
