@@ -48,7 +48,7 @@ def test_the_checks_see_what_they_look_for():
     assert _takes_a_profile_name(ast.parse("def f(profile: Profile): ...")) == []
 
 
-# Issue 20 asks for at most 10,000 lines; medlib had 14,862 and has 12,335 (every line counted: docstrings,
+# Issue 20 asks for at most 10,000 lines; medlib had 14,862 and has 12,357 (every line counted: docstrings,
 # comments and blank lines too). The bound only moves down: a change that adds lines must remove as many.
 MAX_LINES = 12_400
 
