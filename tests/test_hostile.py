@@ -369,7 +369,7 @@ def _(ctx):
     try:
         ctx.capsys.readouterr()
         fresh = TrainingState.create(torch.nn.Linear(2, 2), cfg, choose_precision(torch.device("cpu"), None, None))
-        fresh.load(path, torch.device("cpu"))
+        fresh.load(path)
     finally:
         torch.set_num_threads(before)
     said = ctx.capsys.readouterr().out

@@ -172,7 +172,7 @@ class TrainingState:
         left = f"{epochs - self.epoch} left" if self.epoch < epochs else "nothing left to train"
         print(f"resuming from checkpoint {path} after epoch {self.epoch}/{epochs} ({left})", flush=True)
 
-    def load(self, path: str | Path, device: torch.device | None = None) -> None:
+    def load(self, path: str | Path) -> None:
         """Continue from the checkpoint at ``path``, written with the same :class:`TrainConfig`."""
         path = Path(path)
         start_over = "delete it (or run without resume) to start over"
